@@ -1,0 +1,217 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+)
+
+func TestParseSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"0", 0, ""},
+		{"4096", 4096, ""},
+		{"100B", 100, ""},
+		{"1KiB", 1024, ""},
+		{"512MiB", 512 << 20, ""},
+		{"1GiB", 1073741824, ""},
+		{"2TiB", 2 << 40, ""},
+		{"1K", 1000, ""},
+		{"10M", 10_000_000, ""},
+		{"10G", 10_000_000_000, ""},
+		{"10GB", 10_000_000_000, ""},
+		{"3T", 3_000_000_000_000, ""},
+		{"1.5GiB", 1610612736, ""},
+		{"0.5K", 500, ""},
+		{" 2 GiB ", 2 << 30, ""},
+		{"", 0, "want a number"},
+		{"GiB", 0, "want a number"},
+		{"-1GiB", 0, "want a number"},
+		{"1.2.3G", 0, "want a number"},
+		{".5G", 0, "want a number"},
+		{"1e3", 0, "unknown unit \"e3\""},
+		{"1g", 0, "unknown unit \"g\""},
+		{"1gib", 0, "unknown unit"},
+		{"1Gi", 0, "unknown unit"},
+		{"1.5B", 0, "not a whole number of bytes"},
+		{"0.0001K", 0, "not a whole number"},
+		{"9999999TiB", 0, "too large"},
+		{"9223372036854775807", 9223372036854775807, ""},
+		{"9223372036854775808", 0, "too large"},
+	}
+	for _, tt := range tests {
+		got, err := parseSize(tt.in)
+		switch {
+		case tt.err == "" && (err != nil || got != tt.want):
+			t.Errorf("parseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("parseSize(%q) = %d, %v; want error containing %q", tt.in, got, err, tt.err)
+		}
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0B", 1000: "1000B", 1024: "1KiB", 1536: "1.5KiB", 1073741824: "1GiB",
+		1610612736: "1.5GiB", 10 << 40: "10TiB", 1000000000: "953.67MiB",
+	} {
+		if got := formatSize(n); got != want {
+			t.Errorf("formatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	tests := []struct {
+		in, network, addr string
+		bad               bool
+	}{
+		{in: "unix:///run/csi/csi.sock", network: "unix", addr: "/run/csi/csi.sock"},
+		{in: "unix:/run/csi/csi.sock", network: "unix", addr: "/run/csi/csi.sock"},
+		{in: "/run/csi/csi.sock", network: "unix", addr: "/run/csi/csi.sock"},
+		{in: "/run/csi//x/../csi.sock", network: "unix", addr: "/run/csi/csi.sock"},
+		{in: "tcp://10.0.0.1:9000", network: "tcp", addr: "10.0.0.1:9000"},
+		{in: "tcp://[::1]:9000", network: "tcp", addr: "[::1]:9000"},
+		{in: "localhost:9000", network: "tcp", addr: "localhost:9000"},
+		{in: ":9000", network: "tcp", addr: ":9000"},
+		{in: "", bad: true},
+		{in: "unix://run/csi.sock", bad: true},
+		{in: "unix:relative.sock", bad: true},
+		{in: "relative.sock", bad: true},
+		{in: "tcp://nohost", bad: true},
+		{in: "tcp://host:", bad: true},
+		{in: "http://host:80", bad: true},
+	}
+	for _, tt := range tests {
+		ep, err := parseEndpoint(tt.in)
+		if tt.bad {
+			if err == nil {
+				t.Errorf("parseEndpoint(%q) = %v, want error", tt.in, ep)
+			}
+			continue
+		}
+		if err != nil || ep.network != tt.network || ep.address != tt.addr {
+			t.Errorf("parseEndpoint(%q) = %v, %v; want %s %s", tt.in, ep, err, tt.network, tt.addr)
+		}
+	}
+}
+
+func TestEndpointForms(t *testing.T) {
+	f := newFakePlugin()
+	ep := startFake(t, f, true)
+	path := strings.TrimPrefix(ep, "unix://")
+	for _, form := range []string{ep, "unix:" + path, path} {
+		out := ok(t, form, "probe")
+		wantContains(t, form, out, "READY")
+	}
+	// $CSI_ENDPOINT is the default when --endpoint is not given.
+	t.Setenv("CSI_ENDPOINT", path)
+	out := ok(t, "", "node", "info")
+	wantContains(t, "CSI_ENDPOINT", out, "node-1")
+}
+
+func TestInfo(t *testing.T) {
+	f := newFakePlugin()
+	ep := startFake(t, f, true)
+	out := ok(t, ep, "info")
+	wantContains(t, "info table", out,
+		"NAME", "fake.csi.example.com", "0.0.1", "mode=test",
+		"CONTROLLER_SERVICE, VOLUME_EXPANSION=ONLINE",
+		"CREATE_DELETE_VOLUME, PUBLISH_UNPUBLISH_VOLUME, LIST_VOLUMES",
+		"STAGE_UNSTAGE_VOLUME, GET_VOLUME_STATS", "NODE ID", "node-1", "16", "zone=a")
+
+	doc := okJSON(t, ep, "info")
+	if get(t, doc, "plugin_info", "name") != "fake.csi.example.com" ||
+		get(t, doc, "controller_capabilities", "capabilities", 0, "rpc", "type") != "CREATE_DELETE_VOLUME" ||
+		get(t, doc, "node_info", "max_volumes_per_node") != "16" {
+		t.Errorf("info JSON: %v", doc)
+	}
+}
+
+// A node-only plugin answers Controller calls with Unimplemented; info
+// still succeeds and says so.
+func TestInfoNodeOnly(t *testing.T) {
+	ep := startFake(t, newFakePlugin(), false)
+	out := ok(t, ep, "info")
+	wantContains(t, "node-only info", out, "(controller service not served)", "STAGE_UNSTAGE_VOLUME", "node-1")
+
+	doc := okJSON(t, ep, "info")
+	if v, present := doc["controller_capabilities"]; !present || v != nil {
+		t.Errorf("controller_capabilities = %v (present %v), want null", v, present)
+	}
+	if get(t, doc, "node_info", "node_id") != "node-1" {
+		t.Errorf("node_info: %v", doc)
+	}
+
+	// Other commands report the Unimplemented error as it is.
+	_, errOut, code := csictl(t, ep, "volume", "list")
+	if code != 1 || !strings.HasPrefix(errOut, "error: ListVolumes: Unimplemented: ") {
+		t.Errorf("list on node-only plugin: exit %d stderr %q", code, errOut)
+	}
+}
+
+func TestCapacity(t *testing.T) {
+	f := newFakePlugin()
+	ep := startFake(t, f, true)
+	out := ok(t, ep, "capacity", "--param", "tier=gold")
+	wantContains(t, "capacity table", out, "AVAILABLE", "10GiB", "MAXIMUM VOLUME SIZE", "4GiB")
+	req := lastReq[*csi.GetCapacityRequest](t, f, "GetCapacity")
+	if len(req.GetVolumeCapabilities()) != 0 || req.GetParameters()["tier"] != "gold" {
+		t.Errorf("GetCapacity without capability flags: %v", req)
+	}
+
+	doc := okJSON(t, ep, "capacity", "--block", "--mode", "SINGLE_NODE_READER_ONLY")
+	if get(t, doc, "available_capacity") != "10737418240" {
+		t.Errorf("capacity JSON: %v", doc)
+	}
+	req = lastReq[*csi.GetCapacityRequest](t, f, "GetCapacity")
+	if len(req.GetVolumeCapabilities()) != 1 || req.GetVolumeCapabilities()[0].GetBlock() == nil ||
+		req.GetVolumeCapabilities()[0].GetAccessMode().GetMode() != csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY {
+		t.Errorf("GetCapacity capability: %v", req.GetVolumeCapabilities())
+	}
+}
+
+func TestHelp(t *testing.T) {
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"help"}, []string{"Usage: csictl [global flags] COMMAND", "--endpoint ADDRESS", "-o FORMAT", "--timeout DURATION",
+			"volume create NAME", "controller publish ID", "node unstage ID", "stats ID", "capacity",
+			"1GiB = 1073741824 bytes but 1G = 1000000000", "MULTI_NODE_READER_ONLY"}},
+		{[]string{"--help"}, []string{"Commands:"}},
+		{[]string{"volume", "create", "--help"}, []string{"volume create NAME [flags]", "--size SIZE", "--limit SIZE",
+			"--fs TYPE", "--block", "--mount-flag FLAG", "--mode MODE", "--param KEY=VALUE", "--secret KEY=VALUE", "powers of 1024"}},
+		{[]string{"help", "volume", "list"}, []string{"--max N", "--token TOKEN", "--all"}},
+		{[]string{"node", "-h"}, []string{"node stage ID", "node publish ID", "node info"}},
+		{[]string{"help", "controller"}, []string{"controller publish ID", "controller unpublish ID"}},
+		{[]string{"node", "publish", "-h"}, []string{"--target PATH", "--staging PATH", "--readonly", "--publish-context KEY=VALUE", "--context KEY=VALUE"}},
+		{[]string{"stats", "--help"}, []string{"--path PATH"}},
+	}
+	for _, tt := range tests {
+		out, errOut, code := csictl(t, "", tt.args...)
+		if code != 0 || errOut != "" {
+			t.Errorf("csictl %q: exit %d stderr %q", tt.args, code, errOut)
+		}
+		wantContains(t, strings.Join(tt.args, " "), out, tt.want...)
+	}
+	_, errOut, code := csictl(t, "", "help", "nothing")
+	if code != 2 || !strings.HasPrefix(errOut, "error: help: unknown command \"nothing\"") {
+		t.Errorf("help nothing: exit %d stderr %q", code, errOut)
+	}
+}
+
+func TestInterspersedArgs(t *testing.T) {
+	f := newFakePlugin()
+	ep := startFake(t, f, true)
+	// Flags before the name, and a name after "--" that looks like a flag.
+	ok(t, ep, "volume", "create", "--size", "1G", "--", "-odd")
+	cr := lastReq[*csi.CreateVolumeRequest](t, f, "CreateVolume")
+	if cr.GetName() != "-odd" || cr.GetCapacityRange().GetRequiredBytes() != 1e9 {
+		t.Errorf("CreateVolume: %v", cr)
+	}
+}
