@@ -92,7 +92,7 @@ func TestLifecycle(t *testing.T) {
 	out := ok(t, ep, "volume", "create", "vol-a", "--size", "1GiB", "--fs", "xfs",
 		"--mount-flag", "noatime", "--mount-flag", "discard", "--mode", "MULTI_NODE_READER_ONLY",
 		"--param", "tier=gold", "--param", "opts=a=b", "--secret", "token="+secret)
-	wantContains(t, "create table", out, "VOLUME ID", "id-vol-a", "CAPACITY", "1GiB", "name=vol-a")
+	wantContains(t, "create table", out, "VOLUME ID", "id-vol-a", "CAPACITY", "1GiB (1073741824 bytes)", "name=vol-a")
 	cr := lastReq[*csi.CreateVolumeRequest](t, f, "CreateVolume")
 	if cr.GetName() != "vol-a" || cr.GetCapacityRange().GetRequiredBytes() != 1073741824 || cr.GetCapacityRange().GetLimitBytes() != 0 {
 		t.Errorf("CreateVolume name/capacity: %v", cr)

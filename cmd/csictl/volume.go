@@ -44,7 +44,11 @@ func setupVolumeCreate(fs *flag.FlagSet) action {
 // volumeRows draws one volume as KEY VALUE rows.
 func volumeRows(t *table, v *csi.Volume) {
 	t.row("VOLUME ID", v.GetVolumeId())
-	t.row("CAPACITY", fmtCapacity(v.GetCapacityBytes()))
+	capacity := fmtCapacity(v.GetCapacityBytes())
+	if n := v.GetCapacityBytes(); n >= 1024 {
+		capacity += fmt.Sprintf(" (%d bytes)", n)
+	}
+	t.row("CAPACITY", capacity)
 	t.row("CONTEXT", fmtMap(v.GetVolumeContext()))
 	t.row("TOPOLOGY", fmtTopologies(v.GetAccessibleTopology()))
 	t.row("SOURCE", fmtSource(v.GetContentSource()))
