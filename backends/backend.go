@@ -109,6 +109,9 @@ type Volume struct {
 	Zone string
 }
 
+// TopologyZoneKey is the topology segment that carries a backend's zone.
+const TopologyZoneKey = "topology.csi.libstorage.io/zone"
+
 // FormattedRaw marks a volume whose content belongs to a raw block user: it
 // must never be formatted, whatever a probe says about it.
 const FormattedRaw = "raw"
@@ -117,6 +120,11 @@ const FormattedRaw = "raw"
 type Attachment struct {
 	Node     string
 	ReadOnly bool
+	Mode     AccessMode
+	// ByNode: the node service attached the volume itself because no
+	// ControllerPublish came first (the Mesos volume/csi isolator never
+	// sends one); the node detaches it again on unstage.
+	ByNode bool
 }
 
 // AttachedTo returns the attachment for node, if any.
@@ -137,8 +145,9 @@ type CreateRequest struct {
 	// RequiredBytes and LimitBytes follow CSI: 0 means unset.
 	RequiredBytes int64
 	LimitBytes    int64
-	// Parameters holds only the keys the backend declared in Parameters(),
-	// already checked for unknown keys by the caller.
+	// Parameters holds the validated creation parameters: the keys common
+	// to all backends (fsType, …) and the keys the backend declared in
+	// Parameters(). The backend stores them with the volume.
 	Parameters map[string]string
 	Modes      []AccessMode
 	Block      bool
@@ -157,9 +166,10 @@ type Capabilities struct {
 	AttachRequired bool
 	Block          bool
 	Mount          bool
-	// Filesystem: the backend hands the node a mountable filesystem (NFS),
-	// not a block device to format.
-	Filesystem bool
+	// FilesystemTypes is set by backends that hand the node a mountable
+	// filesystem (NFS) instead of a block device to format: the fs_type
+	// values they accept.
+	FilesystemTypes []string
 	// MultiNode lists the multi-node access modes supported for mount and
 	// for block access.
 	MultiNodeMount []AccessMode
@@ -224,10 +234,11 @@ type Backend interface {
 	// Capacity returns the bytes available for volumes created with params.
 	Capacity(ctx context.Context, params map[string]string) (int64, error)
 
-	// Attach makes the volume reachable from node and returns the publish
-	// context the node side needs. It enforces mode: a conflicting
-	// attachment gives ErrConflict.
-	Attach(ctx context.Context, id, node string, mode AccessMode, readOnly bool) (map[string]string, error)
+	// Attach makes the volume reachable from a node and returns the
+	// publish context the node side needs. It checks the request against
+	// the volume's other attachments with CheckAttach, atomically with
+	// recording it.
+	Attach(ctx context.Context, id string, req AttachRequest) (map[string]string, error)
 	// Detach undoes Attach; detaching a volume that is not attached to the
 	// node, or that no longer exists, is not an error.
 	Detach(ctx context.Context, id, node string) error
@@ -236,6 +247,9 @@ type Backend interface {
 	// local device and proves the device is that volume before returning
 	// it.
 	Connect(ctx context.Context, id string, publish map[string]string, readOnly bool) (Device, error)
+	// Verify proves, right before the node formats or mounts dev, that dev
+	// is still this volume (a serial number, a WWN, a backing inode).
+	Verify(ctx context.Context, id string, dev Device) error
 	// Disconnect releases what Connect took. Disconnecting a volume that is
 	// not connected is not an error.
 	Disconnect(ctx context.Context, id string) error

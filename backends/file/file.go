@@ -1,0 +1,792 @@
+// Package file is the embedded default backend: a pool directory of sparse
+// image files, one per volume, handed to nodes as loop devices.
+//
+// The pool may sit on a filesystem that several nodes share (the "storage
+// network" of a small cluster). All state lives in the pool, written
+// atomically and guarded by advisory locks, so plugin processes on
+// different nodes stay consistent without talking to each other:
+//
+//	<dir>/volumes/<id>/meta.json   the volume's metadata (mode 0600)
+//	<dir>/volumes/<id>/disk.img    its data
+//	<dir>/names/<sha256 of name>   the id a name was given (the create reservation)
+//	<dir>/nodes/<node id>.json     nodes that registered with the pool
+package file
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+)
+
+// Type is the backend type name used in configuration.
+const Type = "file"
+
+// ParamPreallocate asks for a fully allocated image instead of a sparse one.
+const ParamPreallocate = "preallocate"
+
+const (
+	// MinSize is the smallest volume: small enough for tests, large enough
+	// for an ext4 journal.
+	MinSize = 16 * units.MiB
+	// MinSizeXFS is the smallest filesystem mkfs.xfs accepts.
+	MinSizeXFS = 300 * units.MiB
+	// DefaultSize is used when the request names no size.
+	DefaultSize = 1 * units.GiB
+)
+
+// Config is one file backend instance as written in the plugin's
+// configuration file.
+type Config struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"`
+	// Dir is the pool directory.
+	Dir string `yaml:"dir"`
+	// Capacity caps the sum of all volume sizes ("500GiB"); empty means
+	// the free space of the pool's filesystem.
+	Capacity string `yaml:"capacity"`
+	// DefaultSize is the size of a volume created without one.
+	DefaultSize string `yaml:"defaultSize"`
+	// DirectIO makes loop devices bypass the page cache of the pool
+	// filesystem (default true), so data is not cached twice and a node's
+	// writes reach shared storage without waiting for writeback.
+	DirectIO *bool `yaml:"directIO"`
+}
+
+// Options are the process-wide settings a backend needs.
+type Options struct {
+	NodeID string
+	Logger *zap.Logger
+}
+
+// Backend is a file pool.
+type Backend struct {
+	name        string
+	dir         string
+	capacity    int64
+	defaultSize int64
+	directIO    bool
+	node        string
+	log         *zap.Logger
+}
+
+var (
+	idRE   = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	nodeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+)
+
+// New opens (creating if needed) the pool described by cfg.
+func New(cfg Config, opt Options) (*Backend, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("file backend %q: dir is required", cfg.Name)
+	}
+	if !filepath.IsAbs(cfg.Dir) {
+		abs, err := filepath.Abs(cfg.Dir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Dir = abs
+	}
+	b := &Backend{
+		name:        cfg.Name,
+		dir:         filepath.Clean(cfg.Dir),
+		defaultSize: DefaultSize,
+		directIO:    cfg.DirectIO == nil || *cfg.DirectIO,
+		node:        opt.NodeID,
+		log:         opt.Logger,
+	}
+	if b.log == nil {
+		b.log = zap.NewNop()
+	}
+	b.log = b.log.With(zap.String("backend", cfg.Name))
+	var err error
+	if cfg.Capacity != "" {
+		if b.capacity, err = units.ParseSize(cfg.Capacity); err != nil {
+			return nil, fmt.Errorf("file backend %q: capacity: %w", cfg.Name, err)
+		}
+	}
+	if cfg.DefaultSize != "" {
+		if b.defaultSize, err = units.ParseSize(cfg.DefaultSize); err != nil {
+			return nil, fmt.Errorf("file backend %q: defaultSize: %w", cfg.Name, err)
+		}
+	}
+	if err := os.MkdirAll(b.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("file backend %q: create pool %s: %w", cfg.Name, b.dir, err)
+	}
+	st, err := os.Stat(b.dir)
+	if err != nil {
+		return nil, err
+	}
+	if st.Mode().Perm()&0o002 != 0 {
+		return nil, fmt.Errorf("file backend %q: pool %s is world-writable (mode %v); anyone could plant or swap volume images: chmod o-w %s",
+			cfg.Name, b.dir, st.Mode().Perm(), b.dir)
+	}
+	for _, sub := range []string{"volumes", "names", "nodes"} {
+		if err := os.MkdirAll(filepath.Join(b.dir, sub), 0o700); err != nil {
+			return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
+		}
+	}
+	return b, nil
+}
+
+// Name implements backends.Backend.
+func (b *Backend) Name() string { return b.name }
+
+// Dir returns the pool directory.
+func (b *Backend) Dir() string { return b.dir }
+
+// Capabilities implements backends.Backend. Several nodes may read one
+// image, but ext4, xfs and btrfs are not cluster filesystems, so writers on
+// several nodes are allowed only for raw block users who coordinate
+// themselves.
+func (b *Backend) Capabilities() backends.Capabilities {
+	return backends.Capabilities{
+		AttachRequired: true,
+		Block:          true,
+		Mount:          true,
+		MultiNodeMount: []backends.AccessMode{backends.MultiNodeReaderOnly},
+		MultiNodeBlock: []backends.AccessMode{backends.MultiNodeReaderOnly, backends.MultiNodeSingleWriter, backends.MultiNodeMultiWriter},
+	}
+}
+
+// Parameters implements backends.Backend.
+func (b *Backend) Parameters() []string { return []string{ParamPreallocate} }
+
+// Probe implements backends.Backend.
+func (b *Backend) Probe(ctx context.Context) error {
+	if err := unix.Access(filepath.Join(b.dir, "volumes"), unix.W_OK); err != nil {
+		return fmt.Errorf("%w: pool %s is not writable: %v", backends.ErrUnavailable, b.dir, err)
+	}
+	return nil
+}
+
+type meta struct {
+	Version       int               `json:"version"`
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	CapacityBytes int64             `json:"capacityBytes"`
+	Parameters    map[string]string `json:"parameters,omitempty"`
+	Modes         []string          `json:"modes,omitempty"`
+	Block         bool              `json:"block,omitempty"`
+	Attachments   []attachment      `json:"attachments,omitempty"`
+	Formatted     string            `json:"formatted,omitempty"`
+	Created       time.Time         `json:"created"`
+}
+
+type attachment struct {
+	Node     string `json:"node"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+	Mode     string `json:"mode"`
+	ByNode   bool   `json:"byNode,omitempty"`
+}
+
+var modeNames = map[string]backends.AccessMode{}
+
+func init() {
+	for m := backends.SingleNodeWriter; m <= backends.SingleNodeMultiWriter; m++ {
+		modeNames[m.String()] = m
+	}
+}
+
+func (m *meta) volume() *backends.Volume {
+	v := &backends.Volume{
+		ID:            m.ID,
+		Name:          m.Name,
+		CapacityBytes: m.CapacityBytes,
+		Parameters:    maps.Clone(m.Parameters),
+		Block:         m.Block,
+		Formatted:     m.Formatted,
+	}
+	for _, s := range m.Modes {
+		v.Modes = append(v.Modes, modeNames[s])
+	}
+	for _, a := range m.Attachments {
+		v.Attachments = append(v.Attachments, backends.Attachment{Node: a.Node, ReadOnly: a.ReadOnly, Mode: modeNames[a.Mode], ByNode: a.ByNode})
+	}
+	return v
+}
+
+func (b *Backend) volDir(id string) string    { return filepath.Join(b.dir, "volumes", id) }
+func (b *Backend) metaPath(id string) string  { return filepath.Join(b.volDir(id), "meta.json") }
+func (b *Backend) imagePath(id string) string { return filepath.Join(b.volDir(id), "disk.img") }
+func (b *Backend) namePath(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(b.dir, "names", hex.EncodeToString(sum[:]))
+}
+
+// ImagePath returns the image of a volume; tests and tools use it.
+func (b *Backend) ImagePath(id string) (string, error) {
+	if !idRE.MatchString(id) {
+		return "", fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
+	}
+	return b.imagePath(id), nil
+}
+
+func (b *Backend) readMeta(id string) (*meta, error) {
+	if !idRE.MatchString(id) {
+		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
+	}
+	data, err := os.ReadFile(b.metaPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := new(meta)
+	if err := json.Unmarshal(data, m); err != nil {
+		return nil, fmt.Errorf("volume %s: corrupt metadata %s: %w", id, b.metaPath(id), err)
+	}
+	return m, nil
+}
+
+func (b *Backend) writeMeta(m *meta) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(b.metaPath(m.ID), data, 0o600)
+}
+
+// lockVolume takes the volume's pool-wide lock: a flock on its directory,
+// which disappears with the volume, so no lock file is ever left behind.
+func (b *Backend) lockVolume(ctx context.Context, id string) (*os.File, error) {
+	if !idRE.MatchString(id) {
+		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
+	}
+	f, err := fsutil.LockPath(ctx, b.volDir(id), false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
+	}
+	return f, err
+}
+
+// update runs fn on the volume's metadata under its lock and writes the
+// result back if fn reports a change.
+func (b *Backend) update(ctx context.Context, id string, fn func(m *meta) (changed bool, err error)) (*meta, error) {
+	l, err := b.lockVolume(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	m, err := b.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	changed, err := fn(m)
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		if err := b.writeMeta(m); err != nil {
+			return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
+		}
+	}
+	return m, nil
+}
+
+// Create implements backends.Backend. The name file is the reservation: it
+// is written (and synced) before anything else, so a create interrupted at
+// any point resumes under the same id when retried instead of leaking a
+// second image.
+func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*backends.Volume, error) {
+	size, err := b.size(req)
+	if err != nil {
+		return nil, err
+	}
+	prealloc := false
+	if s, ok := req.Parameters[ParamPreallocate]; ok {
+		if prealloc, err = strconv.ParseBool(s); err != nil {
+			return nil, fmt.Errorf("%w: parameter %s=%q: want true or false", backends.ErrInvalid, ParamPreallocate, s)
+		}
+	}
+
+	nameLock, err := fsutil.LockPath(ctx, b.namePath(req.Name), true)
+	if err != nil {
+		return nil, fmt.Errorf("lock name %q: %w", req.Name, err)
+	}
+	defer nameLock.Close()
+
+	buf := make([]byte, 64)
+	n, err := nameLock.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read name reservation: %w", err)
+	}
+	id := strings.TrimSpace(string(buf[:n]))
+	if idRE.MatchString(id) {
+		if m, err := b.readMeta(id); err == nil {
+			return compatible(m, req, size)
+		} else if !errors.Is(err, backends.ErrNotFound) {
+			return nil, err
+		}
+		// Reserved but not finished: resume below with the same id.
+	} else {
+		id, err = newID()
+		if err != nil {
+			return nil, err
+		}
+		if err := nameLock.Truncate(0); err != nil {
+			return nil, err
+		}
+		if _, err := nameLock.WriteAt([]byte(id+"\n"), 0); err != nil {
+			return nil, fmt.Errorf("reserve name: %w", err)
+		}
+		if err := nameLock.Sync(); err != nil {
+			return nil, err
+		}
+		if err := fsutil.SyncDir(filepath.Dir(nameLock.Name())); err != nil {
+			return nil, err
+		}
+	}
+
+	if err := b.checkCapacity(ctx, size); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(b.volDir(id), 0o700); err != nil {
+		return nil, err
+	}
+	if err := b.makeImage(id, size, prealloc); err != nil {
+		return nil, err
+	}
+	m := &meta{
+		Version:       1,
+		ID:            id,
+		Name:          req.Name,
+		CapacityBytes: size,
+		Parameters:    req.Parameters,
+		Block:         req.Block,
+		Created:       time.Now().UTC(),
+	}
+	for _, mode := range req.Modes {
+		m.Modes = append(m.Modes, mode.String())
+	}
+	if err := b.writeMeta(m); err != nil {
+		return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
+	}
+	b.log.Info("volume created", zap.String("id", id), zap.Int64("bytes", size), zap.Bool("preallocated", prealloc))
+	return m.volume(), nil
+}
+
+func compatible(m *meta, req backends.CreateRequest, size int64) (*backends.Volume, error) {
+	switch {
+	case m.CapacityBytes < req.RequiredBytes || (req.LimitBytes > 0 && m.CapacityBytes > req.LimitBytes):
+		return nil, fmt.Errorf("%w: volume %q exists with %d bytes, outside the requested range %d..%d",
+			backends.ErrAlreadyExists, req.Name, m.CapacityBytes, req.RequiredBytes, req.LimitBytes)
+	case req.RequiredBytes == 0 && req.LimitBytes == 0 && m.CapacityBytes != size:
+		return nil, fmt.Errorf("%w: volume %q exists with %d bytes, not the default %d",
+			backends.ErrAlreadyExists, req.Name, m.CapacityBytes, size)
+	case !maps.Equal(m.Parameters, req.Parameters) && !(len(m.Parameters) == 0 && len(req.Parameters) == 0):
+		return nil, fmt.Errorf("%w: volume %q exists with parameters %v", backends.ErrAlreadyExists, req.Name, m.Parameters)
+	case m.Block != req.Block:
+		return nil, fmt.Errorf("%w: volume %q exists with block=%t", backends.ErrAlreadyExists, req.Name, m.Block)
+	}
+	return m.volume(), nil
+}
+
+// size picks the volume size for a request: the default when none is
+// given, rounded up to whole MiB, never below what the filesystem needs.
+func (b *Backend) size(req backends.CreateRequest) (int64, error) {
+	min := MinSize
+	if req.FSType == "xfs" || req.Parameters["fsType"] == "xfs" {
+		min = MinSizeXFS
+	}
+	size := req.RequiredBytes
+	if size == 0 {
+		size = b.defaultSize
+		if req.LimitBytes > 0 && req.LimitBytes < size {
+			size = req.LimitBytes / units.MiB * units.MiB
+		}
+	}
+	size = max(size, min)
+	size, ok := units.RoundUp(size, units.MiB)
+	if !ok {
+		return 0, fmt.Errorf("%w: %d bytes", backends.ErrOutOfRange, req.RequiredBytes)
+	}
+	if req.LimitBytes > 0 && size > req.LimitBytes {
+		return 0, fmt.Errorf("%w: the smallest volume this pool makes for the request is %s, above the limit of %d bytes",
+			backends.ErrOutOfRange, units.Format(size), req.LimitBytes)
+	}
+	return size, nil
+}
+
+func (b *Backend) checkCapacity(ctx context.Context, size int64) error {
+	free, err := b.Capacity(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if size > free {
+		return fmt.Errorf("%w: %s requested, %s available in pool %s", backends.ErrCapacity, units.Format(size), units.Format(free), b.name)
+	}
+	return nil
+}
+
+func (b *Backend) makeImage(id string, size int64, prealloc bool) error {
+	f, err := os.OpenFile(b.imagePath(id), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(size); err != nil {
+		return fmt.Errorf("size image: %w", err)
+	}
+	if prealloc {
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, size); err != nil {
+			if errors.Is(err, unix.ENOSPC) {
+				return fmt.Errorf("%w: allocate %s: %v", backends.ErrCapacity, units.Format(size), err)
+			}
+			return fmt.Errorf("allocate image: %w", err)
+		}
+	}
+	return f.Sync()
+}
+
+func newID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// Delete implements backends.Backend.
+func (b *Backend) Delete(ctx context.Context, id string) error {
+	l, err := b.lockVolume(ctx, id)
+	if errors.Is(err, backends.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	m, err := b.readMeta(id)
+	if errors.Is(err, backends.ErrNotFound) {
+		// An interrupted create or delete: nothing anyone can use.
+		return b.removeDir(id)
+	}
+	if err != nil {
+		return err
+	}
+	if len(m.Attachments) > 0 {
+		nodes := make([]string, 0, len(m.Attachments))
+		for _, a := range m.Attachments {
+			nodes = append(nodes, a.Node)
+		}
+		return fmt.Errorf("%w: volume %s is attached to %s", backends.ErrInUse, id, strings.Join(nodes, ", "))
+	}
+	// The name goes first: once it is gone no create can resume into this
+	// id, and a crash after it leaves a listed volume whose delete is
+	// simply retried.
+	if err := b.releaseName(ctx, m.Name, id); err != nil {
+		return err
+	}
+	if err := b.removeDir(id); err != nil {
+		return err
+	}
+	b.log.Info("volume deleted", zap.String("id", id))
+	return nil
+}
+
+func (b *Backend) releaseName(ctx context.Context, name, id string) error {
+	path := b.namePath(name)
+	f, err := fsutil.LockPath(ctx, path, false)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(string(data)) != id {
+		return nil // the name now belongs to another volume
+	}
+	if err := os.Remove(path); err != nil {
+		return err
+	}
+	return fsutil.SyncDir(filepath.Dir(path))
+}
+
+func (b *Backend) removeDir(id string) error {
+	dir := b.volDir(id)
+	// Metadata last, so an interrupted delete still shows the volume.
+	for _, f := range []string{"disk.img", "meta.json"} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".meta.json.tmp-") {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return fsutil.SyncDir(filepath.Dir(dir))
+}
+
+// Get implements backends.Backend.
+func (b *Backend) Get(ctx context.Context, id string) (*backends.Volume, error) {
+	m, err := b.readMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	return m.volume(), nil
+}
+
+// List implements backends.Backend.
+func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
+	entries, err := os.ReadDir(filepath.Join(b.dir, "volumes"))
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*backends.Volume, 0, len(entries))
+	for _, e := range entries { // ReadDir sorts by name, which is the id
+		if !idRE.MatchString(e.Name()) {
+			continue
+		}
+		m, err := b.readMeta(e.Name())
+		if errors.Is(err, backends.ErrNotFound) {
+			continue // being created or deleted
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m.volume())
+	}
+	return out, nil
+}
+
+// Capacity implements backends.Backend.
+func (b *Backend) Capacity(ctx context.Context, params map[string]string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(b.dir, &st); err != nil {
+		return 0, fmt.Errorf("%w: statfs %s: %v", backends.ErrUnavailable, b.dir, err)
+	}
+	free := int64(st.Bavail) * st.Bsize
+	if b.capacity == 0 {
+		return free, nil
+	}
+	vols, err := b.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	left := b.capacity
+	for _, v := range vols {
+		left -= v.CapacityBytes
+	}
+	return max(0, min(left, free)), nil
+}
+
+// RegisterNode implements backends.NodeRegistrar.
+func (b *Backend) RegisterNode(ctx context.Context, node string) error {
+	if !nodeRE.MatchString(node) {
+		return fmt.Errorf("%w: node id %q: want letters, digits, '.', '_' and '-', at most 128", backends.ErrInvalid, node)
+	}
+	data, _ := json.Marshal(map[string]any{"node": node, "registered": time.Now().UTC()})
+	return fsutil.WriteFileAtomic(filepath.Join(b.dir, "nodes", node+".json"), data, 0o600)
+}
+
+func (b *Backend) nodeKnown(node string) bool {
+	if !nodeRE.MatchString(node) {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(b.dir, "nodes", node+".json"))
+	return err == nil
+}
+
+// Attach implements backends.Backend. For a file pool attaching is only a
+// record; the node's Connect makes the device.
+func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequest) (map[string]string, error) {
+	if !b.nodeKnown(req.Node) {
+		return nil, fmt.Errorf("%w: node %q has not registered with pool %s (is its node service running with this pool?)",
+			backends.ErrNodeNotFound, req.Node, b.dir)
+	}
+	if req.Mode.ReadOnly() {
+		req.ReadOnly = true
+	}
+	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		done, err := backends.CheckAttach(m.volume(), req)
+		if err != nil || done {
+			return false, err
+		}
+		m.Attachments = append(m.Attachments, attachment{Node: req.Node, ReadOnly: req.ReadOnly, Mode: req.Mode.String(), ByNode: req.ByNode})
+		return true, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
+	}
+	return map[string]string{"readOnly": strconv.FormatBool(req.ReadOnly)}, nil
+}
+
+// Detach implements backends.Backend.
+func (b *Backend) Detach(ctx context.Context, id, node string) error {
+	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == node })
+		if i < 0 {
+			return false, nil
+		}
+		m.Attachments = slices.Delete(m.Attachments, i, i+1)
+		return true, nil
+	})
+	if errors.Is(err, backends.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("detach %s from %s: %w", id, node, err)
+	}
+	return nil
+}
+
+// MarkFormatted implements backends.Backend.
+func (b *Backend) MarkFormatted(ctx context.Context, id, fsType string) error {
+	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		if m.Formatted == fsType {
+			return false, nil
+		}
+		if m.Formatted != "" {
+			return false, fmt.Errorf("volume %s is already marked %q; refusing to mark it %q", id, m.Formatted, fsType)
+		}
+		m.Formatted = fsType
+		return true, nil
+	})
+	return err
+}
+
+// Connect implements backends.Backend: it finds or makes the loop device of
+// the volume's image on this node and proves, by the backing file's device
+// and inode numbers, that the device is this volume.
+func (b *Backend) Connect(ctx context.Context, id string, publish map[string]string, readOnly bool) (backends.Device, error) {
+	l, err := b.lockVolume(ctx, id)
+	if err != nil {
+		return backends.Device{}, err
+	}
+	defer l.Close()
+	m, err := b.readMeta(id)
+	if err != nil {
+		return backends.Device{}, err
+	}
+	a, ok := m.volume().AttachedTo(b.node)
+	if !ok {
+		return backends.Device{}, fmt.Errorf("%w: volume %s is not attached to node %s", backends.ErrConflict, id, b.node)
+	}
+	readOnly = readOnly || a.ReadOnly
+	img := b.imagePath(id)
+	devs, err := loop.Find(img)
+	if err != nil {
+		return backends.Device{}, fmt.Errorf("find loop device of %s: %w", img, err)
+	}
+	for _, d := range devs {
+		if d.ReadOnly && !readOnly {
+			continue // a reader's device cannot serve a writer
+		}
+		b.log.Debug("reusing loop device", zap.String("id", id), zap.String("device", d.Device))
+		return backends.Device{Path: d.Device}, nil
+	}
+	info, err := loop.Attach(img, loop.Options{ReadOnly: readOnly, DirectIO: b.directIO})
+	if err != nil {
+		return backends.Device{}, err
+	}
+	dev, ino, err := loop.FileID(img)
+	if err == nil {
+		err = loop.Verify(info.Device, dev, ino)
+	}
+	if err != nil {
+		loop.Detach(info.Device)
+		return backends.Device{}, fmt.Errorf("volume %s: %w", id, err)
+	}
+	b.log.Info("loop device attached", zap.String("id", id), zap.String("device", info.Device), zap.Bool("readOnly", readOnly))
+	return backends.Device{Path: info.Device}, nil
+}
+
+// Verify implements backends.Backend: dev must be a loop device backed by
+// the volume's image.
+func (b *Backend) Verify(ctx context.Context, id string, dev backends.Device) error {
+	if !idRE.MatchString(id) {
+		return fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
+	}
+	devno, ino, err := loop.FileID(b.imagePath(id))
+	if err != nil {
+		return fmt.Errorf("volume %s: image: %w", id, err)
+	}
+	return loop.Verify(dev.Path, devno, ino)
+}
+
+// Disconnect implements backends.Backend. A device that something still
+// holds is not detached: on a shared kernel it may be another node
+// service's reader, and otherwise releasing it would let a second writer
+// in while this one still writes.
+func (b *Backend) Disconnect(ctx context.Context, id string) error {
+	l, err := b.lockVolume(ctx, id)
+	if errors.Is(err, backends.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	img := b.imagePath(id)
+	devs, err := loop.Find(img)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	m, err := b.readMeta(id)
+	if err != nil && !errors.Is(err, backends.ErrNotFound) {
+		return err
+	}
+	for _, d := range devs {
+		busy, err := loop.InUse(d.Device)
+		if err != nil {
+			return err
+		}
+		if busy {
+			if m != nil && sharedByOthers(m, b.node) {
+				b.log.Info("loop device left for another node's reader", zap.String("id", id), zap.String("device", d.Device))
+				continue
+			}
+			return fmt.Errorf("%w: %s of volume %s is still open or mounted", backends.ErrInUse, d.Device, id)
+		}
+		if err := loop.Detach(d.Device); err != nil {
+			return err
+		}
+		b.log.Info("loop device detached", zap.String("id", id), zap.String("device", d.Device))
+	}
+	return nil
+}
+
+func sharedByOthers(m *meta, node string) bool {
+	for _, a := range m.Attachments {
+		if a.Node != node {
+			return true
+		}
+	}
+	return false
+}

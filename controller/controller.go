@@ -1,0 +1,462 @@
+// Package controller implements the CSI Controller service: it checks
+// requests, picks the backend instance and maps each call onto the backend
+// contract. Serialization per volume is added by Locked, so the code here
+// reads as if it ran alone.
+package controller
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/capability"
+	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
+	"github.com/csi-libstorage/csi-libstorage/internal/params"
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+	"github.com/csi-libstorage/csi-libstorage/internal/volid"
+)
+
+// MaxNameLen bounds volume names; the CSI spec asks COs to stay within 128
+// bytes and csi-sanity sends exactly that.
+const MaxNameLen = 128
+
+// Options configure the controller.
+type Options struct {
+	// AllowOverwrite lets the overwritefs parameter through. Off by
+	// default: it allows formatting a device that already holds a
+	// filesystem.
+	AllowOverwrite bool
+	Logger         *zap.Logger
+}
+
+// Service is the unlocked controller.
+type Service struct {
+	csi.UnimplementedControllerServer
+	set  *backends.Set
+	opt  Options
+	log  *zap.Logger
+	caps []*csi.ControllerServiceCapability
+}
+
+// New returns a controller over the backends in set.
+func New(set *backends.Set, opt Options) *Service {
+	s := &Service{set: set, opt: opt, log: opt.Logger}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	rpcs := []csi.ControllerServiceCapability_RPC_Type{
+		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,
+		csi.ControllerServiceCapability_RPC_LIST_VOLUMES,
+		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
+		csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
+		csi.ControllerServiceCapability_RPC_GET_VOLUME,
+	}
+	for _, b := range set.All() {
+		if b.Capabilities().AttachRequired {
+			rpcs = append(rpcs,
+				csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,
+				csi.ControllerServiceCapability_RPC_PUBLISH_READONLY)
+			break
+		}
+	}
+	for _, r := range rpcs {
+		s.caps = append(s.caps, &csi.ControllerServiceCapability{
+			Type: &csi.ControllerServiceCapability_Rpc{Rpc: &csi.ControllerServiceCapability_RPC{Type: r}},
+		})
+	}
+	return s
+}
+
+func invalid(format string, a ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, a...)
+}
+
+// resolve finds the backend of a volume id given by a caller.
+func (s *Service) resolve(id string) (backends.Backend, string, error) {
+	if id == "" {
+		return nil, "", invalid("volume_id is required")
+	}
+	b, native, err := s.set.Resolve(id)
+	if err != nil {
+		if grpcerr.Code(err) == codes.Internal { // malformed
+			return nil, "", invalid("volume_id: %v", err)
+		}
+		return nil, "", grpcerr.From(err, "volume_id")
+	}
+	return b, native, nil
+}
+
+func (s *Service) csiVolume(b backends.Backend, v *backends.Volume) *csi.Volume {
+	out := &csi.Volume{
+		VolumeId:      volid.Join(b.Name(), v.ID),
+		CapacityBytes: v.CapacityBytes,
+		VolumeContext: volumeContext(v),
+	}
+	if v.Zone != "" {
+		out.AccessibleTopology = []*csi.Topology{{Segments: map[string]string{backends.TopologyZoneKey: v.Zone}}}
+	}
+	return out
+}
+
+// volumeContext is what the node side gets with every stage and publish:
+// the creation parameters it needs without asking the backend.
+func volumeContext(v *backends.Volume) map[string]string {
+	ctx := map[string]string{}
+	if fs := params.FSType(v.Parameters); fs != "" {
+		ctx[params.FSTypeKey] = fs
+	}
+	if len(ctx) == 0 {
+		return nil
+	}
+	return ctx
+}
+
+// CreateVolume implements csi.ControllerServer.
+func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	name := req.GetName()
+	if name == "" {
+		return nil, invalid("name is required")
+	}
+	if err := volid.CheckString(name, MaxNameLen); err != nil {
+		return nil, invalid("name %q: %v", name, err)
+	}
+	if req.GetVolumeContentSource() != nil {
+		return nil, invalid("volume_content_source: creating from a snapshot or volume is not supported by this plugin's backends")
+	}
+	if len(req.GetMutableParameters()) > 0 {
+		return nil, invalid("mutable_parameters are not supported")
+	}
+	caps, err := capability.ParseAll(req.GetVolumeCapabilities())
+	if err != nil {
+		return nil, invalid("volume_capabilities: %v", err)
+	}
+	b, p, err := s.backendFor(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	creq, err := s.createRequest(b, name, req, caps, p)
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.Create(ctx, creq)
+	if err != nil {
+		return nil, grpcerr.From(err, "create volume "+strconv.Quote(name))
+	}
+	return &csi.CreateVolumeResponse{Volume: s.csiVolume(b, v)}, nil
+}
+
+// backendFor picks the backend named by the "backend" parameter (the
+// default when absent) and checks every other parameter against it.
+func (s *Service) backendFor(in map[string]string) (backends.Backend, map[string]string, error) {
+	b := s.set.Default()
+	if name, ok := in[params.BackendKey]; ok {
+		var found bool
+		if b, found = s.set.Get(name); !found {
+			names := make([]string, 0, len(s.set.All()))
+			for _, x := range s.set.All() {
+				names = append(names, x.Name())
+			}
+			return nil, nil, invalid("parameter backend=%q: no such backend; configured: %s", name, strings.Join(names, ", "))
+		}
+	}
+	p, err := params.Check(in, b.Parameters(), s.opt.AllowOverwrite)
+	if err != nil {
+		return nil, nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return b, p, nil
+}
+
+func (s *Service) createRequest(b backends.Backend, name string, req *csi.CreateVolumeRequest, caps []capability.Cap, p map[string]string) (backends.CreateRequest, error) {
+	bc := b.Capabilities()
+	out := backends.CreateRequest{Name: name, Parameters: p}
+	fs := params.FSType(p)
+	for i, c := range caps {
+		if !bc.Supports(c.Mode, c.Block) {
+			return out, invalid("volume_capabilities[%d]: backend %s cannot serve %s with %s access", i, b.Name(), c.Mode, accessType(c.Block))
+		}
+		if i > 0 && c.Block != out.Block {
+			return out, invalid("volume_capabilities: a volume is either block or mount, not both")
+		}
+		out.Block = c.Block
+		if !slices.Contains(out.Modes, c.Mode) {
+			out.Modes = append(out.Modes, c.Mode)
+		}
+		if c.FSType != "" {
+			if fs != "" && fs != c.FSType {
+				return out, invalid("volume_capabilities[%d]: fs_type %q differs from parameter fsType=%q", i, c.FSType, fs)
+			}
+			fs = c.FSType
+		}
+	}
+	out.FSType = fs
+	r := req.GetCapacityRange()
+	out.RequiredBytes, out.LimitBytes = r.GetRequiredBytes(), r.GetLimitBytes()
+	switch {
+	case out.RequiredBytes < 0 || out.LimitBytes < 0:
+		return out, invalid("capacity_range: sizes cannot be negative (required %d, limit %d)", out.RequiredBytes, out.LimitBytes)
+	case out.LimitBytes > 0 && out.RequiredBytes > out.LimitBytes:
+		return out, status.Errorf(codes.OutOfRange, "capacity_range: required_bytes %d is above limit_bytes %d", out.RequiredBytes, out.LimitBytes)
+	}
+	if out.RequiredBytes == 0 && out.LimitBytes == 0 {
+		if gib, ok := p[params.SizeKey]; ok {
+			n, _ := strconv.ParseInt(gib, 10, 64) // checked by params.Check
+			out.RequiredBytes = n * units.GiB
+		}
+	}
+	return out, nil
+}
+
+func accessType(block bool) string {
+	if block {
+		return "block"
+	}
+	return "mount"
+}
+
+// DeleteVolume implements csi.ControllerServer.
+func (s *Service) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	b, native, err := s.resolve(req.GetVolumeId())
+	if status.Code(err) == codes.NotFound {
+		return &csi.DeleteVolumeResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Delete(ctx, native); err != nil {
+		return nil, grpcerr.From(err, "delete volume "+req.GetVolumeId())
+	}
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerPublishVolume implements csi.ControllerServer.
+func (s *Service) ControllerPublishVolume(ctx context.Context, req *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	if req.GetNodeId() == "" {
+		return nil, invalid("node_id is required")
+	}
+	c, err := capability.Parse(req.GetVolumeCapability())
+	if err != nil {
+		return nil, invalid("volume_capability: %v", err)
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.Get(ctx, native)
+	if err != nil {
+		return nil, grpcerr.From(err, "publish volume "+req.GetVolumeId())
+	}
+	if err := checkAccessType(v, c); err != nil {
+		return nil, err
+	}
+	pc, err := b.Attach(ctx, native, backends.AttachRequest{Node: req.GetNodeId(), Mode: c.Mode, ReadOnly: req.GetReadonly()})
+	if err != nil {
+		return nil, grpcerr.From(err, "publish volume "+req.GetVolumeId())
+	}
+	return &csi.ControllerPublishVolumeResponse{PublishContext: pc}, nil
+}
+
+func checkAccessType(v *backends.Volume, c capability.Cap) error {
+	if c.Block != v.Block {
+		return invalid("volume %s was created for %s access, not %s", v.ID, accessType(v.Block), accessType(c.Block))
+	}
+	return nil
+}
+
+// ControllerUnpublishVolume implements csi.ControllerServer. Without a
+// node id it detaches the volume from every node, as the spec asks.
+func (s *Service) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
+	b, native, err := s.resolve(req.GetVolumeId())
+	if status.Code(err) == codes.NotFound {
+		return &csi.ControllerUnpublishVolumeResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	nodes := []string{req.GetNodeId()}
+	if req.GetNodeId() == "" {
+		v, err := b.Get(ctx, native)
+		if grpcerr.Code(err) == codes.NotFound {
+			return &csi.ControllerUnpublishVolumeResponse{}, nil
+		}
+		if err != nil {
+			return nil, grpcerr.From(err, "unpublish volume "+req.GetVolumeId())
+		}
+		nodes = nodes[:0]
+		for _, a := range v.Attachments {
+			nodes = append(nodes, a.Node)
+		}
+	}
+	for _, n := range nodes {
+		if err := b.Detach(ctx, native, n); err != nil {
+			return nil, grpcerr.From(err, "unpublish volume "+req.GetVolumeId())
+		}
+		s.log.Info("volume detached", zap.String("volume", req.GetVolumeId()), zap.String("node", n))
+	}
+	return &csi.ControllerUnpublishVolumeResponse{}, nil
+}
+
+// ValidateVolumeCapabilities implements csi.ControllerServer. Mesos's
+// storage provider compares the confirmed fields with what it sent, so
+// they are echoed exactly.
+func (s *Service) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, invalid("volume_capabilities are required")
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.Get(ctx, native)
+	if err != nil {
+		return nil, grpcerr.From(err, "validate volume "+req.GetVolumeId())
+	}
+	caps, err := capability.ParseAll(req.GetVolumeCapabilities())
+	if err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: err.Error()}, nil
+	}
+	bc := b.Capabilities()
+	for i, c := range caps {
+		msg := ""
+		switch {
+		case c.Block != v.Block:
+			msg = fmt.Sprintf("volume_capabilities[%d]: volume is for %s access", i, accessType(v.Block))
+		case !bc.Supports(c.Mode, c.Block):
+			msg = fmt.Sprintf("volume_capabilities[%d]: backend %s cannot serve %s", i, b.Name(), c.Mode)
+		case len(v.Modes) > 0 && !slices.Contains(v.Modes, c.Mode):
+			msg = fmt.Sprintf("volume_capabilities[%d]: volume was created for %v, not %s", i, v.Modes, c.Mode)
+		case c.FSType != "" && v.Formatted != "" && v.Formatted != backends.FormattedRaw && v.Formatted != c.FSType:
+			msg = fmt.Sprintf("volume_capabilities[%d]: volume holds %s, not %s", i, v.Formatted, c.FSType)
+		}
+		if msg != "" {
+			return &csi.ValidateVolumeCapabilitiesResponse{Message: msg}, nil
+		}
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{
+		Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+			VolumeContext:      req.GetVolumeContext(),
+			VolumeCapabilities: req.GetVolumeCapabilities(),
+			Parameters:         req.GetParameters(),
+			MutableParameters:  req.GetMutableParameters(),
+		},
+	}, nil
+}
+
+// ListVolumes implements csi.ControllerServer. A page token is the id of
+// the last volume returned; the next page starts after it in id order. So a
+// token stays valid when volumes are added or deleted between pages, even
+// the one it names, and no volume present throughout is skipped or
+// repeated.
+func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
+	if req.GetMaxEntries() < 0 {
+		return nil, invalid("max_entries cannot be negative")
+	}
+	after := ""
+	if t := req.GetStartingToken(); t != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(t)
+		if err != nil || len(raw) == 0 {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q was not made by this plugin", t)
+		}
+		if _, _, err := volid.Split(string(raw)); err != nil {
+			return nil, status.Errorf(codes.Aborted, "starting_token %q was not made by this plugin", t)
+		}
+		after = string(raw)
+	}
+	type entry struct {
+		id string
+		b  backends.Backend
+		v  *backends.Volume
+	}
+	var all []entry
+	for _, b := range s.set.All() {
+		vols, err := b.List(ctx)
+		if err != nil {
+			return nil, grpcerr.From(err, "list volumes of "+b.Name())
+		}
+		for _, v := range vols {
+			if id := volid.Join(b.Name(), v.ID); id > after {
+				all = append(all, entry{id, b, v})
+			}
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
+	resp := &csi.ListVolumesResponse{}
+	if n := int(req.GetMaxEntries()); n > 0 && len(all) > n {
+		all = all[:n]
+		resp.NextToken = base64.RawURLEncoding.EncodeToString([]byte(all[n-1].id))
+	}
+	for _, e := range all {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{
+			Volume: s.csiVolume(e.b, e.v),
+			Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: nodes(e.v)},
+		})
+	}
+	return resp, nil
+}
+
+func nodes(v *backends.Volume) []string {
+	out := make([]string, 0, len(v.Attachments))
+	for _, a := range v.Attachments {
+		out = append(out, a.Node)
+	}
+	return out
+}
+
+// ControllerGetVolume implements csi.ControllerServer.
+func (s *Service) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.Get(ctx, native)
+	if err != nil {
+		return nil, grpcerr.From(err, "get volume "+req.GetVolumeId())
+	}
+	return &csi.ControllerGetVolumeResponse{
+		Volume: s.csiVolume(b, v),
+		Status: &csi.ControllerGetVolumeResponse_VolumeStatus{PublishedNodeIds: nodes(v)},
+	}, nil
+}
+
+// GetCapacity implements csi.ControllerServer. A capability the backend
+// cannot serve has no capacity, as the spec asks.
+func (s *Service) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	b, p, err := s.backendFor(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range req.GetVolumeCapabilities() {
+		pc, err := capability.Parse(c)
+		if err != nil {
+			return nil, invalid("volume_capabilities: %v", err)
+		}
+		if !b.Capabilities().Supports(pc.Mode, pc.Block) {
+			return &csi.GetCapacityResponse{}, nil
+		}
+	}
+	n, err := b.Capacity(ctx, p)
+	if err != nil {
+		return nil, grpcerr.From(err, "capacity of "+b.Name())
+	}
+	return &csi.GetCapacityResponse{AvailableCapacity: n}, nil
+}
+
+// ControllerGetCapabilities implements csi.ControllerServer.
+func (s *Service) ControllerGetCapabilities(ctx context.Context, req *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: s.caps}, nil
+}

@@ -1,0 +1,251 @@
+// Package loop attaches, finds and detaches Linux loop devices through the
+// kernel's ioctls, and proves which file a loop device is backed by.
+//
+// A loop device is identified by the device and inode numbers of its backing
+// file, never by path: a path can be replaced, and the kernel truncates long
+// names in its status.
+package loop
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Info describes one configured loop device.
+type Info struct {
+	Device string // /dev/loopN
+	// BackingDev and BackingInode identify the backing file.
+	BackingDev   uint64
+	BackingInode uint64
+	ReadOnly     bool
+	DirectIO     bool
+	// BackingFile is the kernel's idea of the backing path, for logs only.
+	BackingFile string
+}
+
+// FileID returns the device and inode numbers of path, the identity a loop
+// device's status reports for its backing file.
+func FileID(path string) (dev, ino uint64, err error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, 0, err
+	}
+	return st.Dev, st.Ino, nil
+}
+
+// Status reads the status of one loop device. It returns an error wrapping
+// unix.ENXIO when the device has no backing file.
+func Status(dev string) (Info, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Info{}, fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	st, err := unix.IoctlLoopGetStatus64(fd)
+	if err != nil {
+		return Info{}, fmt.Errorf("status of %s: %w", dev, err)
+	}
+	info := Info{
+		Device:       dev,
+		BackingDev:   st.Device,
+		BackingInode: st.Inode,
+		ReadOnly:     st.Flags&unix.LO_FLAGS_READ_ONLY != 0,
+		DirectIO:     st.Flags&unix.LO_FLAGS_DIRECT_IO != 0,
+	}
+	name := filepath.Base(dev)
+	if b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file"); err == nil {
+		info.BackingFile = strings.TrimSpace(string(b))
+	}
+	return info, nil
+}
+
+// List returns every configured loop device. It reads sysfs to learn which
+// devices are bound, then asks each for its status.
+func List() ([]Info, error) {
+	entries, err := os.ReadDir("/sys/block")
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "loop") {
+			continue
+		}
+		if _, err := os.Stat("/sys/block/" + name + "/loop/backing_file"); err != nil {
+			continue // unbound
+		}
+		info, err := Status("/dev/" + name)
+		if err != nil {
+			if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.ENOENT) {
+				continue // detached between the two looks
+			}
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// Find returns the loop devices whose backing file is the file at path.
+func Find(path string) ([]Info, error) {
+	dev, ino, err := FileID(path)
+	if err != nil {
+		return nil, err
+	}
+	all, err := List()
+	if err != nil {
+		return nil, err
+	}
+	var out []Info
+	for _, i := range all {
+		if i.BackingDev == dev && i.BackingInode == ino {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// Verify returns nil only if dev is a loop device backed by the file that
+// has the given identity.
+func Verify(dev string, backingDev, backingIno uint64) error {
+	info, err := Status(dev)
+	if err != nil {
+		return err
+	}
+	if info.BackingDev != backingDev || info.BackingInode != backingIno {
+		return fmt.Errorf("%s is backed by %q (dev %d inode %d), not by the expected file (dev %d inode %d)",
+			dev, info.BackingFile, info.BackingDev, info.BackingInode, backingDev, backingIno)
+	}
+	return nil
+}
+
+// Options for Attach.
+type Options struct {
+	ReadOnly bool
+	// DirectIO asks the kernel to bypass the page cache of the backing
+	// file; it falls back to buffered I/O where the filesystem refuses.
+	DirectIO bool
+}
+
+// Attach binds a free loop device to the file at path and returns the
+// device. It retries when another process takes the free device first.
+func Attach(path string, opt Options) (Info, error) {
+	flags := unix.O_RDWR
+	if opt.ReadOnly {
+		flags = unix.O_RDONLY
+	}
+	file, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Info{}, fmt.Errorf("open backing file %s: %w", path, err)
+	}
+	defer unix.Close(file)
+	var st unix.Stat_t
+	if err := unix.Fstat(file, &st); err != nil {
+		return Info{}, fmt.Errorf("stat backing file %s: %w", path, err)
+	}
+	if st.Size%512 != 0 {
+		return Info{}, fmt.Errorf("backing file %s: size %d is not a multiple of 512", path, st.Size)
+	}
+	ctl, err := unix.Open("/dev/loop-control", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return Info{}, fmt.Errorf("open /dev/loop-control: %w", err)
+	}
+	defer unix.Close(ctl)
+
+	var lastErr error
+	for attempt := 0; attempt < 50; attempt++ {
+		n, err := unix.IoctlRetInt(ctl, unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return Info{}, fmt.Errorf("find a free loop device: %w", err)
+		}
+		dev := "/dev/loop" + strconv.Itoa(n)
+		err = configure(dev, n, file, opt)
+		if err == nil {
+			return Info{Device: dev, BackingDev: st.Dev, BackingInode: st.Ino, ReadOnly: opt.ReadOnly, BackingFile: path}, nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
+		}
+		lastErr = err // another process won the race for this device
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
+	}
+	return Info{}, fmt.Errorf("no loop device could be configured for %s: %w", path, lastErr)
+}
+
+func configure(dev string, n, file int, opt Options) error {
+	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		// Without devtmpfs or udev the node may not exist yet.
+		if err := unix.Mknod(dev, unix.S_IFBLK|0o660, int(unix.Mkdev(7, uint32(n)))); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("create %s: %w", dev, err)
+		}
+		fd, err = unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	cfg := unix.LoopConfig{Fd: uint32(file)}
+	if opt.ReadOnly {
+		cfg.Info.Flags |= unix.LO_FLAGS_READ_ONLY
+	}
+	if opt.DirectIO {
+		cfg.Info.Flags |= unix.LO_FLAGS_DIRECT_IO
+	}
+	err = unix.IoctlLoopConfigure(fd, &cfg)
+	if err != nil && opt.DirectIO && errors.Is(err, unix.EINVAL) {
+		// The backing filesystem cannot do O_DIRECT (tmpfs, some FUSE).
+		cfg.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
+		err = unix.IoctlLoopConfigure(fd, &cfg)
+	}
+	return err
+}
+
+// Detach unbinds dev from its backing file. The kernel defers the detach
+// while the device is still open (mounted), so callers unmount first.
+func Detach(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0); err != nil && !errors.Is(err, unix.ENXIO) {
+		return fmt.Errorf("detach %s: %w", dev, err)
+	}
+	return nil
+}
+
+// InUse reports whether something holds dev exclusively: a mounted
+// filesystem in any mount namespace, or another exclusive opener.
+func InUse(dev string) (bool, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EBUSY) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", dev, err)
+	}
+	unix.Close(fd)
+	return false, nil
+}
+
+// SetCapacity makes dev pick up a new size of its backing file.
+func SetCapacity(dev string) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_CAPACITY, 0); err != nil {
+		return fmt.Errorf("resize %s: %w", dev, err)
+	}
+	return nil
+}

@@ -1,0 +1,152 @@
+// Package plugin assembles a csi-libstorage process: backends from the
+// configuration, the services the mode asks for, and the gRPC server. The
+// binary and the in-process tests start the plugin the same way.
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"os/user"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/controller"
+	"github.com/csi-libstorage/csi-libstorage/identity"
+	"github.com/csi-libstorage/csi-libstorage/internal/config"
+	"github.com/csi-libstorage/csi-libstorage/internal/lock"
+	"github.com/csi-libstorage/csi-libstorage/internal/server"
+	"github.com/csi-libstorage/csi-libstorage/node"
+)
+
+// Modes a process can run in.
+const (
+	ModeAll        = "all"
+	ModeController = "controller"
+	ModeNode       = "node"
+)
+
+// Options describe one plugin process.
+type Options struct {
+	Endpoint      string
+	NodeID        string
+	Mode          string
+	Config        *config.Config
+	ShutdownGrace time.Duration
+	Logger        *zap.Logger
+}
+
+// Factory builds a backend instance from its configuration entry.
+type Factory func(e config.Entry, o BackendOptions) (backends.Backend, error)
+
+// BackendOptions are what every backend gets besides its own entry.
+type BackendOptions struct {
+	NodeID string
+	Logger *zap.Logger
+}
+
+// Factories maps backend types to their constructors.
+func Factories() map[string]Factory {
+	return map[string]Factory{
+		file.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c file.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return file.New(c, file.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+	}
+}
+
+// Plugin is an assembled, listening plugin.
+type Plugin struct {
+	srv  *server.Server
+	Set  *backends.Set
+	Node *node.Service
+}
+
+// New builds the backends and services and opens the endpoint.
+func New(ctx context.Context, opt Options) (*Plugin, error) {
+	log := opt.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	switch opt.Mode {
+	case ModeAll, ModeController, ModeNode:
+	default:
+		return nil, fmt.Errorf("mode %q: want controller, node or all", opt.Mode)
+	}
+	if opt.NodeID == "" && opt.Mode != ModeController {
+		return nil, fmt.Errorf("a node id is needed: pass --node-id, or set MESOS_AGENT_ID")
+	}
+	facts := Factories()
+	var list []backends.Backend
+	for _, e := range opt.Config.Backends {
+		f, ok := facts[e.Type]
+		if !ok {
+			return nil, fmt.Errorf("backend %q: unknown type %q", e.Name, e.Type)
+		}
+		b, err := f(e, BackendOptions{NodeID: opt.NodeID, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, b)
+	}
+	set, err := backends.NewSet(list...)
+	if err != nil {
+		return nil, err
+	}
+	gid, err := lookupGroup(opt.Config.SocketGroup)
+	if err != nil {
+		return nil, err
+	}
+	locks := new(lock.Keyed)
+	so := server.Options{
+		Endpoint:      opt.Endpoint,
+		SocketGID:     gid,
+		ShutdownGrace: opt.ShutdownGrace,
+		Logger:        log,
+		Identity:      identity.New(set, opt.Mode != ModeNode, log),
+	}
+	p := &Plugin{Set: set}
+	if opt.Mode != ModeNode {
+		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
+	}
+	if opt.Mode != ModeController {
+		p.Node = node.New(set, node.Options{
+			NodeID:         opt.NodeID,
+			MaxVolumes:     opt.Config.MaxVolumesPerNode,
+			AllowOverwrite: opt.Config.AllowOverwrite,
+			Logger:         log,
+		})
+		if err := p.Node.Register(ctx); err != nil {
+			return nil, err
+		}
+		so.Node = node.NewLocked(p.Node, locks)
+	}
+	if p.srv, err = server.Listen(so); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Serve answers calls until ctx is done.
+func (p *Plugin) Serve(ctx context.Context) error { return p.srv.Serve(ctx) }
+
+func lookupGroup(g string) (int, error) {
+	if g == "" {
+		return -1, nil
+	}
+	if n, err := strconv.Atoi(g); err == nil {
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("socketGroup %q: %w", g, err)
+	}
+	return strconv.Atoi(gr.Gid)
+}

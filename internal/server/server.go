@@ -1,0 +1,205 @@
+// Package server runs the CSI services on one gRPC endpoint: it owns the
+// socket, the interceptors every call passes through (request id, one
+// structured log line with secrets stripped, panic recovery) and the
+// graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Options configure the server.
+type Options struct {
+	// Endpoint is unix:///path/to.sock (or unix:/path), or tcp://host:port.
+	Endpoint string
+	// SocketGroup, if set, owns the socket (numeric gid or group name is
+	// resolved by the caller); -1 leaves it.
+	SocketGID int
+	// ShutdownGrace bounds how long in-flight calls may run after a stop.
+	ShutdownGrace time.Duration
+	Logger        *zap.Logger
+	Identity      csi.IdentityServer
+	Controller    csi.ControllerServer // nil in node mode
+	Node          csi.NodeServer       // nil in controller mode
+}
+
+// Server is a running CSI endpoint.
+type Server struct {
+	opt  Options
+	grpc *grpc.Server
+	lis  net.Listener
+	path string // unix socket path, removed on stop
+	seq  atomic.Uint64
+}
+
+// ParseEndpoint splits an endpoint into a network and an address.
+func ParseEndpoint(ep string) (network, addr string, err error) {
+	switch {
+	case strings.HasPrefix(ep, "unix://"):
+		addr = strings.TrimPrefix(ep, "unix://")
+		network = "unix"
+	case strings.HasPrefix(ep, "unix:"):
+		addr = strings.TrimPrefix(ep, "unix:")
+		network = "unix"
+	case strings.HasPrefix(ep, "tcp://"):
+		return "tcp", strings.TrimPrefix(ep, "tcp://"), nil
+	case strings.HasPrefix(ep, "/"):
+		addr, network = ep, "unix"
+	default:
+		return "", "", fmt.Errorf("endpoint %q: want unix:///path/to/csi.sock or tcp://host:port", ep)
+	}
+	if !filepath.IsAbs(addr) {
+		return "", "", fmt.Errorf("endpoint %q: the socket path must be absolute", ep)
+	}
+	return network, filepath.Clean(addr), nil
+}
+
+// Listen opens the endpoint. A socket file left by a dead plugin is
+// replaced; one that still answers is left alone and reported, so two
+// plugins never fight over one endpoint.
+func Listen(opt Options) (*Server, error) {
+	if opt.Logger == nil {
+		opt.Logger = zap.NewNop()
+	}
+	if opt.ShutdownGrace == 0 {
+		opt.ShutdownGrace = 30 * time.Second
+	}
+	network, addr, err := ParseEndpoint(opt.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opt: opt}
+	if network == "unix" {
+		if err := os.MkdirAll(filepath.Dir(addr), 0o750); err != nil {
+			return nil, err
+		}
+		if _, err := os.Lstat(addr); err == nil {
+			if c, err := net.DialTimeout("unix", addr, time.Second); err == nil {
+				c.Close()
+				return nil, fmt.Errorf("socket %s is in use by a running process; stop it first", addr)
+			}
+			opt.Logger.Info("replacing stale socket", zap.String("path", addr))
+			if err := os.Remove(addr); err != nil {
+				return nil, fmt.Errorf("remove stale socket: %w", err)
+			}
+		}
+		s.path = addr
+	}
+	s.lis, err = net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opt.Endpoint, err)
+	}
+	if s.path != "" {
+		if err := os.Chmod(s.path, 0o660); err != nil {
+			s.lis.Close()
+			return nil, err
+		}
+		if opt.SocketGID >= 0 {
+			if err := os.Chown(s.path, -1, opt.SocketGID); err != nil {
+				s.lis.Close()
+				return nil, fmt.Errorf("chown socket to group %d: %w", opt.SocketGID, err)
+			}
+		}
+	}
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.recoverer, s.logger))
+	csi.RegisterIdentityServer(s.grpc, opt.Identity)
+	if opt.Controller != nil {
+		csi.RegisterControllerServer(s.grpc, opt.Controller)
+	}
+	if opt.Node != nil {
+		csi.RegisterNodeServer(s.grpc, opt.Node)
+	}
+	return s, nil
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.lis.Addr() }
+
+// Serve answers calls until ctx is done, then stops accepting, lets calls in
+// flight finish within the shutdown grace, and removes the socket.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- s.grpc.Serve(s.lis) }()
+	s.opt.Logger.Info("serving", zap.String("endpoint", s.opt.Endpoint))
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		s.opt.Logger.Info("stopping: waiting for calls in flight", zap.Duration("grace", s.opt.ShutdownGrace))
+		done := make(chan struct{})
+		go func() { s.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(s.opt.ShutdownGrace):
+			s.opt.Logger.Warn("calls still running at the end of the grace period; cancelling them")
+			s.grpc.Stop()
+			<-done
+		}
+		err = <-errc
+	}
+	if s.path != "" {
+		os.Remove(s.path)
+	}
+	if errors.Is(err, grpc.ErrServerStopped) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) recoverer(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.opt.Logger.Error("panic in call", zap.String("method", info.FullMethod), zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			err = status.Errorf(codes.Internal, "internal error in %s; see the plugin log", info.FullMethod)
+		}
+	}()
+	return h(ctx, req)
+}
+
+type volumeIDer interface{ GetVolumeId() string }
+
+// logger writes one line per call. The request is logged only at debug
+// level and only after protosanitizer has blanked every secret field.
+func (s *Server) logger(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	id := s.seq.Add(1)
+	log := s.opt.Logger
+	fields := []zap.Field{zap.Uint64("req", id), zap.String("method", info.FullMethod)}
+	if v, ok := req.(volumeIDer); ok && v.GetVolumeId() != "" {
+		fields = append(fields, zap.String("volume", v.GetVolumeId()))
+	}
+	if n, ok := req.(interface{ GetName() string }); ok && n.GetName() != "" {
+		fields = append(fields, zap.String("name", n.GetName()))
+	}
+	if ce := log.Check(zap.DebugLevel, "request"); ce != nil {
+		ce.Write(append(fields, zap.Stringer("body", protosanitizer.StripSecrets(req)))...)
+	}
+	resp, err := h(ctx, req)
+	code := status.Code(err)
+	fields = append(fields, zap.Duration("duration", time.Since(start)), zap.String("code", code.String()))
+	switch code {
+	case codes.OK:
+		log.Info("call", fields...)
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		log.Error("call", append(fields, zap.String("error", status.Convert(err).Message()))...)
+	default:
+		log.Info("call", append(fields, zap.String("error", status.Convert(err).Message()))...)
+	}
+	return resp, err
+}

@@ -1,0 +1,254 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+	mountutils "k8s.io/mount-utils"
+)
+
+// Mounter is what the node service needs from the operating system. The
+// Linux implementation runs the real tools; tests of the service logic can
+// swap it.
+type Mounter interface {
+	Mount(source, target, fsType string, options []string) error
+	Unmount(target string) error
+	// MountAt returns the topmost mount at target, if target is a mount
+	// point.
+	MountAt(target string) (Mount, bool, error)
+	// Probe reports every signature the device holds. A device that cannot
+	// be read is an error, never an empty result.
+	Probe(ctx context.Context, dev string) (Signature, error)
+	Format(ctx context.Context, dev, fsType string, force bool) error
+}
+
+// Mount is one line of the mount table.
+type Mount struct {
+	Source  string
+	FSType  string
+	Root    string
+	Options []string
+}
+
+// ReadOnly reports whether the mount is read-only.
+func (m Mount) ReadOnly() bool {
+	for _, o := range m.Options {
+		if o == "ro" {
+			return true
+		}
+	}
+	return false
+}
+
+// Signature is what a probe found on a device.
+type Signature struct {
+	// Type is the filesystem or container type (ext4, xfs, crypto_LUKS,
+	// LVM2_member, swap, …); PTType a partition table (gpt, dos).
+	Type   string
+	PTType string
+	// NonZero: no known signature, but the device's first or last MiB is
+	// not all zeros, so something wrote to it.
+	NonZero bool
+}
+
+// Empty reports whether nothing at all was found.
+func (s Signature) Empty() bool { return s.Type == "" && s.PTType == "" && !s.NonZero }
+
+func (s Signature) String() string {
+	var parts []string
+	if s.Type != "" {
+		parts = append(parts, "a "+s.Type+" signature")
+	}
+	if s.PTType != "" {
+		parts = append(parts, "a "+s.PTType+" partition table")
+	}
+	if s.NonZero {
+		parts = append(parts, "non-zero data")
+	}
+	if len(parts) == 0 {
+		return "nothing"
+	}
+	return strings.Join(parts, " and ")
+}
+
+// LinuxMounter mounts with mount(8) through k8s.io/mount-utils, reads
+// /proc/self/mountinfo, and probes and formats with blkid and mkfs.
+type LinuxMounter struct {
+	m mountutils.Interface
+}
+
+// NewLinuxMounter returns the mounter for this host.
+func NewLinuxMounter() *LinuxMounter { return &LinuxMounter{m: mountutils.New("")} }
+
+// Mount implements Mounter.
+func (l *LinuxMounter) Mount(source, target, fsType string, options []string) error {
+	return l.m.Mount(source, target, fsType, options)
+}
+
+// Unmount implements Mounter. The kernel call is made directly: umount(8)
+// adds nothing here and costs a process.
+func (l *LinuxMounter) Unmount(target string) error {
+	if err := unix.Unmount(target, 0); err != nil {
+		return fmt.Errorf("unmount %s: %w", target, err)
+	}
+	return nil
+}
+
+// MountAt implements Mounter.
+func (l *LinuxMounter) MountAt(target string) (Mount, bool, error) {
+	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return Mount{}, false, err
+	}
+	var found *mountutils.MountInfo
+	for i := range infos {
+		if infos[i].MountPoint == target {
+			found = &infos[i] // later lines are mounted on top
+		}
+	}
+	if found == nil {
+		return Mount{}, false, nil
+	}
+	opts := append(append([]string{}, found.MountOptions...), found.SuperOptions...)
+	return Mount{Source: found.Source, FSType: found.FsType, Root: found.Root, Options: opts}, true, nil
+}
+
+// Probe implements Mounter. blkid -p reads the device itself: its cache
+// (/run/blkid/blkid.tab) keeps stale entries for reused loop devices.
+func (l *LinuxMounter) Probe(ctx context.Context, dev string) (Signature, error) {
+	nonZero, err := edgesNonZero(dev)
+	if err != nil {
+		return Signature{}, err
+	}
+	cmd := exec.CommandContext(ctx, "blkid", "-p", "-c", "/dev/null", "-o", "export", dev)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit) && exit.ExitCode() == 2:
+		// Nothing was identified; the device itself was readable, as the
+		// read above proved.
+		return Signature{NonZero: nonZero}, nil
+	case errors.As(err, &exit) && exit.ExitCode() == 8:
+		return Signature{Type: "ambivalent (several signatures)"}, nil
+	default:
+		return Signature{}, fmt.Errorf("blkid -p %s: %v: %s", dev, err, strings.TrimSpace(stderr.String()))
+	}
+	var sig Signature
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "TYPE":
+			sig.Type = v
+		case "PTTYPE":
+			sig.PTType = v
+		}
+	}
+	if sig.Type == "" && sig.PTType == "" {
+		sig.NonZero = nonZero
+	}
+	return sig, nil
+}
+
+// edgesNonZero reads the first and last MiB of dev with O_DIRECT, past any
+// page cache, and reports whether they hold anything but zeros. It also
+// proves that the device exists and can be read.
+func edgesNonZero(dev string) (bool, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open %s for probing: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	size, err := blockSize(fd)
+	if err != nil {
+		return false, fmt.Errorf("size of %s: %w", dev, err)
+	}
+	const n = 1 << 20
+	raw := make([]byte, n+4096)
+	off := 4096 - int(uintptr(unsafe.Pointer(&raw[0]))%4096)
+	buf := raw[off : off+n]
+	for _, at := range []int64{0, max(0, (size-n)/4096*4096)} {
+		m := min(int64(n), size-at)
+		if m <= 0 {
+			continue
+		}
+		got, err := unix.Pread(fd, buf[:m/512*512], at)
+		if err != nil {
+			return false, fmt.Errorf("read %s at %d: %w", dev, at, err)
+		}
+		for _, c := range buf[:got] {
+			if c != 0 {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+func blockSize(fd int) (int64, error) {
+	var size uint64
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size))); e != 0 {
+		return 0, e
+	}
+	return int64(size), nil
+}
+
+// DeviceSize returns the size in bytes of the block device at path.
+func DeviceSize(path string) (int64, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	return blockSize(fd)
+}
+
+// Format implements Mounter. Without force no -f/-F is passed, so mkfs's
+// own checks for an existing filesystem stay in place as a last guard.
+func (l *LinuxMounter) Format(ctx context.Context, dev, fsType string, force bool) error {
+	var args []string
+	switch fsType {
+	case "ext4", "ext3", "ext2":
+		args = []string{"-q"}
+		if force {
+			args = append(args, "-F")
+		}
+	case "xfs":
+		args = []string{"-q"}
+		if force {
+			args = append(args, "-f")
+		}
+	case "btrfs":
+		args = []string{"-q"}
+		if force {
+			args = append(args, "-f")
+		}
+	default:
+		return fmt.Errorf("cannot format %s: unknown filesystem type %q", dev, fsType)
+	}
+	cmd := exec.CommandContext(ctx, "mkfs."+fsType, append(args, dev)...)
+	cmd.Stdin = nil // mke2fs asks before overwriting; with no input it declines
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mkfs.%s %s: %v: %s", fsType, dev, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// exists reports whether path exists, without following a final symlink.
+func exists(path string) (os.FileInfo, bool, error) {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	return fi, err == nil, err
+}

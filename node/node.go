@@ -1,0 +1,568 @@
+// Package node implements the CSI Node service: it connects a volume's
+// device, proves the device is that volume, formats it only if it has never
+// held data, mounts it at the staging path and bind-mounts it to each
+// target. Locking per volume is added by Locked.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/capability"
+	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
+	"github.com/csi-libstorage/csi-libstorage/internal/params"
+)
+
+// Options configure the node service.
+type Options struct {
+	NodeID string
+	// MaxVolumes is reported in NodeGetInfo; 0 means no limit.
+	MaxVolumes int64
+	// AllowOverwrite is the operator's switch that lets a volume created
+	// with overwritefs=true be formatted over a foreign filesystem.
+	AllowOverwrite bool
+	Mounter        Mounter
+	Logger         *zap.Logger
+}
+
+// Service is the unlocked node service.
+type Service struct {
+	csi.UnimplementedNodeServer
+	set *backends.Set
+	opt Options
+	m   Mounter
+	log *zap.Logger
+}
+
+// New returns the node service for the backends in set.
+func New(set *backends.Set, opt Options) *Service {
+	s := &Service{set: set, opt: opt, m: opt.Mounter, log: opt.Logger}
+	if s.m == nil {
+		s.m = NewLinuxMounter()
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	return s
+}
+
+// Register announces this node to the backends that need to know it before
+// they can attach volumes to it.
+func (s *Service) Register(ctx context.Context) error {
+	for _, b := range s.set.All() {
+		if r, ok := b.(backends.NodeRegistrar); ok {
+			if err := r.RegisterNode(ctx, s.opt.NodeID); err != nil {
+				return fmt.Errorf("register node %s with backend %s: %w", s.opt.NodeID, b.Name(), err)
+			}
+		}
+	}
+	return nil
+}
+
+func invalid(format string, a ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, a...)
+}
+
+func (s *Service) resolve(id string) (backends.Backend, string, error) {
+	if id == "" {
+		return nil, "", invalid("volume_id is required")
+	}
+	b, native, err := s.set.Resolve(id)
+	if err != nil {
+		if grpcerr.Code(err) == codes.Internal {
+			return nil, "", invalid("volume_id: %v", err)
+		}
+		return nil, "", grpcerr.From(err, "volume_id")
+	}
+	return b, native, nil
+}
+
+// checkPath accepts only absolute, clean paths, so that a caller's path
+// cannot climb out of where the CO keeps its mounts.
+func checkPath(field, p string) error {
+	switch {
+	case p == "":
+		return invalid("%s is required", field)
+	case !filepath.IsAbs(p):
+		return invalid("%s %q must be an absolute path", field, p)
+	case filepath.Clean(p) != p:
+		return invalid("%s %q must be a clean path (no //, . or .. elements, no trailing /)", field, p)
+	case len(p) > 4096:
+		return invalid("%s is longer than PATH_MAX", field)
+	}
+	for _, c := range p {
+		if c == 0 || c == '\n' {
+			return invalid("%s contains a NUL or newline", field)
+		}
+	}
+	return nil
+}
+
+// ensureAttached attaches the volume to this node when the CO did not call
+// ControllerPublish first, as the Mesos volume/csi isolator never does.
+// The attachment is marked as the node's own, so unstage undoes it.
+func (s *Service) ensureAttached(ctx context.Context, b backends.Backend, native string, v *backends.Volume, c capability.Cap) error {
+	if !b.Capabilities().AttachRequired {
+		return nil
+	}
+	if _, ok := v.AttachedTo(s.opt.NodeID); ok {
+		return nil
+	}
+	_, err := b.Attach(ctx, native, backends.AttachRequest{Node: s.opt.NodeID, Mode: c.Mode, ReadOnly: c.Mode.ReadOnly(), ByNode: true})
+	if err != nil {
+		return grpcerr.From(err, "attach volume to this node")
+	}
+	s.log.Info("volume attached by the node (no ControllerPublish came first)", zap.String("volume", volIDOf(b, native)), zap.String("node", s.opt.NodeID))
+	return nil
+}
+
+func volIDOf(b backends.Backend, native string) string { return b.Name() + "/" + native }
+
+// NodeStageVolume implements csi.NodeServer.
+func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	staging := req.GetStagingTargetPath()
+	if err := checkPath("staging_target_path", staging); err != nil {
+		return nil, err
+	}
+	if req.GetVolumeCapability() == nil {
+		return nil, invalid("volume_capability is required")
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	c, err := capability.Parse(req.GetVolumeCapability(), b.Capabilities().FilesystemTypes...)
+	if err != nil {
+		return nil, invalid("volume_capability: %v", err)
+	}
+	v, err := b.Get(ctx, native)
+	if err != nil {
+		return nil, grpcerr.From(err, "stage volume "+req.GetVolumeId())
+	}
+	if c.Block != v.Block {
+		return nil, invalid("volume %s is for %s access, not %s", req.GetVolumeId(), access(v.Block), access(c.Block))
+	}
+	if err := s.ensureAttached(ctx, b, native, v, c); err != nil {
+		return nil, err
+	}
+	dev, err := b.Connect(ctx, native, req.GetPublishContext(), c.Mode.ReadOnly())
+	if err != nil {
+		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
+	}
+	if c.Block {
+		// The device itself is published; nothing is mounted at staging.
+		if v.Formatted == "" {
+			if err := b.MarkFormatted(ctx, native, backends.FormattedRaw); err != nil {
+				return nil, grpcerr.From(err, "mark volume as raw block")
+			}
+		}
+		return &csi.NodeStageVolumeResponse{}, nil
+	}
+
+	if m, ok, err := s.m.MountAt(staging); err != nil {
+		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+	} else if ok {
+		if m.Source == dev.Path {
+			return &csi.NodeStageVolumeResponse{}, nil
+		}
+		return nil, status.Errorf(codes.AlreadyExists, "staging path %s already has %s mounted, not volume %s (%s)", staging, m.Source, req.GetVolumeId(), dev.Path)
+	}
+
+	fsType, err := s.prepare(ctx, b, native, v, dev, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		return nil, status.Errorf(codes.Internal, "create staging path: %v", err)
+	}
+	if err := s.verify(ctx, b, native, dev); err != nil {
+		return nil, err
+	}
+	opts := append([]string{}, c.Flags...)
+	opts = append(opts, dev.MountOptions...)
+	if c.Mode.ReadOnly() {
+		opts = append(opts, "ro")
+	}
+	if err := s.m.Mount(dev.Path, staging, fsType, opts); err != nil {
+		return nil, status.Errorf(codes.Internal, "mount %s at %s: %v", dev.Path, staging, err)
+	}
+	s.log.Info("volume staged", zap.String("volume", req.GetVolumeId()), zap.String("device", dev.Path), zap.String("fsType", fsType), zap.String("staging", staging))
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+func access(block bool) string {
+	if block {
+		return "block"
+	}
+	return "mount"
+}
+
+func (s *Service) verify(ctx context.Context, b backends.Backend, native string, dev backends.Device) error {
+	if err := b.Verify(ctx, native, dev); err != nil {
+		return status.Errorf(codes.Internal, "refusing to use %s: it is not provably volume %s: %v", dev.Path, volIDOf(b, native), err)
+	}
+	return nil
+}
+
+// prepare returns the filesystem to mount, formatting the device first only
+// when the volume has never been formatted (DESIGN.md invariant 1): the
+// backend holds no mark for it, and a probe of the device itself finds no
+// signature of any kind and no data. A probe that fails stops the stage.
+func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap) (string, error) {
+	id := volIDOf(b, native)
+	want := c.FSType
+	if want == "" {
+		want = params.FSType(v.Parameters)
+	}
+	if dev.FSType != "" { // a filesystem backend: nothing to format
+		return dev.FSType, nil
+	}
+	switch v.Formatted {
+	case backends.FormattedRaw:
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s has been used as a raw block device; mounting it as a filesystem could destroy that data", id)
+	case "":
+	default:
+		if want != "" && want != v.Formatted {
+			return "", status.Errorf(codes.FailedPrecondition, "volume %s holds a %s filesystem, not %s; it is never reformatted", id, v.Formatted, want)
+		}
+		sig, err := s.m.Probe(ctx, dev.Path)
+		if err != nil {
+			return "", status.Errorf(codes.Internal, "probe %s: %v", dev.Path, err)
+		}
+		if sig.Type != v.Formatted {
+			return "", status.Errorf(codes.FailedPrecondition, "volume %s was formatted %s but %s shows %s; refusing to mount or format it", id, v.Formatted, dev.Path, sig)
+		}
+		return v.Formatted, nil
+	}
+	if want == "" {
+		want = capability.DefaultFSType
+	}
+	if err := s.verify(ctx, b, native, dev); err != nil {
+		return "", err
+	}
+	sig, err := s.m.Probe(ctx, dev.Path)
+	if err != nil {
+		return "", status.Errorf(codes.Internal, "probe %s before formatting: %v", dev.Path, err)
+	}
+	force := false
+	switch {
+	case sig.Empty():
+	case sig.Type == want && sig.PTType == "":
+		// Formatted by an earlier stage that died before it could record
+		// the mark: the filesystem is ours, record it and use it.
+		s.log.Warn("found an unrecorded filesystem of the requested type; adopting it", zap.String("volume", id), zap.String("fsType", want))
+		if err := b.MarkFormatted(ctx, native, want); err != nil {
+			return "", grpcerr.From(err, "record format of "+id)
+		}
+		return want, nil
+	case params.Overwrite(v.Parameters) && s.opt.AllowOverwrite:
+		s.log.Warn("overwriting existing content as the volume's overwritefs parameter and the plugin's allowOverwrite ask",
+			zap.String("volume", id), zap.String("found", sig.String()))
+		force = true
+	default:
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted by this plugin but %s holds %s; refusing to format it. Inspect the device; to overwrite it, create the volume with overwritefs=true and set allowOverwrite: true in the plugin configuration",
+			id, dev.Path, sig)
+	}
+	if err := s.m.Format(ctx, dev.Path, want, force); err != nil {
+		return "", status.Errorf(codes.Internal, "format volume %s: %v", id, err)
+	}
+	if err := b.MarkFormatted(ctx, native, want); err != nil {
+		return "", grpcerr.From(err, "record format of "+id)
+	}
+	s.log.Info("volume formatted", zap.String("volume", id), zap.String("device", dev.Path), zap.String("fsType", want))
+	return want, nil
+}
+
+// NodeUnstageVolume implements csi.NodeServer. A volume unknown to the
+// backends is fine as long as nothing is mounted at the staging path.
+func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	staging := req.GetStagingTargetPath()
+	if err := checkPath("staging_target_path", staging); err != nil {
+		return nil, err
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	notFound := status.Code(err) == codes.NotFound
+	if err != nil && !notFound {
+		return nil, err
+	}
+	if err := s.unmountAll(staging); err != nil {
+		return nil, err
+	}
+	if notFound {
+		return &csi.NodeUnstageVolumeResponse{}, nil
+	}
+	if err := b.Disconnect(ctx, native); err != nil {
+		return nil, grpcerr.From(err, "disconnect volume "+req.GetVolumeId())
+	}
+	v, err := b.Get(ctx, native)
+	if err == nil {
+		if a, ok := v.AttachedTo(s.opt.NodeID); ok && a.ByNode {
+			if err := b.Detach(ctx, native, s.opt.NodeID); err != nil {
+				return nil, grpcerr.From(err, "detach volume "+req.GetVolumeId())
+			}
+		}
+	} else if grpcerr.Code(err) != codes.NotFound {
+		return nil, grpcerr.From(err, "unstage volume "+req.GetVolumeId())
+	}
+	s.log.Info("volume unstaged", zap.String("volume", req.GetVolumeId()), zap.String("staging", staging))
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+// unmountAll unmounts path until nothing is mounted there.
+func (s *Service) unmountAll(path string) error {
+	for i := 0; i < 16; i++ {
+		_, ok, err := s.m.MountAt(path)
+		if err != nil {
+			return status.Errorf(codes.Internal, "read mount table: %v", err)
+		}
+		if !ok {
+			return nil
+		}
+		if err := s.m.Unmount(path); err != nil {
+			return status.Errorf(codes.Internal, "%v", err)
+		}
+	}
+	return status.Errorf(codes.Internal, "%s still has mounts after 16 unmounts", path)
+}
+
+// NodePublishVolume implements csi.NodeServer.
+func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	target := req.GetTargetPath()
+	if err := checkPath("target_path", target); err != nil {
+		return nil, err
+	}
+	staging := req.GetStagingTargetPath()
+	if err := checkPath("staging_target_path", staging); err != nil {
+		return nil, err
+	}
+	if req.GetVolumeCapability() == nil {
+		return nil, invalid("volume_capability is required")
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	c, err := capability.Parse(req.GetVolumeCapability(), b.Capabilities().FilesystemTypes...)
+	if err != nil {
+		return nil, invalid("volume_capability: %v", err)
+	}
+	v, err := b.Get(ctx, native)
+	if err != nil {
+		return nil, grpcerr.From(err, "publish volume "+req.GetVolumeId())
+	}
+	if c.Block != v.Block {
+		return nil, invalid("volume %s is for %s access, not %s", req.GetVolumeId(), access(v.Block), access(c.Block))
+	}
+	readOnly := req.GetReadonly() || c.Mode.ReadOnly()
+
+	var source string
+	if c.Block {
+		dev, err := b.Connect(ctx, native, req.GetPublishContext(), c.Mode.ReadOnly())
+		if err != nil {
+			return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
+		}
+		if err := s.verify(ctx, b, native, dev); err != nil {
+			return nil, err
+		}
+		source = dev.Path
+	} else {
+		m, ok, err := s.m.MountAt(staging)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+		}
+		if !ok {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s; call NodeStageVolume first", req.GetVolumeId(), staging)
+		}
+		source = m.Source
+	}
+
+	if m, ok, err := s.m.MountAt(target); err != nil {
+		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+	} else if ok {
+		if m.Source != source && !(c.Block && m.Root == "/"+filepath.Base(source)) {
+			return nil, status.Errorf(codes.AlreadyExists, "target %s already has %s mounted, not volume %s", target, m.Source, req.GetVolumeId())
+		}
+		if m.ReadOnly() != readOnly {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s is already published at %s with read-only=%t", req.GetVolumeId(), target, m.ReadOnly())
+		}
+		return &csi.NodePublishVolumeResponse{}, nil
+	}
+
+	if err := makeTarget(target, c.Block); err != nil {
+		return nil, err
+	}
+	from := staging
+	if c.Block {
+		from = source
+	}
+	opts := []string{"bind"}
+	if readOnly {
+		opts = append(opts, "ro")
+	}
+	if err := s.m.Mount(from, target, "", opts); err != nil {
+		os.Remove(target)
+		return nil, status.Errorf(codes.Internal, "bind %s to %s: %v", from, target, err)
+	}
+	s.log.Info("volume published", zap.String("volume", req.GetVolumeId()), zap.String("target", target), zap.Bool("readOnly", readOnly))
+	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// makeTarget creates the target: a directory for a filesystem, a file for
+// a block device. A symlink is refused, so a planted link cannot send the
+// mount elsewhere.
+func makeTarget(target string, block bool) error {
+	fi, ok, err := exists(target)
+	if err != nil {
+		return status.Errorf(codes.Internal, "target %s: %v", target, err)
+	}
+	if ok {
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			return invalid("target %s is a symbolic link; refusing to mount through it", target)
+		case block && fi.IsDir():
+			// Some COs create the target as a directory; a device needs a
+			// file, and an empty directory can be replaced safely.
+			if err := os.Remove(target); err != nil {
+				return status.Errorf(codes.FailedPrecondition, "target %s is a directory that cannot be replaced by the device file: %v", target, err)
+			}
+		case !block && !fi.IsDir():
+			return status.Errorf(codes.FailedPrecondition, "target %s exists and is not a directory", target)
+		default:
+			return nil
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(target), 0o750); err != nil {
+		return status.Errorf(codes.Internal, "create parent of target: %v", err)
+	}
+	if !block {
+		if err := os.Mkdir(target, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
+			return status.Errorf(codes.Internal, "create target: %v", err)
+		}
+		return nil
+	}
+	fd, err := unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_WRONLY, 0o640)
+	if err != nil && !errors.Is(err, unix.EEXIST) {
+		return status.Errorf(codes.Internal, "create target file: %v", err)
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	return nil
+}
+
+// NodeUnpublishVolume implements csi.NodeServer. It needs nothing from the
+// backend, so it works for volumes that are gone.
+func (s *Service) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	if _, _, err := s.resolve(req.GetVolumeId()); err != nil && status.Code(err) != codes.NotFound {
+		return nil, err
+	}
+	target := req.GetTargetPath()
+	if err := checkPath("target_path", target); err != nil {
+		return nil, err
+	}
+	if err := s.unmountAll(target); err != nil {
+		return nil, err
+	}
+	// Remove only what is now an empty directory or a plain file: never a
+	// tree, so data is not deleted if the unmount did not happen.
+	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, status.Errorf(codes.Internal, "remove target %s: %v", target, err)
+	}
+	s.log.Info("volume unpublished", zap.String("volume", req.GetVolumeId()), zap.String("target", target))
+	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// NodeGetVolumeStats implements csi.NodeServer.
+func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	p := req.GetVolumePath()
+	if p == "" {
+		return nil, invalid("volume_path is required")
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.Get(ctx, native); err != nil {
+		return nil, grpcerr.From(err, "stats of "+req.GetVolumeId())
+	}
+	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not at %q (not an absolute clean path)", req.GetVolumeId(), p)
+	}
+	m, ok, err := s.m.MountAt(p)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+	}
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not mounted at %s", req.GetVolumeId(), p)
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume %s at %s: %v", req.GetVolumeId(), p, err)
+	}
+	if fi.Mode()&os.ModeDevice != 0 {
+		size, err := DeviceSize(p)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "size of %s: %v", p, err)
+		}
+		return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{Unit: csi.VolumeUsage_BYTES, Total: size}}}, nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(p, &st); err != nil {
+		return nil, status.Errorf(codes.Internal, "statfs %s (%s): %v", p, m.Source, err)
+	}
+	bs := st.Bsize
+	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{
+		{Unit: csi.VolumeUsage_BYTES, Total: int64(st.Blocks) * bs, Available: int64(st.Bavail) * bs, Used: int64(st.Blocks-st.Bfree) * bs},
+		{Unit: csi.VolumeUsage_INODES, Total: int64(st.Files), Available: int64(st.Ffree), Used: int64(st.Files - st.Ffree)},
+	}}, nil
+}
+
+// NodeGetCapabilities implements csi.NodeServer.
+func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	var caps []*csi.NodeServiceCapability
+	for _, t := range []csi.NodeServiceCapability_RPC_Type{
+		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+	} {
+		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// NodeGetInfo implements csi.NodeServer.
+func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
+	for _, b := range s.set.All() {
+		if z, ok := b.(backends.NodeZoner); ok {
+			zone, err := z.NodeZone(ctx)
+			if err != nil {
+				return nil, grpcerr.From(err, "zone of this node from backend "+b.Name())
+			}
+			resp.AccessibleTopology = &csi.Topology{Segments: map[string]string{backends.TopologyZoneKey: zone}}
+			break
+		}
+	}
+	return resp, nil
+}

@@ -1,0 +1,118 @@
+// Package sanity runs the CSI community's conformance suite (csi-sanity)
+// against the real plugin server on a unix socket, with real loop devices,
+// mkfs and mounts.
+package sanity
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"go.uber.org/zap"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/config"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+)
+
+func TestSanity(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.TempDir(t)
+	pool := filepath.Join(dir, "pool")
+	sock := filepath.Join(dir, "csi.sock")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := plugin.New(ctx, plugin.Options{
+		Endpoint: "unix://" + sock,
+		NodeID:   "sanity-node",
+		Mode:     plugin.ModeAll,
+		Config:   config.Default(pool),
+		Logger:   zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		assertNothingLeft(t, dir, pool)
+	}()
+
+	for _, c := range []struct {
+		name   string
+		access string
+		params map[string]string
+	}{
+		{"mount ext4", "mount", nil},
+		{"mount xfs", "mount", map[string]string{"fsType": "xfs"}},
+		{"block", "block", nil},
+	} {
+		cfg := sanity.NewTestConfig() // keeps the default IdempotentCount
+		cfg.Address = "unix://" + sock
+		base := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
+		cfg.TargetPath = filepath.Join(base, "target")
+		cfg.StagingPath = filepath.Join(base, "staging")
+		cfg.TestVolumeSize = 512 << 20 // above mkfs.xfs's 300 MiB minimum
+		cfg.TestVolumeExpandSize = 1 << 30
+		cfg.TestVolumeAccessType = c.access
+		cfg.TestVolumeParameters = c.params
+		cfg.CreateTargetDir = mkdir
+		cfg.CreateStagingDir = mkdir
+		cfg.RemoveTargetPath = os.RemoveAll
+		cfg.RemoveStagingPath = os.RemoveAll
+		cfg.CheckPath = checkPath
+		Context(c.name, func() { sanity.GinkgoTest(&cfg) })
+	}
+	RegisterFailHandler(Fail)
+	suite, reporter := GinkgoConfiguration()
+	suite.Timeout = 40 * time.Minute
+	RunSpecs(t, "csi-sanity", suite, reporter)
+}
+
+func mkdir(p string) (string, error) { return p, os.MkdirAll(p, 0o755) }
+
+func checkPath(p string) (sanity.PathKind, error) {
+	fi, err := os.Lstat(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return sanity.PathIsNotFound, nil
+	case err != nil:
+		return "", err
+	case fi.IsDir():
+		return sanity.PathIsDir, nil
+	case fi.Mode().IsRegular():
+		return sanity.PathIsFile, nil
+	}
+	return sanity.PathIsOther, nil
+}
+
+// assertNothingLeft fails the test if the suite left a loop device over an
+// image of its pool, or a mount below its directory.
+func assertNothingLeft(t *testing.T, dir, pool string) {
+	t.Helper()
+	devs, err := loop.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		if strings.HasPrefix(d.BackingFile, pool) {
+			t.Errorf("loop device %s over %s left behind", d.Device, d.BackingFile)
+			loop.Detach(d.Device)
+		}
+	}
+	for _, m := range testenv.MountsUnder(t, dir) {
+		t.Errorf("mount left behind at %s", m)
+	}
+}
