@@ -1,0 +1,159 @@
+package ec2sim
+
+import "time"
+
+type snapshot struct {
+	id, volumeID, description, kmsKeyID string
+	state                               string // pending, completed
+	sizeGiB                             int32
+	encrypted                           bool
+	start                               time.Time
+	tags                                map[string]string
+}
+
+func (s *Server) lookupSnapshot(id string) (*snapshot, *apiError) {
+	if !reSnapshotID.MatchString(id) {
+		return nil, errf("InvalidSnapshotID.Malformed", "Invalid id: %q (expecting \"snap-...\")", id)
+	}
+	sn, ok := s.snapshots[id]
+	if !ok {
+		return nil, errf("InvalidSnapshot.NotFound", "The snapshot '%s' does not exist.", id)
+	}
+	return sn, nil
+}
+
+func (sn *snapshot) xml() xmlSnapshot {
+	progress := "0%"
+	if sn.state == "completed" {
+		progress = "100%"
+	}
+	return xmlSnapshot{
+		SnapshotID: sn.id, VolumeID: sn.volumeID, Status: sn.state, StartTime: ts(sn.start),
+		Progress: progress, OwnerID: AccountID, VolumeSize: sn.sizeGiB, Description: sn.description,
+		Encrypted: sn.encrypted, KmsKeyID: sn.kmsKeyID, Tags: xmlTags(sn.tags),
+	}
+}
+
+func (s *Server) createSnapshot(p params) (response, *apiError) {
+	if err := required(p, "VolumeId"); err != nil {
+		return nil, err
+	}
+	v, err := s.lookupVolume(p.str("VolumeId"))
+	if err != nil {
+		return nil, err
+	}
+	if v.state != "available" && v.state != "in-use" {
+		return nil, errf("IncorrectState", "The volume '%s' is '%s'", v.id, v.state)
+	}
+	tags, err := p.tagSpecs("snapshot")
+	if err != nil {
+		return nil, err
+	}
+	sn := &snapshot{
+		id: s.newID("snap"), volumeID: v.id, description: p.str("Description"), kmsKeyID: v.kmsKeyID,
+		state: "pending", sizeGiB: v.sizeGiB, encrypted: v.encrypted, start: time.Now().UTC(), tags: map[string]string{},
+	}
+	for _, t := range tags {
+		sn.tags[t.key] = t.value
+	}
+	s.snapshots[sn.id] = sn
+	out := &snapshotResp{xmlSnapshot: sn.xml()}
+	s.after(func() {
+		if sn.state == "pending" {
+			sn.state = "completed"
+		}
+	})
+	return out, nil
+}
+
+func (s *Server) deleteSnapshot(p params) (response, *apiError) {
+	if err := required(p, "SnapshotId"); err != nil {
+		return nil, err
+	}
+	sn, err := s.lookupSnapshot(p.str("SnapshotId"))
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range s.volumes {
+		if v.snapshotID == sn.id && v.state == "creating" {
+			return nil, errf("InvalidSnapshot.InUse", "The snapshot %s is currently in use by %s", sn.id, v.id)
+		}
+	}
+	delete(s.snapshots, sn.id)
+	return &returnResp{Return: true}, nil
+}
+
+func (sn *snapshot) fields(name string) ([]string, bool) {
+	if vals, ok := tagFields(name, sn.tags); ok {
+		return vals, true
+	}
+	switch name {
+	case "snapshot-id":
+		return []string{sn.id}, true
+	case "volume-id":
+		return []string{sn.volumeID}, true
+	case "status":
+		return []string{sn.state}, true
+	case "description":
+		return []string{sn.description}, true
+	case "owner-id":
+		return []string{AccountID}, true
+	case "volume-size":
+		return []string{itoa(sn.sizeGiB)}, true
+	case "encrypted":
+		if sn.encrypted {
+			return []string{"true"}, true
+		}
+		return []string{"false"}, true
+	}
+	return nil, false
+}
+
+func (s *Server) describeSnapshots(p params) (response, *apiError) {
+	want := p.list("SnapshotId")
+	var ids []string
+	if len(want) > 0 && (p.has("MaxResults") || p.has("NextToken")) {
+		return nil, errf("InvalidParameterCombination", "The parameter ids cannot be used with the parameter maxResults")
+	}
+	if len(want) > 0 {
+		seen := map[string]bool{}
+		for _, id := range want {
+			if _, err := s.lookupSnapshot(id); err != nil {
+				return nil, err
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		for id := range s.snapshots {
+			ids = append(ids, id)
+		}
+	}
+	for _, o := range p.list("Owner") {
+		if o != "self" && o != AccountID {
+			ids = nil // only this account's snapshots exist
+		}
+	}
+	fs := p.filters()
+	var matched []string
+	for _, id := range ids {
+		ok, err := matchFilters(fs, s.snapshots[id].fields)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			matched = append(matched, id)
+		}
+	}
+	page, next, err := p.page(matched, 5, 1000, len(want) > 0)
+	if err != nil {
+		return nil, err
+	}
+	out := &describeSnapshotsResp{NextToken: next}
+	for _, id := range page {
+		out.Snapshots.Items = append(out.Snapshots.Items, s.snapshots[id].xml())
+	}
+	return out, nil
+}
