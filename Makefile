@@ -1,0 +1,44 @@
+# csi-libstorage: see README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+
+GO      ?= go
+VAR     := $(CURDIR)/var
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/csi-libstorage/csi-libstorage/identity.Version=$(VERSION)
+
+.PHONY: build run test deps vet lint sanity bench bench-quick clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/csi-libstorage ./cmd/csi-libstorage
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/csictl ./cmd/csictl
+
+# The plugin on its embedded default: a file pool and the socket under ./var.
+run: build deps
+	mkdir -p $(VAR)
+	./bin/csi-libstorage --endpoint unix://$(VAR)/csi.sock --pool $(VAR)/pool \
+		--node-id $$(hostname) --log-format console
+
+deps:
+	@.ci/deps
+
+vet:
+	$(GO) vet ./...
+
+lint: vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+# Unit, integration and conformance tests. Root is needed for loop devices
+# and mounts. csi-sanity prints its pass/skip counts at the end.
+test: deps lint
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/sanity$$')
+	mkdir -p $(VAR)
+	$(GO) test -count=1 -v ./sanity/ 2>&1 | tee $(VAR)/sanity.log \
+		| grep -E '^(Ran [0-9]+ of|SUCCESS|FAIL|--- |ok |PASS)|Passed \|' 
+
+sanity: deps
+	$(GO) test -count=1 -v ./sanity/
+
+clean:
+	rm -rf bin
