@@ -680,7 +680,9 @@ func TestAttachDetachStatesWithoutDevices(t *testing.T) {
 		aws.ToString(in.BlockDeviceMappings[0].Ebs.VolumeId) != vol || in.BlockDeviceMappings[0].Ebs.Status != types.AttachmentStatusAttaching {
 		t.Fatalf("DescribeInstances: %+v", in)
 	}
-	w := ec2.NewVolumeInUseWaiter(c, func(o *ec2.VolumeInUseWaiterOptions) { o.MinDelay, o.MaxDelay = 10*time.Millisecond, 20*time.Millisecond })
+	w := ec2.NewVolumeInUseWaiter(c, func(o *ec2.VolumeInUseWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 20*time.Millisecond
+	})
 	if err := w.Wait(ctx(t), &ec2.DescribeVolumesInput{VolumeIds: []string{vol}}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -832,7 +834,9 @@ func TestSnapshots(t *testing.T) {
 		}
 		ids = append(ids, aws.ToString(out.SnapshotId))
 	}
-	w := ec2.NewSnapshotCompletedWaiter(c, func(o *ec2.SnapshotCompletedWaiterOptions) { o.MinDelay, o.MaxDelay = 10*time.Millisecond, 20*time.Millisecond })
+	w := ec2.NewSnapshotCompletedWaiter(c, func(o *ec2.SnapshotCompletedWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 20*time.Millisecond
+	})
 	if err := w.Wait(ctx(t), &ec2.DescribeSnapshotsInput{SnapshotIds: ids}, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
