@@ -23,6 +23,22 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
 )
 
+// TestSanity runs every csi-sanity spec that applies to the capabilities the
+// plugin reports. The specs it skips, and why:
+//   - snapshots, group snapshots, cloning: the file backend implements no
+//     Snapshotter yet, so the plugin does not advertise CREATE_DELETE_SNAPSHOT,
+//     LIST_SNAPSHOTS, GET_SNAPSHOT or CLONE_VOLUME;
+//   - ControllerModifyVolume: no backend has mutable parameters;
+//   - volume and storage health (spec 1.13 alpha RPCs): not implemented;
+//     Mesos (spec 1.1) never calls them;
+//   - expansion (controller and node): not advertised until a backend
+//     implements backends.Expander;
+//   - "single node single writer ... different target path": needs the node
+//     capability SINGLE_NODE_MULTI_WRITER, which is not advertised; Mesos
+//     only knows the five spec-1.1 access modes.
+//
+// csi-sanity's pagination spec is marked pending (XIt) upstream; the plugin's
+// own paging test covers it.
 func TestSanity(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := testenv.TempDir(t)

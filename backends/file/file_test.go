@@ -1,0 +1,324 @@
+package file
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+)
+
+func newPool(t *testing.T, cfg Config, node string) *Backend {
+	t.Helper()
+	if cfg.Dir == "" {
+		cfg.Dir = filepath.Join(testenv.TempDir(t), "pool")
+	}
+	cfg.Name = "local"
+	b, err := New(cfg, Options{NodeID: node})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.RegisterNode(context.Background(), node); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func req(name string, size int64) backends.CreateRequest {
+	return backends.CreateRequest{Name: name, RequiredBytes: size, Modes: []backends.AccessMode{backends.SingleNodeWriter}}
+}
+
+func TestCreateIsIdempotentByName(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	v1, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v2.ID != v1.ID {
+		t.Fatalf("repeat create = %v, %v; want volume %s", v2, err, v1.ID)
+	}
+	tests := []struct {
+		name string
+		r    backends.CreateRequest
+	}{
+		{"bigger", req("db", 40*units.MiB)},
+		{"other parameters", backends.CreateRequest{Name: "db", RequiredBytes: 20 * units.MiB, Parameters: map[string]string{"preallocate": "true"}}},
+		{"block", backends.CreateRequest{Name: "db", RequiredBytes: 20 * units.MiB, Block: true}},
+		{"limit below size", backends.CreateRequest{Name: "db", RequiredBytes: units.MiB, LimitBytes: 17 * units.MiB}},
+	}
+	for _, tt := range tests {
+		if _, err := b.Create(ctx, tt.r); !errors.Is(err, backends.ErrAlreadyExists) {
+			t.Errorf("%s: err = %v, want ErrAlreadyExists", tt.name, err)
+		}
+	}
+	vols, _ := b.List(ctx)
+	if len(vols) != 1 {
+		t.Fatalf("%d volumes after repeats, want 1", len(vols))
+	}
+}
+
+func TestCreateSizes(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{DefaultSize: "64MiB"}, "n1")
+	tests := []struct {
+		name     string
+		r        backends.CreateRequest
+		want     int64
+		wantErr  error
+		imageLen int64
+	}{
+		{"default", backends.CreateRequest{Name: "a"}, 64 * units.MiB, nil, 0},
+		{"rounded up", backends.CreateRequest{Name: "b", RequiredBytes: 20*units.MiB + 1}, 21 * units.MiB, nil, 0},
+		{"minimum", backends.CreateRequest{Name: "c", RequiredBytes: 1}, MinSize, nil, 0},
+		{"xfs minimum", backends.CreateRequest{Name: "d", RequiredBytes: 1, FSType: "xfs"}, MinSizeXFS, nil, 0},
+		{"limit only", backends.CreateRequest{Name: "e", LimitBytes: 32 * units.MiB}, 32 * units.MiB, nil, 0},
+		{"limit below minimum", backends.CreateRequest{Name: "f", LimitBytes: units.MiB}, 0, backends.ErrOutOfRange, 0},
+		{"more than the disk", backends.CreateRequest{Name: "g", RequiredBytes: 1 << 60}, 0, backends.ErrCapacity, 0},
+	}
+	for _, tt := range tests {
+		v, err := b.Create(ctx, tt.r)
+		if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+			t.Errorf("%s: err = %v, want %v", tt.name, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if v.CapacityBytes != tt.want {
+			t.Errorf("%s: size %d, want %d", tt.name, v.CapacityBytes, tt.want)
+		}
+		fi, err := os.Stat(b.imagePath(v.ID))
+		if err != nil || fi.Size() != tt.want {
+			t.Errorf("%s: image %v, %v; want %d bytes", tt.name, fi, err, tt.want)
+		}
+	}
+}
+
+func TestCapacityLimit(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{Capacity: "100MiB"}, "n1")
+	if _, err := b.Create(ctx, req("a", 60*units.MiB)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Capacity(ctx, nil); err != nil || n != 40*units.MiB {
+		t.Fatalf("Capacity = %d, %v; want 40MiB", n, err)
+	}
+	if _, err := b.Create(ctx, req("b", 60*units.MiB)); !errors.Is(err, backends.ErrCapacity) {
+		t.Fatalf("create over the cap: %v, want ErrCapacity", err)
+	}
+}
+
+// A create that died after reserving its name resumes under the same id
+// when retried, so no second image is made.
+func TestCreateResumesAfterCrash(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	const id = "0123456789abcdef0123456789abcdef"
+	if err := os.WriteFile(b.namePath("db"), []byte(id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The crash happened after mkdir and a partial image.
+	os.MkdirAll(b.volDir(id), 0o700)
+	os.WriteFile(b.imagePath(id), []byte("partial"), 0o600)
+	v, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.ID != id {
+		t.Fatalf("resumed create made %s, want the reserved %s", v.ID, id)
+	}
+	if fi, _ := os.Stat(b.imagePath(id)); fi.Size() != 20*units.MiB {
+		t.Fatalf("image size %d after resume", fi.Size())
+	}
+	entries, _ := os.ReadDir(filepath.Join(b.dir, "volumes"))
+	if len(entries) != 1 {
+		t.Fatalf("%d volume directories, want 1", len(entries))
+	}
+}
+
+func TestDeleteRules(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	v, _ := b.Create(ctx, req("db", 20*units.MiB))
+	if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, v.ID); !errors.Is(err, backends.ErrInUse) {
+		t.Fatalf("delete while attached: %v, want ErrInUse", err)
+	}
+	if err := b.Detach(ctx, v.ID, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Detach(ctx, v.ID, "n1"); err != nil {
+		t.Fatalf("second detach: %v", err)
+	}
+	if err := b.Delete(ctx, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, v.ID); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	for _, p := range []string{b.volDir(v.ID), b.namePath("db")} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still there after delete", p)
+		}
+	}
+	v2, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v2.ID == v.ID {
+		t.Fatalf("create after delete = %v, %v; want a new volume", v2, err)
+	}
+}
+
+func TestAttachRules(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	b.RegisterNode(ctx, "n2")
+	v, _ := b.Create(ctx, req("db", 20*units.MiB))
+	if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "ghost", Mode: backends.SingleNodeWriter}); !errors.Is(err, backends.ErrNodeNotFound) {
+		t.Fatalf("attach to unknown node: %v", err)
+	}
+	if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n2", Mode: backends.SingleNodeWriter}); !errors.Is(err, backends.ErrConflict) {
+		t.Fatalf("second writer node: %v, want ErrConflict", err)
+	}
+	got, _ := b.Get(ctx, v.ID)
+	if len(got.Attachments) != 1 || got.Attachments[0].Node != "n1" {
+		t.Fatalf("attachments %+v", got.Attachments)
+	}
+	if _, err := b.Attach(ctx, "ffffffffffffffffffffffffffffffff", backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter}); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("attach of a missing volume: %v", err)
+	}
+}
+
+// Two plugin processes sharing a pool race to create the same name; the
+// name lock makes exactly one volume.
+func TestConcurrentCreateAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(testenv.TempDir(t), "pool")
+	a := newPool(t, Config{Dir: dir}, "n1")
+	b := newPool(t, Config{Dir: dir}, "n2")
+	var wg sync.WaitGroup
+	ids := make([]string, 16)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := a
+			if i%2 == 1 {
+				p = b
+			}
+			v, err := p.Create(ctx, req("shared", 20*units.MiB))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = v.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("concurrent creates gave %v", ids)
+		}
+	}
+	vols, _ := a.List(ctx)
+	if len(vols) != 1 {
+		t.Fatalf("%d volumes, want 1", len(vols))
+	}
+}
+
+func TestPoolSafety(t *testing.T) {
+	dir := filepath.Join(testenv.TempDir(t), "pool")
+	os.MkdirAll(dir, 0o777)
+	os.Chmod(dir, 0o777)
+	if _, err := New(Config{Name: "x", Dir: dir}, Options{}); err == nil {
+		t.Fatal("a world-writable pool was accepted")
+	}
+	os.Chmod(dir, 0o700)
+	b := newPool(t, Config{Dir: dir}, "n1")
+	v, err := b.Create(context.Background(), req("db", 20*units.MiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{b.metaPath(v.ID), b.imagePath(v.ID), b.namePath("db")} {
+		fi, err := os.Stat(p)
+		if err != nil || fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s: mode %v, %v; want no group or other access", p, fi.Mode(), err)
+		}
+	}
+	for _, id := range []string{"../../etc", "/abs", "0123", "0123456789ABCDEF0123456789ABCDEF"} {
+		if _, err := b.Get(context.Background(), id); !errors.Is(err, backends.ErrNotFound) {
+			t.Errorf("Get(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+	if err := b.RegisterNode(context.Background(), "../evil"); !errors.Is(err, backends.ErrInvalid) {
+		t.Errorf("RegisterNode(../evil) = %v", err)
+	}
+}
+
+func TestConnectVerifyDisconnect(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	v, _ := b.Create(ctx, req("db", 20*units.MiB))
+	other, _ := b.Create(ctx, req("other", 20*units.MiB))
+	if _, err := b.Connect(ctx, v.ID, nil, false); !errors.Is(err, backends.ErrConflict) {
+		t.Fatalf("connect before attach: %v, want ErrConflict", err)
+	}
+	for _, id := range []string{v.ID, other.ID} {
+		if _, err := b.Attach(ctx, id, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1, err := b.Connect(ctx, v.ID, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loop.Detach(d1.Path) })
+	d2, err := b.Connect(ctx, v.ID, nil, false)
+	if err != nil || d2.Path != d1.Path {
+		t.Fatalf("second connect = %v, %v; want the same device %s", d2, err, d1.Path)
+	}
+	if err := b.Verify(ctx, v.ID, d1); err != nil {
+		t.Fatalf("verify own device: %v", err)
+	}
+	d3, err := b.Connect(ctx, other.ID, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loop.Detach(d3.Path) })
+	if err := b.Verify(ctx, v.ID, d3); err == nil {
+		t.Fatalf("%s verified as volume %s but it backs %s", d3.Path, v.ID, other.ID)
+	}
+	// An open exclusive holder (as a mount is) keeps the device.
+	f, err := os.OpenFile(d1.Path, os.O_RDONLY|os.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Disconnect(ctx, v.ID); !errors.Is(err, backends.ErrInUse) {
+		t.Fatalf("disconnect of a busy device: %v, want ErrInUse", err)
+	}
+	f.Close()
+	for _, id := range []string{v.ID, other.ID} {
+		if err := b.Disconnect(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Disconnect(ctx, id); err != nil {
+			t.Fatalf("second disconnect: %v", err)
+		}
+		img, _ := b.ImagePath(id)
+		if devs, _ := loop.Find(img); len(devs) != 0 {
+			t.Fatalf("loop devices left for %s: %+v", id, devs)
+		}
+	}
+}

@@ -1,0 +1,373 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+)
+
+// recorder wraps the real mounter to count formats and inject probe errors.
+type recorder struct {
+	*LinuxMounter
+	formats  int
+	probeErr error
+}
+
+func (r *recorder) Format(ctx context.Context, dev, fs string, force bool) error {
+	r.formats++
+	return r.LinuxMounter.Format(ctx, dev, fs, force)
+}
+
+func (r *recorder) Probe(ctx context.Context, dev string) (Signature, error) {
+	if r.probeErr != nil {
+		return Signature{}, r.probeErr
+	}
+	return r.LinuxMounter.Probe(ctx, dev)
+}
+
+type fixture struct {
+	t     *testing.T
+	dir   string
+	pool  *file.Backend
+	svc   *Service
+	m     *recorder
+	allow bool
+}
+
+func newFixture(t *testing.T, allowOverwrite bool) *fixture {
+	testenv.RequireRoot(t)
+	dir := testenv.TempDir(t)
+	pool, err := file.New(file.Config{Name: "local", Dir: filepath.Join(dir, "pool")}, file.Options{NodeID: "n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := backends.NewSet(pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &recorder{LinuxMounter: NewLinuxMounter()}
+	svc := New(set, Options{NodeID: "n1", Mounter: m, AllowOverwrite: allowOverwrite})
+	if err := svc.Register(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f := &fixture{t: t, dir: dir, pool: pool, svc: svc, m: m}
+	t.Cleanup(func() {
+		devs, _ := loop.List()
+		for _, d := range devs {
+			if strings.HasPrefix(d.BackingFile, dir) {
+				loop.Detach(d.Device)
+			}
+		}
+	})
+	return f
+}
+
+// volume creates a volume and lets the test put bytes into its image before
+// any stage, as a previous user of the storage would have.
+func (f *fixture) volume(name string, params map[string]string, fill func(img string)) string {
+	f.t.Helper()
+	v, err := f.pool.Create(context.Background(), backends.CreateRequest{
+		Name: name, RequiredBytes: 320 * units.MiB, Parameters: params,
+		Modes: []backends.AccessMode{backends.SingleNodeWriter},
+	})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if fill != nil {
+		img, _ := f.pool.ImagePath(v.ID)
+		fill(img)
+	}
+	return "local/" + v.ID
+}
+
+func capMount(fs string) *csi.VolumeCapability {
+	return &csi.VolumeCapability{
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: fs}},
+	}
+}
+
+func (f *fixture) stage(id, fs string) (string, error) {
+	staging := filepath.Join(f.dir, "staging-"+strings.ReplaceAll(id, "/", "_"))
+	_, err := f.svc.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+		VolumeId: id, StagingTargetPath: staging, VolumeCapability: capMount(fs),
+	})
+	return staging, err
+}
+
+func (f *fixture) unstage(id, staging string) {
+	f.t.Helper()
+	if _, err := f.svc.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func sum(t *testing.T, path string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+func mkfs(t *testing.T, fs, img string) {
+	t.Helper()
+	if out, err := exec.Command("mkfs."+fs, "-q", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.%s: %v: %s", fs, err, out)
+	}
+}
+
+func writeAt(t *testing.T, img string, off int64, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(img, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Invariant 1: a device that holds anything is never formatted unless the
+// volume is marked as ours.
+func TestStageNeverFormatsData(t *testing.T) {
+	tests := []struct {
+		name string
+		fs   string
+		fill func(t *testing.T, img string)
+	}{
+		{"raw data at the start", "ext4", func(t *testing.T, img string) {
+			writeAt(t, img, 4096, bytes.Repeat([]byte("database page "), 1000))
+		}},
+		{"raw data at the end", "ext4", func(t *testing.T, img string) {
+			writeAt(t, img, 320*units.MiB-8192, []byte("tail record"))
+		}},
+		{"another filesystem", "ext4", func(t *testing.T, img string) { mkfs(t, "xfs", img) }},
+		{"a partition table", "ext4", func(t *testing.T, img string) {
+			if out, err := exec.Command("sh", "-c", "printf 'label: gpt\n,10M\n' | sfdisk -q "+img).CombinedOutput(); err != nil {
+				t.Fatalf("sfdisk (Debian package fdisk, installed by make deps): %v %s", err, out)
+			}
+		}},
+		{"a LUKS header", "ext4", func(t *testing.T, img string) {
+			writeAt(t, img, 0, []byte("LUKS\xba\xbe\x00\x02"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			id := f.volume("v", nil, func(img string) { tt.fill(t, img) })
+			img, _ := f.pool.ImagePath(strings.TrimPrefix(id, "local/"))
+			before := sum(t, img)
+			_, err := f.stage(id, tt.fs)
+			if status.Code(err) != codes.FailedPrecondition {
+				t.Fatalf("stage = %v, want FailedPrecondition", err)
+			}
+			if f.m.formats != 0 {
+				t.Fatalf("mkfs ran %d times", f.m.formats)
+			}
+			if sum(t, img) != before {
+				t.Fatal("the image changed")
+			}
+			v, _ := f.pool.Get(context.Background(), strings.TrimPrefix(id, "local/"))
+			if v.Formatted != "" {
+				t.Fatalf("volume marked %q", v.Formatted)
+			}
+		})
+	}
+}
+
+func TestStageProbeErrorNeverFormats(t *testing.T) {
+	f := newFixture(t, false)
+	f.m.probeErr = errors.New("device not ready")
+	id := f.volume("v", nil, nil)
+	if _, err := f.stage(id, "ext4"); status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "device not ready") {
+		t.Fatalf("stage with a failing probe = %v", err)
+	}
+	if f.m.formats != 0 {
+		t.Fatal("mkfs ran after a failed probe")
+	}
+}
+
+// A volume marked formatted whose device shows no filesystem (a wrong or
+// wiped device) is refused, never reformatted.
+func TestStageMarkedButEmpty(t *testing.T) {
+	f := newFixture(t, false)
+	id := f.volume("v", nil, nil)
+	if err := f.pool.MarkFormatted(context.Background(), strings.TrimPrefix(id, "local/"), "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.stage(id, "ext4"); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("stage = %v, want FailedPrecondition", err)
+	}
+	if f.m.formats != 0 {
+		t.Fatal("mkfs ran on a volume marked formatted")
+	}
+}
+
+// The first stage formats and marks; data survives unstage and restage; a
+// restage asking for another filesystem is refused.
+func TestStageFormatsOnceAndKeepsData(t *testing.T) {
+	f := newFixture(t, false)
+	id := f.volume("v", nil, nil)
+	staging, err := f.stage(id, "ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.m.formats != 1 {
+		t.Fatalf("%d formats on first stage", f.m.formats)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "data"), []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.stage(id, "ext4"); err != nil {
+		t.Fatalf("repeated stage: %v", err)
+	}
+	f.unstage(id, staging)
+	if _, err := f.stage(id, "xfs"); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("restage as xfs = %v, want FailedPrecondition", err)
+	}
+	if staging, err = f.stage(id, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(staging, "data")); err != nil || string(got) != "keep me" {
+		t.Fatalf("data after restage = %q, %v", got, err)
+	}
+	if f.m.formats != 1 {
+		t.Fatalf("%d formats after restage, want 1", f.m.formats)
+	}
+	f.unstage(id, staging)
+}
+
+// A stage that died between mkfs and recording the mark finds its own
+// filesystem and adopts it instead of formatting again.
+func TestStageAdoptsUnrecordedOwnFilesystem(t *testing.T) {
+	f := newFixture(t, false)
+	id := f.volume("v", nil, func(img string) { mkfs(t, "ext4", img) })
+	img, _ := f.pool.ImagePath(strings.TrimPrefix(id, "local/"))
+	uuid := func() string {
+		out, _ := exec.Command("blkid", "-p", "-s", "UUID", "-o", "value", img).Output()
+		return strings.TrimSpace(string(out))
+	}
+	before := uuid()
+	staging, err := f.stage(id, "ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.unstage(id, staging)
+	if f.m.formats != 0 || uuid() != before {
+		t.Fatalf("formats=%d uuid %s→%s; want the filesystem adopted", f.m.formats, before, uuid())
+	}
+	v, _ := f.pool.Get(context.Background(), strings.TrimPrefix(id, "local/"))
+	if v.Formatted != "ext4" {
+		t.Fatalf("mark %q after adoption", v.Formatted)
+	}
+}
+
+func TestOverwriteNeedsBothSwitches(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		f := newFixture(t, allow)
+		id := f.volume("v", map[string]string{"overwritefs": "true"}, func(img string) { mkfs(t, "xfs", img) })
+		staging, err := f.stage(id, "ext4")
+		if !allow {
+			if status.Code(err) != codes.FailedPrecondition || f.m.formats != 0 {
+				t.Fatalf("overwrite without the operator switch: %v, %d formats", err, f.m.formats)
+			}
+			continue
+		}
+		if err != nil || f.m.formats != 1 {
+			t.Fatalf("overwrite with both switches: %v, %d formats", err, f.m.formats)
+		}
+		f.unstage(id, staging)
+	}
+}
+
+func TestRawBlockVolumeIsNeverMounted(t *testing.T) {
+	f := newFixture(t, false)
+	v, err := f.pool.Create(context.Background(), backends.CreateRequest{Name: "b", RequiredBytes: 32 * units.MiB, Block: true, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "local/" + v.ID
+	block := &csi.VolumeCapability{
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+	}
+	staging := filepath.Join(f.dir, "bstage")
+	if _, err := f.svc.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: block}); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(f.dir, "pods", "dev")
+	if _, err := f.svc.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: block}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(target)
+	if err != nil || fi.Mode()&os.ModeDevice == 0 {
+		t.Fatalf("target %v, %v; want a block device", fi, err)
+	}
+	if _, err := f.svc.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("target left after unpublish: %v", err)
+	}
+	f.unstage(id, staging)
+	got, _ := f.pool.Get(context.Background(), v.ID)
+	if got.Formatted != backends.FormattedRaw {
+		t.Fatalf("block volume marked %q, want %q", got.Formatted, backends.FormattedRaw)
+	}
+}
+
+func TestPathChecks(t *testing.T) {
+	f := newFixture(t, false)
+	id := f.volume("v", nil, nil)
+	outside := filepath.Join(f.dir, "outside")
+	os.Mkdir(outside, 0o755)
+	link := filepath.Join(f.dir, "link")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	staging, err := f.stage(id, "ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.unstage(id, staging)
+	tests := []struct {
+		target string
+		code   codes.Code
+	}{
+		{"relative/path", codes.InvalidArgument},
+		{f.dir + "/a/../b", codes.InvalidArgument},
+		{f.dir + "/x/", codes.InvalidArgument},
+		{f.dir + "/nul\x00", codes.InvalidArgument},
+		{link, codes.InvalidArgument},
+	}
+	for _, tt := range tests {
+		_, err := f.svc.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
+			VolumeId: id, StagingTargetPath: staging, TargetPath: tt.target, VolumeCapability: capMount("ext4"),
+		})
+		if status.Code(err) != tt.code {
+			t.Errorf("publish to %q = %v, want %v", tt.target, err, tt.code)
+		}
+	}
+	if ms := testenv.MountsUnder(t, outside); len(ms) != 0 {
+		t.Fatalf("something was mounted through the symlink: %v", ms)
+	}
+}
