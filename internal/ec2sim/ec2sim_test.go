@@ -948,3 +948,42 @@ func TestNewRejectsBadInstances(t *testing.T) {
 		}
 	}
 }
+
+func TestCreatingAndDeletingStates(t *testing.T) {
+	_, c := newSim(t, Options{StateDelay: 200 * time.Millisecond})
+	vol := createVol(t, c, "us-east-1a", 1, nil)
+	for _, tc := range []struct {
+		name string
+		call func() error
+	}{
+		{"attach creating", func() error {
+			_, err := c.AttachVolume(ctx(t), &ec2.AttachVolumeInput{VolumeId: aws.String(vol), InstanceId: aws.String(inst1), Device: aws.String("/dev/xvdaa")})
+			return err
+		}},
+		{"delete creating", func() error {
+			_, err := c.DeleteVolume(ctx(t), &ec2.DeleteVolumeInput{VolumeId: aws.String(vol)})
+			return err
+		}},
+	} {
+		if code := apiCode(t, tc.call()); code != "IncorrectState" {
+			t.Errorf("%s: %s, want IncorrectState", tc.name, code)
+		}
+	}
+	waitAvailable(t, c, vol)
+	if _, err := c.DeleteVolume(ctx(t), &ec2.DeleteVolumeInput{VolumeId: aws.String(vol)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := describeVol(t, c, vol).State; got != types.VolumeStateDeleting {
+		t.Fatalf("right after delete: %s, want deleting", got)
+	}
+	w := ec2.NewVolumeDeletedWaiter(c, func(o *ec2.VolumeDeletedWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 20*time.Millisecond
+	})
+	if err := w.Wait(ctx(t), &ec2.DescribeVolumesInput{VolumeIds: []string{vol}}, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.DeleteVolume(ctx(t), &ec2.DeleteVolumeInput{VolumeId: aws.String(vol)})
+	if code := apiCode(t, err); code != "InvalidVolume.NotFound" {
+		t.Fatalf("second delete: %s", code)
+	}
+}
