@@ -32,13 +32,13 @@ lint: vet
 # Unit, integration and conformance tests. Root is needed for loop devices
 # and mounts. csi-sanity prints its pass/skip counts at the end.
 test: deps lint
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/sanity$$')
+	$(GO) test -count=1 $$($(GO) list ./... | grep -v '/sanity')
 	mkdir -p $(VAR)
-	$(GO) test -count=1 -v ./sanity/ 2>&1 | tee $(VAR)/sanity.log \
-		| grep -E '^(Ran [0-9]+ of|SUCCESS|FAIL|--- |ok |PASS)|Passed \|' 
+	$(GO) test -count=1 -v ./sanity/... -ginkgo.no-color 2>&1 | tee $(VAR)/sanity.log \
+		| grep -E '^(Ran [0-9]+ of|SUCCESS|FAIL|--- |ok |PASS)|Passed \|'
 
 sanity: deps
-	$(GO) test -count=1 -v ./sanity/
+	$(GO) test -count=1 -v ./sanity/... -ginkgo.no-color
 
 clean:
 	rm -rf bin
