@@ -117,7 +117,7 @@ func Listen(opt Options) (*Server, error) {
 			}
 		}
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.recoverer, s.logger))
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.logger, s.recoverer))
 	csi.RegisterIdentityServer(s.grpc, opt.Identity)
 	if opt.Controller != nil {
 		csi.RegisterControllerServer(s.grpc, opt.Controller)
