@@ -275,6 +275,13 @@ type Expander interface {
 	Expand(ctx context.Context, id string, requiredBytes, limitBytes int64) (int64, error)
 }
 
+// NodeExpander is implemented by backends whose node side must be told
+// that a volume grew before the filesystem can follow (a loop device has to
+// re-read the size of its image).
+type NodeExpander interface {
+	RefreshDevice(ctx context.Context, id string, dev Device) error
+}
+
 // Snapshot is a point-in-time copy of a volume.
 type Snapshot struct {
 	ID        string

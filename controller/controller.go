@@ -62,6 +62,12 @@ func New(set *backends.Set, opt Options) *Service {
 		csi.ControllerServiceCapability_RPC_GET_VOLUME,
 	}
 	for _, b := range set.All() {
+		if _, ok := b.(backends.Expander); ok {
+			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_EXPAND_VOLUME)
+			break
+		}
+	}
+	for _, b := range set.All() {
 		if b.Capabilities().AttachRequired {
 			rpcs = append(rpcs,
 				csi.ControllerServiceCapability_RPC_PUBLISH_UNPUBLISH_VOLUME,
@@ -454,6 +460,40 @@ func (s *Service) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) 
 		return nil, grpcerr.From(err, "capacity of "+b.Name())
 	}
 	return &csi.GetCapacityResponse{AvailableCapacity: n}, nil
+}
+
+// ControllerExpandVolume implements csi.ControllerServer. The node side
+// always has work to do afterwards (a loop device or a filesystem to grow),
+// so node expansion is always requested.
+func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	r := req.GetCapacityRange()
+	if r == nil || r.GetRequiredBytes() <= 0 && r.GetLimitBytes() <= 0 {
+		return nil, invalid("capacity_range with a required or limit size is required")
+	}
+	if r.GetRequiredBytes() < 0 || r.GetLimitBytes() < 0 {
+		return nil, invalid("capacity_range: sizes cannot be negative")
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	x, ok := b.(backends.Expander)
+	if !ok {
+		return nil, status.Errorf(codes.FailedPrecondition, "backend %s cannot expand volumes", b.Name())
+	}
+	want := r.GetRequiredBytes()
+	if want == 0 {
+		want = r.GetLimitBytes()
+	}
+	size, err := x.Expand(ctx, native, want, r.GetLimitBytes())
+	if err != nil {
+		return nil, grpcerr.From(err, "expand volume "+req.GetVolumeId())
+	}
+	s.log.Info("volume expanded", zap.String("volume", req.GetVolumeId()), zap.Int64("bytes", size))
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: size, NodeExpansionRequired: true}, nil
 }
 
 // ControllerGetCapabilities implements csi.ControllerServer.

@@ -49,3 +49,10 @@ func (l *Locked) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 		return l.Service.ControllerUnpublishVolume(ctx, req)
 	})
 }
+
+// ControllerExpandVolume implements csi.ControllerServer.
+func (l *Locked) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	return lock.Run(ctx, l.locks, "volume:"+req.GetVolumeId(), func() (*csi.ControllerExpandVolumeResponse, error) {
+		return l.Service.ControllerExpandVolume(ctx, req)
+	})
+}

@@ -49,3 +49,10 @@ func (l *Locked) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublish
 		return l.Service.NodeUnpublishVolume(ctx, req)
 	})
 }
+
+// NodeExpandVolume implements csi.NodeServer.
+func (l *Locked) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+	return lock.Run(ctx, l.locks, "volume:"+req.GetVolumeId(), func() (*csi.NodeExpandVolumeResponse, error) {
+		return l.Service.NodeExpandVolume(ctx, req)
+	})
+}

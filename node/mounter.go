@@ -27,6 +27,9 @@ type Mounter interface {
 	// be read is an error, never an empty result.
 	Probe(ctx context.Context, dev string) (Signature, error)
 	Format(ctx context.Context, dev, fsType string, force bool) error
+	// Grow extends the filesystem mounted at mountpoint from dev to the
+	// size of the device.
+	Grow(ctx context.Context, dev, mountpoint, fsType string) error
 }
 
 // Mount is one line of the mount table.
@@ -242,6 +245,51 @@ func (l *LinuxMounter) Format(ctx context.Context, dev, fsType string, force boo
 		return fmt.Errorf("mkfs.%s %s: %v: %s", fsType, dev, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// Grow implements Mounter.
+func (l *LinuxMounter) Grow(ctx context.Context, dev, mountpoint, fsType string) error {
+	var cmd *exec.Cmd
+	switch fsType {
+	case "ext4", "ext3", "ext2":
+		if !HasCapability(unix.CAP_SYS_RESOURCE) {
+			return ErrNoOnlineResize
+		}
+		cmd = exec.CommandContext(ctx, "resize2fs", dev)
+	case "xfs":
+		cmd = exec.CommandContext(ctx, "xfs_growfs", mountpoint)
+	case "btrfs":
+		cmd = exec.CommandContext(ctx, "btrfs", "filesystem", "resize", "max", mountpoint)
+	default:
+		return fmt.Errorf("cannot grow a %s filesystem", fsType)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// ErrNoOnlineResize: the kernel lets only a process with CAP_SYS_RESOURCE
+// grow a mounted ext4 filesystem.
+var ErrNoOnlineResize = errors.New("growing a mounted ext4 filesystem needs CAP_SYS_RESOURCE, which this plugin process does not have; grant it to the plugin (its container), then retry the expansion")
+
+// HasCapability reports whether the process has capability c in its
+// effective set.
+func HasCapability(c int) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			var mask uint64
+			if _, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &mask); err != nil {
+				return false
+			}
+			return mask&(1<<uint(c)) != 0
+		}
+	}
+	return false
 }
 
 // exists reports whether path exists, without following a final symlink.

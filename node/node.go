@@ -539,12 +539,73 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 	}}, nil
 }
 
+// NodeExpandVolume implements csi.NodeServer: the device learns its new
+// size, then a mounted filesystem grows to fill it. The path may be the
+// staging path or a target, a mount or a published block device.
+func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+	if req.GetVolumeId() == "" {
+		return nil, invalid("volume_id is required")
+	}
+	p := req.GetVolumePath()
+	if p == "" {
+		return nil, invalid("volume_path is required")
+	}
+	b, native, err := s.resolve(req.GetVolumeId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.Get(ctx, native); err != nil {
+		return nil, grpcerr.From(err, "expand volume "+req.GetVolumeId())
+	}
+	if err := checkPath("volume_path", p); err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not at %q: %v", req.GetVolumeId(), p, status.Convert(err).Message())
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "volume %s is not at %s: %v", req.GetVolumeId(), p, err)
+	}
+	dev := backends.Device{Path: p}
+	var m Mount
+	block := fi.Mode()&os.ModeDevice != 0
+	if !block {
+		var ok bool
+		if m, ok, err = s.m.MountAt(p); err != nil {
+			return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+		} else if !ok {
+			return nil, status.Errorf(codes.NotFound, "volume %s is not mounted at %s", req.GetVolumeId(), p)
+		}
+		dev.Path = m.Source
+	}
+	if err := s.verify(ctx, b, native, dev); err != nil {
+		return nil, err
+	}
+	if r, ok := b.(backends.NodeExpander); ok {
+		if err := r.RefreshDevice(ctx, native, dev); err != nil {
+			return nil, grpcerr.From(err, "refresh device size of "+req.GetVolumeId())
+		}
+	}
+	if !block {
+		if err := s.m.Grow(ctx, dev.Path, p, m.FSType); errors.Is(err, ErrNoOnlineResize) {
+			return nil, status.Errorf(codes.FailedPrecondition, "grow filesystem of %s: %v", req.GetVolumeId(), err)
+		} else if err != nil {
+			return nil, status.Errorf(codes.Internal, "grow filesystem of %s: %v", req.GetVolumeId(), err)
+		}
+	}
+	size, err := DeviceSize(dev.Path)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "size of %s: %v", dev.Path, err)
+	}
+	s.log.Info("volume expanded on node", zap.String("volume", req.GetVolumeId()), zap.Int64("bytes", size))
+	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
+}
+
 // NodeGetCapabilities implements csi.NodeServer.
 func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
 	var caps []*csi.NodeServiceCapability
 	for _, t := range []csi.NodeServiceCapability_RPC_Type{
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
 	}

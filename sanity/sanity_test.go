@@ -31,8 +31,6 @@ import (
 //   - ControllerModifyVolume: no backend has mutable parameters;
 //   - volume and storage health (spec 1.13 alpha RPCs): not implemented;
 //     Mesos (spec 1.1) never calls them;
-//   - expansion (controller and node): not advertised until a backend
-//     implements backends.Expander;
 //   - "single node single writer ... different target path": needs the node
 //     capability SINGLE_NODE_MULTI_WRITER, which is not advertised; Mesos
 //     only knows the five spec-1.1 access modes.

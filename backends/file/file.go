@@ -663,6 +663,43 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 	return nil
 }
 
+// Expand implements backends.Expander. The image only grows; the node side
+// makes the loop device and the filesystem follow.
+func (b *Backend) Expand(ctx context.Context, id string, required, limit int64) (int64, error) {
+	var size int64
+	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		if required <= m.CapacityBytes {
+			size = m.CapacityBytes
+			return false, nil
+		}
+		want, ok := units.RoundUp(required, units.MiB)
+		if !ok || (limit > 0 && want > limit) {
+			return false, fmt.Errorf("%w: %d bytes rounded to whole MiB exceeds the limit of %d", backends.ErrOutOfRange, required, limit)
+		}
+		if err := b.checkCapacity(ctx, want-m.CapacityBytes); err != nil {
+			return false, err
+		}
+		if err := os.Truncate(b.imagePath(id), want); err != nil {
+			return false, fmt.Errorf("grow image: %w", err)
+		}
+		m.CapacityBytes, size = want, want
+		return true, nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("expand %s: %w", id, err)
+	}
+	return size, nil
+}
+
+// RefreshDevice implements backends.NodeExpander: the loop device re-reads
+// the size of its image.
+func (b *Backend) RefreshDevice(ctx context.Context, id string, dev backends.Device) error {
+	if err := b.Verify(ctx, id, dev); err != nil {
+		return err
+	}
+	return loop.SetCapacity(dev.Path)
+}
+
 // MarkFormatted implements backends.Backend.
 func (b *Backend) MarkFormatted(ctx context.Context, id, fsType string) error {
 	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
