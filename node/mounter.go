@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -253,6 +254,17 @@ func (l *LinuxMounter) Grow(ctx context.Context, dev, mountpoint, fsType string)
 	switch fsType {
 	case "ext4", "ext3", "ext2":
 		if !HasCapability(unix.CAP_SYS_RESOURCE) {
+			fsSize, block, err := ext4Size(dev)
+			if err != nil {
+				return err
+			}
+			devSize, err := DeviceSize(dev)
+			if err != nil {
+				return err
+			}
+			if fsSize+block > devSize {
+				return nil // already fills the device: nothing to grow
+			}
 			return ErrNoOnlineResize
 		}
 		cmd = exec.CommandContext(ctx, "resize2fs", dev)
@@ -267,6 +279,29 @@ func (l *LinuxMounter) Grow(ctx context.Context, dev, mountpoint, fsType string)
 		return fmt.Errorf("%s: %v: %s", strings.Join(cmd.Args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// ext4Size reads the filesystem size and block size from an ext2/3/4
+// superblock.
+func ext4Size(dev string) (size, block int64, err error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer f.Close()
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		return 0, 0, fmt.Errorf("read superblock of %s: %w", dev, err)
+	}
+	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
+		return 0, 0, fmt.Errorf("%s has no ext2/3/4 superblock", dev)
+	}
+	block = 1024 << binary.LittleEndian.Uint32(sb[0x18:])
+	count := uint64(binary.LittleEndian.Uint32(sb[0x04:]))
+	if binary.LittleEndian.Uint32(sb[0x60:])&0x80 != 0 { // INCOMPAT_64BIT
+		count |= uint64(binary.LittleEndian.Uint32(sb[0x150:])) << 32
+	}
+	return int64(count) * block, block, nil
 }
 
 // ErrNoOnlineResize: the kernel lets only a process with CAP_SYS_RESOURCE
