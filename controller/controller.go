@@ -60,6 +60,7 @@ func New(set *backends.Set, opt Options) *Service {
 		csi.ControllerServiceCapability_RPC_GET_CAPACITY,
 		csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
 		csi.ControllerServiceCapability_RPC_GET_VOLUME,
+		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	}
 	for _, b := range set.All() {
 		if _, ok := b.(backends.Expander); ok {

@@ -24,6 +24,8 @@ type Mounter interface {
 	// MountAt returns the topmost mount at target, if target is a mount
 	// point.
 	MountAt(target string) (Mount, bool, error)
+	// Mounts returns the whole mount table of this mount namespace.
+	Mounts() ([]Mount, error)
 	// Probe reports every signature the device holds. A device that cannot
 	// be read is an error, never an empty result.
 	Probe(ctx context.Context, dev string) (Signature, error)
@@ -35,6 +37,7 @@ type Mounter interface {
 
 // Mount is one line of the mount table.
 type Mount struct {
+	Point   string
 	Source  string
 	FSType  string
 	Root    string
@@ -105,23 +108,34 @@ func (l *LinuxMounter) Unmount(target string) error {
 	return nil
 }
 
+// Mounts implements Mounter.
+func (l *LinuxMounter) Mounts() ([]Mount, error) {
+	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Mount, 0, len(infos))
+	for _, i := range infos {
+		opts := append(append([]string{}, i.MountOptions...), i.SuperOptions...)
+		out = append(out, Mount{Point: i.MountPoint, Source: i.Source, FSType: i.FsType, Root: i.Root, Options: opts})
+	}
+	return out, nil
+}
+
 // MountAt implements Mounter.
 func (l *LinuxMounter) MountAt(target string) (Mount, bool, error) {
-	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
+	ms, err := l.Mounts()
 	if err != nil {
 		return Mount{}, false, err
 	}
-	var found *mountutils.MountInfo
-	for i := range infos {
-		if infos[i].MountPoint == target {
-			found = &infos[i] // later lines are mounted on top
+	var found Mount
+	ok := false
+	for _, m := range ms {
+		if m.Point == target {
+			found, ok = m, true // later lines are mounted on top
 		}
 	}
-	if found == nil {
-		return Mount{}, false, nil
-	}
-	opts := append(append([]string{}, found.MountOptions...), found.SuperOptions...)
-	return Mount{Source: found.Source, FSType: found.FsType, Root: found.Root, Options: opts}, true, nil
+	return found, ok, nil
 }
 
 // Probe implements Mounter. blkid -p reads the device itself: its cache

@@ -407,6 +407,13 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
 
+	if c.Mode == backends.SingleNodeSingleWriter {
+		if other, err := s.publishedElsewhere(source, staging, target, c.Block); err != nil {
+			return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+		} else if other != "" {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", req.GetVolumeId(), other)
+		}
+	}
 	if err := makeTarget(target, c.Block); err != nil {
 		return nil, err
 	}
@@ -424,6 +431,24 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	}
 	s.log.Info("volume published", zap.String("volume", req.GetVolumeId()), zap.String("target", target), zap.Bool("readOnly", readOnly))
 	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// publishedElsewhere returns a mount point other than staging and target
+// where the device source is published.
+func (s *Service) publishedElsewhere(source, staging, target string, block bool) (string, error) {
+	ms, err := s.m.Mounts()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range ms {
+		if m.Point == staging || m.Point == target {
+			continue
+		}
+		if (!block && m.Source == source) || (block && m.Root == "/"+filepath.Base(source)) {
+			return m.Point, nil
+		}
+	}
+	return "", nil
 }
 
 // makeTarget creates the target: a directory for a filesystem, a file for
@@ -606,6 +631,7 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
+		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
 	}

@@ -31,9 +31,6 @@ import (
 //   - ControllerModifyVolume: no backend has mutable parameters;
 //   - volume and storage health (spec 1.13 alpha RPCs): not implemented;
 //     Mesos (spec 1.1) never calls them;
-//   - "single node single writer ... different target path": needs the node
-//     capability SINGLE_NODE_MULTI_WRITER, which is not advertised; Mesos
-//     only knows the five spec-1.1 access modes.
 //
 // csi-sanity's pagination spec is marked pending (XIt) upstream; the plugin's
 // own paging test covers it.
