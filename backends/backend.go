@@ -264,6 +264,15 @@ type NodeRegistrar interface {
 	RegisterNode(ctx context.Context, node string) error
 }
 
+// Reconciler is implemented by backends whose node side can find what an
+// earlier run of the plugin left behind. The node service calls it once at
+// start-up, before serving.
+type Reconciler interface {
+	// Reconcile releases node-side resources (devices, sessions) that no
+	// staged volume of this node uses any more, and reports each action.
+	Reconcile(ctx context.Context) ([]string, error)
+}
+
 // NodeZoner is implemented by backends whose nodes live in zones.
 type NodeZoner interface {
 	// NodeZone returns this node's zone, as the node side sees it.

@@ -56,13 +56,23 @@ func New(set *backends.Set, opt Options) *Service {
 	return s
 }
 
-// Register announces this node to the backends that need to know it before
-// they can attach volumes to it.
-func (s *Service) Register(ctx context.Context) error {
+// Start prepares the node before it serves: it announces this node to the
+// backends that must know it before they attach volumes to it, and lets
+// each backend release what an earlier run left behind.
+func (s *Service) Start(ctx context.Context) error {
 	for _, b := range s.set.All() {
 		if r, ok := b.(backends.NodeRegistrar); ok {
 			if err := r.RegisterNode(ctx, s.opt.NodeID); err != nil {
 				return fmt.Errorf("register node %s with backend %s: %w", s.opt.NodeID, b.Name(), err)
+			}
+		}
+		if r, ok := b.(backends.Reconciler); ok {
+			done, err := r.Reconcile(ctx)
+			if err != nil {
+				return fmt.Errorf("reconcile backend %s: %w", b.Name(), err)
+			}
+			if len(done) > 0 {
+				s.log.Info("reconciled node state left by an earlier run", zap.String("backend", b.Name()), zap.Strings("actions", done))
 			}
 		}
 	}

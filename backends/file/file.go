@@ -827,3 +827,54 @@ func sharedByOthers(m *meta, node string) bool {
 	}
 	return false
 }
+
+// Reconcile implements backends.Reconciler. After a restart the node keeps
+// serving what is staged (the mount table and the loop devices say what
+// that is); it releases only loop devices over this pool's images that
+// nothing holds and that no node's attachment accounts for: devices of
+// volumes that were unstaged, detached or deleted while the plugin was
+// down.
+func (b *Backend) Reconcile(ctx context.Context) ([]string, error) {
+	devs, err := loop.List()
+	if err != nil {
+		return nil, err
+	}
+	prefix := filepath.Join(b.dir, "volumes") + "/"
+	var done []string
+	for _, d := range devs {
+		path, deleted := strings.CutSuffix(d.BackingFile, " (deleted)")
+		if !strings.HasPrefix(path, prefix) || filepath.Base(path) != "disk.img" {
+			continue
+		}
+		id := filepath.Base(filepath.Dir(path))
+		busy, err := loop.InUse(d.Device)
+		if err != nil {
+			return done, err
+		}
+		if busy {
+			b.log.Info("reconcile: keeping loop device in use", zap.String("id", id), zap.String("device", d.Device))
+			continue
+		}
+		why := "its volume was deleted"
+		if !deleted {
+			m, err := b.readMeta(id)
+			switch {
+			case errors.Is(err, backends.ErrNotFound):
+				why = "its volume no longer exists"
+			case err != nil:
+				return done, err
+			case len(m.Attachments) > 0:
+				continue // some node's connect may be under way
+			default:
+				why = "its volume is attached to no node"
+			}
+		}
+		if err := loop.Detach(d.Device); err != nil {
+			return done, err
+		}
+		msg := fmt.Sprintf("released %s of volume %s: %s", d.Device, id, why)
+		b.log.Warn("reconcile: "+msg, zap.String("id", id), zap.String("device", d.Device))
+		done = append(done, msg)
+	}
+	return done, nil
+}

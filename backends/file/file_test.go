@@ -322,3 +322,64 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 		}
 	}
 }
+
+// After a restart, loop devices that nothing uses and no attachment
+// accounts for are released; a device in use is kept.
+func TestReconcile(t *testing.T) {
+	testenv.RequireRoot(t)
+	ctx := context.Background()
+	dir := filepath.Join(testenv.TempDir(t), "pool")
+	b := newPool(t, Config{Dir: dir}, "n1")
+	connect := func(name string) (string, string) {
+		v, err := b.Create(ctx, req(name, 20*units.MiB))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter}); err != nil {
+			t.Fatal(err)
+		}
+		d, err := b.Connect(ctx, v.ID, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { loop.Detach(d.Path) })
+		return v.ID, d.Path
+	}
+	staged, stagedDev := connect("staged")   // still attached: kept
+	busy, busyDev := connect("busy")         // detached but held open: kept
+	detached, detachedDev := connect("gone") // detached while the plugin was down
+	deleted, deletedDev := connect("deleted")
+	_ = staged
+	for _, id := range []string{busy, detached, deleted} {
+		if err := b.Detach(ctx, id, "n1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(ctx, deleted); err != nil {
+		t.Fatal(err)
+	}
+	hold, err := os.OpenFile(busyDev, os.O_RDONLY|os.O_EXCL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+
+	restarted := newPool(t, Config{Dir: dir}, "n1")
+	done, err := restarted.Reconcile(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 2 {
+		t.Fatalf("reconcile actions %q, want 2", done)
+	}
+	bound := map[string]bool{}
+	devs, _ := loop.List()
+	for _, d := range devs {
+		bound[d.Device] = true
+	}
+	for dev, want := range map[string]bool{stagedDev: true, busyDev: true, detachedDev: false, deletedDev: false} {
+		if bound[dev] != want {
+			t.Errorf("%s bound=%v after reconcile, want %v", dev, bound[dev], want)
+		}
+	}
+}

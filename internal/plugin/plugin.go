@@ -123,7 +123,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 			AllowOverwrite: opt.Config.AllowOverwrite,
 			Logger:         log,
 		})
-		if err := p.Node.Register(ctx); err != nil {
+		if err := p.Node.Start(ctx); err != nil {
 			return nil, err
 		}
 		so.Node = node.NewLocked(p.Node, locks)
