@@ -448,6 +448,7 @@ type callLine struct {
 	Msg    string `json:"msg"`
 	Method string `json:"method"`
 	Volume string `json:"volume"`
+	Name   string `json:"name"`
 	Code   string `json:"code"`
 	Error  string `json:"error"`
 }
