@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+const mib = 1 << 20
+
+// load runs op from c concurrent clients until dur has passed and returns
+// every operation's latency and the wall time.
+func load(c int, dur time.Duration, op func(client, i int) error) ([]time.Duration, time.Duration, error) {
+	var (
+		mu   sync.Mutex
+		lat  []time.Duration
+		ferr error
+		wg   sync.WaitGroup
+	)
+	start := time.Now()
+	end := start.Add(dur)
+	for cl := 0; cl < c; cl++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; time.Now().Before(end); i++ {
+				t := time.Now()
+				if err := op(cl, i); err != nil {
+					mu.Lock()
+					ferr = err
+					mu.Unlock()
+					return
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return lat, time.Since(start), ferr
+}
+
+// parallel runs op for every i in [0,n) on c workers.
+func parallel(n, c int, op func(i int) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		ferr error
+		next = make(chan int)
+	)
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := op(i); err != nil {
+					mu.Lock()
+					if ferr == nil {
+						ferr = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return ferr
+}
+
+// controlPlane is section 2: create+delete and publish+unpublish pairs from
+// 1, 16 and 64 clients, each on volumes of its own, on one gRPC connection
+// as a CO holds it.
+func (h *harness) controlPlane() error {
+	in, err := h.start(filepath.Join(h.root, "pool-ctrl"))
+	if err != nil {
+		return err
+	}
+	defer h.stop(in)
+	tput := map[string]map[int]float64{"create": {}, "publish": {}}
+	for _, c := range []int{1, 16, 64} {
+		lat, el, err := load(c, h.ctrlDuration, func(cl, i int) error {
+			id, err := in.create(fmt.Sprintf("cd-%d-%d-%d", c, cl, i), 16*mib)
+			if err != nil {
+				return err
+			}
+			return in.delete(id)
+		})
+		if err != nil {
+			return err
+		}
+		t := float64(len(lat)) / el.Seconds()
+		tput["create"][c] = t
+		h.rep.add("control", fmt.Sprintf("CreateVolume+DeleteVolume, %d clients", c),
+			fmt.Sprintf("%.0f pairs/s; p50 %s, p99 %s", t, ms(pct(lat, 50)), ms(pct(lat, 99))), "",
+			fmt.Sprintf("%d clients loop create(16 MiB)+delete of their own names for %s; %d pairs; latency of the pair", c, h.ctrlDuration, len(lat)))
+
+		ids := make([]string, c)
+		if err := parallel(c, 16, func(i int) (err error) {
+			ids[i], err = in.create(fmt.Sprintf("pp-%d-%d", c, i), 16*mib)
+			return err
+		}); err != nil {
+			return err
+		}
+		lat, el, err = load(c, h.ctrlDuration, func(cl, i int) error {
+			if _, err := in.publish(ids[cl]); err != nil {
+				return err
+			}
+			return in.unpublish(ids[cl])
+		})
+		if err != nil {
+			return err
+		}
+		t = float64(len(lat)) / el.Seconds()
+		tput["publish"][c] = t
+		h.rep.add("control", fmt.Sprintf("ControllerPublish+Unpublish, %d clients", c),
+			fmt.Sprintf("%.0f pairs/s; p50 %s, p99 %s", t, ms(pct(lat, 50)), ms(pct(lat, 99))), "",
+			fmt.Sprintf("%d clients loop publish+unpublish of one volume each to node %s for %s; %d pairs; latency of the pair", c, nodeID, h.ctrlDuration, len(lat)))
+		if err := parallel(c, 16, func(i int) error { return in.delete(ids[i]) }); err != nil {
+			return err
+		}
+	}
+	for _, k := range []string{"create", "publish"} {
+		name := map[string]string{"create": "CreateVolume+DeleteVolume", "publish": "ControllerPublish+Unpublish"}[k]
+		q := tput[k][16] / tput[k][1]
+		h.rep.add("control", name+" scaling 16 vs 1 client", fmt.Sprintf("%.2f×", q), "> 1: "+verdict(q > 1.0),
+			"throughput with 16 clients / throughput with 1 (calls on different volumes run in parallel if > 1)")
+	}
+	return nil
+}

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+)
+
+// fill grows the pool to n volumes (of 16 MiB) with 16 clients; have is
+// how many it holds already.
+func (h *harness) fill(in *instance, have, n int) (int, error) {
+	if n <= have {
+		return have, nil
+	}
+	err := parallel(n-have, 16, func(i int) error {
+		_, err := in.create(fmt.Sprintf("fill-%07d", have+i), 16*mib)
+		return err
+	})
+	return n, err
+}
+
+// createRate times k sequential creates from one client.
+func (h *harness) createRate(in *instance, label string, k int) (float64, []time.Duration, error) {
+	lat := make([]time.Duration, 0, k)
+	start := time.Now()
+	for i := 0; i < k; i++ {
+		t := time.Now()
+		if _, err := in.create(fmt.Sprintf("rate-%s-%d", label, i), 16*mib); err != nil {
+			return 0, nil, err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	return float64(k) / time.Since(start).Seconds(), lat, nil
+}
+
+// list calls ListVolumes until the last page and returns the entries and
+// the number of calls.
+func (in *instance) list(pageSize int32) (int, int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	token, n, calls := "", 0, 0
+	for {
+		r, err := in.ctrl.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: pageSize, StartingToken: token})
+		calls++
+		if err != nil {
+			return n, calls, fmt.Errorf("ListVolumes: %w", err)
+		}
+		n += len(r.GetEntries())
+		if token = r.GetNextToken(); token == "" {
+			return n, calls, nil
+		}
+	}
+}
+
+func (h *harness) timedList(in *instance, page int32, repeat, want int) (time.Duration, int, error) {
+	var d []time.Duration
+	calls := 0
+	for i := 0; i < repeat; i++ {
+		t := time.Now()
+		n, c, err := in.list(page)
+		if err != nil {
+			return 0, 0, err
+		}
+		d = append(d, time.Since(t))
+		calls = c
+		if n != want {
+			return 0, 0, fmt.Errorf("ListVolumes walk returned %d volumes, want %d", n, want)
+		}
+	}
+	return median(d), calls, nil
+}
+
+// scale is section 3: create rate as the pool grows, ListVolumes, start-up
+// time and resident memory with thousands of volumes.
+func (h *harness) scale() error {
+	pool := filepath.Join(h.root, "pool-scale")
+	in, err := h.start(pool)
+	if err != nil {
+		return err
+	}
+	defer func() { h.stop(in) }()
+	k := h.rateCreates
+	r0, lat0, err := h.createRate(in, "empty", k)
+	if err != nil {
+		return err
+	}
+	have := k
+
+	// Start-up time with startVolumes in the pool.
+	if have, err = h.fill(in, have, h.startVolumes); err != nil {
+		return err
+	}
+	var ups, downs []time.Duration
+	for i := 0; i < 3; i++ {
+		d, err := h.stop(in)
+		if err != nil {
+			return fmt.Errorf("stop: %w", err)
+		}
+		downs = append(downs, d)
+		if in, err = h.start(pool); err != nil {
+			return err
+		}
+		ups = append(ups, time.Since(in.started))
+	}
+	h.rep.add("scale", fmt.Sprintf("start-up to Probe ready, %d volumes", have), ms(median(ups)), "",
+		fmt.Sprintf("median of 3 restarts: exec of the binary until the socket accepts and Probe answers ready (socket polled every 1 ms); SIGTERM→exit took %s", ms(median(downs))))
+
+	// Create rate at listVolumes, then ListVolumes.
+	if have, err = h.fill(in, have, h.listVolumes); err != nil {
+		return err
+	}
+	r1, lat1, err := h.createRate(in, "full", k)
+	if err != nil {
+		return err
+	}
+	q := r1 / r0
+	h.rep.add("scale", "create rate, empty pool", fmt.Sprintf("%.0f/s (p50 %s)", r0, ms(median(lat0))), "",
+		fmt.Sprintf("%d sequential CreateVolume (16 MiB) from 1 client into an empty pool", k))
+	h.rep.add("scale", fmt.Sprintf("create rate, %d existing volumes", have), fmt.Sprintf("%.0f/s (p50 %s) = %.2f× empty", r1, ms(median(lat1)), q), "≥ 0.90×: "+verdict(q >= 0.9),
+		fmt.Sprintf("%d sequential CreateVolume (16 MiB) from 1 client into a pool of %d", k, have))
+	have += k
+
+	d, _, err := h.timedList(in, 0, 5, have)
+	if err != nil {
+		return err
+	}
+	h.rep.add("scale", fmt.Sprintf("ListVolumes unpaged, %d volumes", have), ms(d), "",
+		"median of 5 unpaged ListVolumes calls (every meta.json is read each call)")
+	d, calls, err := h.timedList(in, 100, 3, have)
+	if err != nil {
+		return err
+	}
+	h.rep.add("scale", fmt.Sprintf("ListVolumes walk in pages of 100, %d volumes", have), fmt.Sprintf("%s per walk (%s per page)", ms(d), ms(d/time.Duration(calls))), "",
+		fmt.Sprintf("median of 3 walks of %d calls with max_entries=100, following next_token", calls))
+
+	// Resident memory after memVolumes and a listing of them.
+	if have, err = h.fill(in, have, h.memVolumes); err != nil {
+		return err
+	}
+	d, _, err = h.timedList(in, 0, 1, have)
+	if err != nil {
+		return err
+	}
+	h.rep.add("scale", fmt.Sprintf("ListVolumes unpaged, %d volumes", have), ms(d), "", "one unpaged ListVolumes call")
+	st := procStatus(in.pid(), "VmRSS", "VmHWM")
+	rss, hwm := float64(st["VmRSS"])/1024, float64(st["VmHWM"])/1024
+	note := ""
+	if h.inProcess {
+		note = " (in-process: includes the harness)"
+	}
+	h.rep.add("scale", fmt.Sprintf("plugin memory after %d volumes + list", have), fmt.Sprintf("VmRSS %.1f MiB, VmHWM %.1f MiB", rss, hwm),
+		"< 50 MiB: "+verdict(rss < 50 && hwm < 50),
+		"/proc/<pid>/status of the plugin after creating them (16 clients) and one unpaged ListVolumes"+note)
+	return nil
+}
+
+// restart is section 3's node restart: stagedVolumes staged volumes,
+// SIGTERM, restart, time to Probe ready and to unstage them all.
+func (h *harness) restart() error {
+	pool := filepath.Join(h.root, "pool-restart")
+	in, err := h.start(pool)
+	if err != nil {
+		return err
+	}
+	defer func() { h.stop(in) }()
+	n := h.stagedVolumes
+	ids := make([]string, n)
+	pcs := make([]map[string]string, n)
+	staging := func(i int) string { return filepath.Join(h.root, "mnt", "restart", fmt.Sprint(i), "staging") }
+	t := time.Now()
+	if err := parallel(n, 8, func(i int) (err error) {
+		if ids[i], err = in.create(fmt.Sprintf("staged-%d", i), 16*mib); err != nil {
+			return err
+		}
+		if pcs[i], err = in.publish(ids[i]); err != nil {
+			return err
+		}
+		return in.stage(ids[i], pcs[i], staging(i))
+	}); err != nil {
+		return err
+	}
+	setup := time.Since(t)
+	down, err := h.stop(in)
+	if err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	t0 := time.Now()
+	if in, err = h.start(pool); err != nil {
+		return err
+	}
+	ready := time.Since(in.started)
+	t1 := time.Now()
+	if err := parallel(n, 16, func(i int) error { return in.unstage(ids[i], staging(i)) }); err != nil {
+		return err
+	}
+	all := time.Since(t0)
+	unstage := time.Since(t1)
+	left := 0
+	devs, _ := loop.List()
+	for _, d := range devs {
+		if strings.HasPrefix(d.BackingFile, pool+"/") {
+			left++
+		}
+	}
+	mounts := len(mountsBelow(filepath.Join(h.root, "mnt", "restart")))
+	h.rep.add("restart", fmt.Sprintf("%d staged: restart to Probe ready", n), ms(ready), "",
+		fmt.Sprintf("%d volumes created+published+staged (8 clients, %s); SIGTERM (exit in %s); exec until Probe answers ready", n, ms(setup.Round(time.Millisecond)), ms(down)))
+	h.rep.add("restart", fmt.Sprintf("%d staged: restart until all unstaged", n), fmt.Sprintf("%s (unstage phase %s)", ms(all), ms(unstage)), "",
+		fmt.Sprintf("exec of the new plugin until NodeUnstage of all %d returned (16 clients); afterwards %d loop devices and %d mounts of theirs remained", n, left, mounts))
+	return parallel(n, 16, func(i int) error {
+		if err := in.unpublish(ids[i]); err != nil {
+			return err
+		}
+		return in.delete(ids[i])
+	})
+}
