@@ -107,6 +107,10 @@ type Volume struct {
 	Formatted string
 	// Zone is the topology zone, if the backend has zones.
 	Zone string
+	// SourceSnapshot and SourceVolume say what the volume was created
+	// from, natively, if anything.
+	SourceSnapshot string
+	SourceVolume   string
 }
 
 // TopologyZoneKey is the topology segment that carries a backend's zone.
@@ -157,6 +161,11 @@ type CreateRequest struct {
 	// Zones the volume may be placed in, in order of preference; empty when
 	// the caller has no preference.
 	Zones []string
+	// SourceSnapshot or SourceVolume, when set, name (natively) what the new
+	// volume starts as a copy of. Only backends whose Capabilities say
+	// Clone get them.
+	SourceSnapshot string
+	SourceVolume   string
 }
 
 // Capabilities says what a backend can do. The services advertise only what
@@ -176,6 +185,8 @@ type Capabilities struct {
 	MultiNodeBlock []AccessMode
 	// Topology: volumes live in zones and nodes report their zone.
 	Topology bool
+	// Clone: Create accepts SourceSnapshot and SourceVolume.
+	Clone bool
 }
 
 // Supports reports whether the backend can serve mode with the given access

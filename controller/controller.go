@@ -6,7 +6,6 @@ package controller
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"sort"
@@ -61,6 +60,18 @@ func New(set *backends.Set, opt Options) *Service {
 		csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
 		csi.ControllerServiceCapability_RPC_GET_VOLUME,
 		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	}
+	for _, b := range set.All() {
+		if _, ok := b.(backends.Snapshotter); ok {
+			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS)
+			break
+		}
+	}
+	for _, b := range set.All() {
+		if b.Capabilities().Clone {
+			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_CLONE_VOLUME)
+			break
+		}
 	}
 	for _, b := range set.All() {
 		if _, ok := b.(backends.Expander); ok {
@@ -137,9 +148,6 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err := volid.CheckString(name, MaxNameLen); err != nil {
 		return nil, invalid("name %q: %v", name, err)
 	}
-	if req.GetVolumeContentSource() != nil {
-		return nil, invalid("volume_content_source: creating from a snapshot or volume is not supported by this plugin's backends")
-	}
 	if len(req.GetMutableParameters()) > 0 {
 		return nil, invalid("mutable_parameters are not supported")
 	}
@@ -155,11 +163,52 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err != nil {
 		return nil, err
 	}
+	if err := s.contentSource(b, req.GetVolumeContentSource(), &creq); err != nil {
+		return nil, err
+	}
 	v, err := b.Create(ctx, creq)
 	if err != nil {
 		return nil, grpcerr.From(err, "create volume "+strconv.Quote(name))
 	}
-	return &csi.CreateVolumeResponse{Volume: s.csiVolume(b, v)}, nil
+	out := s.csiVolume(b, v)
+	out.ContentSource = req.GetVolumeContentSource()
+	return &csi.CreateVolumeResponse{Volume: out}, nil
+}
+
+// contentSource resolves what a new volume is copied from. The source must
+// live in the same backend instance.
+func (s *Service) contentSource(b backends.Backend, src *csi.VolumeContentSource, creq *backends.CreateRequest) error {
+	if src == nil {
+		return nil
+	}
+	var id, field string
+	switch t := src.GetType().(type) {
+	case *csi.VolumeContentSource_Snapshot:
+		id, field = t.Snapshot.GetSnapshotId(), "volume_content_source.snapshot.snapshot_id"
+	case *csi.VolumeContentSource_Volume:
+		id, field = t.Volume.GetVolumeId(), "volume_content_source.volume.volume_id"
+	default:
+		return invalid("volume_content_source names neither a snapshot nor a volume")
+	}
+	if !b.Capabilities().Clone {
+		return invalid("backend %s cannot create volumes from a snapshot or volume", b.Name())
+	}
+	if id == "" {
+		return invalid("%s is required", field)
+	}
+	sb, native, err := s.resolve(id)
+	if err != nil {
+		return status.Errorf(status.Code(err), "%s: %s", field, status.Convert(err).Message())
+	}
+	if sb != b {
+		return invalid("%s: %s lives in backend %s, not %s; copies across backends are not supported", field, id, sb.Name(), b.Name())
+	}
+	if src.GetSnapshot() != nil {
+		creq.SourceSnapshot = native
+	} else {
+		creq.SourceVolume = native
+	}
+	return nil
 }
 
 // backendFor picks the backend named by the "backend" parameter (the
@@ -373,16 +422,9 @@ func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) 
 	if req.GetMaxEntries() < 0 {
 		return nil, invalid("max_entries cannot be negative")
 	}
-	after := ""
-	if t := req.GetStartingToken(); t != "" {
-		raw, err := base64.RawURLEncoding.DecodeString(t)
-		if err != nil || len(raw) == 0 {
-			return nil, status.Errorf(codes.Aborted, "starting_token %q was not made by this plugin", t)
-		}
-		if _, _, err := volid.Split(string(raw)); err != nil {
-			return nil, status.Errorf(codes.Aborted, "starting_token %q was not made by this plugin", t)
-		}
-		after = string(raw)
+	after, err := decodeToken(req.GetStartingToken())
+	if err != nil {
+		return nil, err
 	}
 	type entry struct {
 		id string
@@ -405,7 +447,7 @@ func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) 
 	resp := &csi.ListVolumesResponse{}
 	if n := int(req.GetMaxEntries()); n > 0 && len(all) > n {
 		all = all[:n]
-		resp.NextToken = base64.RawURLEncoding.EncodeToString([]byte(all[n-1].id))
+		resp.NextToken = encodeToken(all[n-1].id)
 	}
 	for _, e := range all {
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{

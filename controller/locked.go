@@ -56,3 +56,18 @@ func (l *Locked) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 		return l.Service.ControllerExpandVolume(ctx, req)
 	})
 }
+
+// CreateSnapshot implements csi.ControllerServer; the source volume is held
+// while it is copied.
+func (l *Locked) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	return lock.Run(ctx, l.locks, "volume:"+req.GetSourceVolumeId(), func() (*csi.CreateSnapshotResponse, error) {
+		return l.Service.CreateSnapshot(ctx, req)
+	})
+}
+
+// DeleteSnapshot implements csi.ControllerServer.
+func (l *Locked) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	return lock.Run(ctx, l.locks, "snapshot:"+req.GetSnapshotId(), func() (*csi.DeleteSnapshotResponse, error) {
+		return l.Service.DeleteSnapshot(ctx, req)
+	})
+}

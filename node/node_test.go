@@ -428,3 +428,61 @@ func TestFilesystemsStageAndGrow(t *testing.T) {
 		})
 	}
 }
+
+// A snapshot and a clone carry the data and the format mark: the copy is
+// mounted as it is, never formatted.
+func TestSnapshotAndCloneKeepData(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, false)
+	id := f.volume("src", nil, nil)
+	staging, err := f.stage(id, "ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(staging, "data"), []byte("snapshotted"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.unstage(id, staging)
+	native := strings.TrimPrefix(id, "local/")
+	snap, err := f.pool.CreateSnapshot(ctx, native, "snap", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromSnap, err := f.pool.Create(ctx, backends.CreateRequest{Name: "from-snap", RequiredBytes: 320 * units.MiB, SourceSnapshot: snap.ID, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clone, err := f.pool.Create(ctx, backends.CreateRequest{Name: "clone", RequiredBytes: 400 * units.MiB, SourceVolume: native, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Create(ctx, backends.CreateRequest{Name: "too-small", RequiredBytes: 100 * units.MiB, SourceSnapshot: snap.ID}); !errors.Is(err, backends.ErrOutOfRange) {
+		t.Fatalf("clone smaller than its source: %v, want ErrOutOfRange", err)
+	}
+	for _, v := range []*backends.Volume{fromSnap, clone} {
+		if v.Formatted != "ext4" {
+			t.Fatalf("copy %s marked %q, want ext4", v.Name, v.Formatted)
+		}
+		cid := "local/" + v.ID
+		st, err := f.stage(cid, "ext4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := os.ReadFile(filepath.Join(st, "data")); err != nil || string(got) != "snapshotted" {
+			t.Fatalf("data in %s = %q, %v", v.Name, got, err)
+		}
+		f.unstage(cid, st)
+	}
+	if f.m.formats != 1 {
+		t.Fatalf("%d formats, want only the source's", f.m.formats)
+	}
+	if err := f.pool.DeleteSnapshot(ctx, snap.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.pool.DeleteSnapshot(ctx, snap.ID); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if list, _ := f.pool.ListSnapshots(ctx); len(list) != 0 {
+		t.Fatalf("snapshots left: %v", list)
+	}
+}

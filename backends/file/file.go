@@ -162,6 +162,7 @@ func (b *Backend) Dir() string { return b.dir }
 // themselves.
 func (b *Backend) Capabilities() backends.Capabilities {
 	return backends.Capabilities{
+		Clone:          true,
 		AttachRequired: true,
 		Block:          true,
 		Mount:          true,
@@ -192,6 +193,9 @@ type meta struct {
 	Attachments   []attachment      `json:"attachments,omitempty"`
 	Formatted     string            `json:"formatted,omitempty"`
 	Created       time.Time         `json:"created"`
+	// What the volume was created from, if anything.
+	SourceSnapshot string `json:"sourceSnapshot,omitempty"`
+	SourceVolume   string `json:"sourceVolume,omitempty"`
 }
 
 type attachment struct {
@@ -211,12 +215,14 @@ func init() {
 
 func (m *meta) volume() *backends.Volume {
 	v := &backends.Volume{
-		ID:            m.ID,
-		Name:          m.Name,
-		CapacityBytes: m.CapacityBytes,
-		Parameters:    maps.Clone(m.Parameters),
-		Block:         m.Block,
-		Formatted:     m.Formatted,
+		ID:             m.ID,
+		Name:           m.Name,
+		CapacityBytes:  m.CapacityBytes,
+		Parameters:     maps.Clone(m.Parameters),
+		Block:          m.Block,
+		Formatted:      m.Formatted,
+		SourceSnapshot: m.SourceSnapshot,
+		SourceVolume:   m.SourceVolume,
 	}
 	for _, s := range m.Modes {
 		v.Modes = append(v.Modes, modeNames[s])
@@ -328,55 +334,56 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	}
 	defer nameLock.Close()
 
-	buf := make([]byte, 64)
-	n, err := nameLock.ReadAt(buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("read name reservation: %w", err)
+	id, err := reservation(nameLock)
+	if err != nil {
+		return nil, err
 	}
-	id := strings.TrimSpace(string(buf[:n]))
-	if idRE.MatchString(id) {
+	if id != "" {
 		if m, err := b.readMeta(id); err == nil {
 			return compatible(m, req, size)
 		} else if !errors.Is(err, backends.ErrNotFound) {
 			return nil, err
 		}
 		// Reserved but not finished: resume below with the same id.
-	} else {
-		id, err = newID()
-		if err != nil {
-			return nil, err
-		}
-		if err := nameLock.Truncate(0); err != nil {
-			return nil, err
-		}
-		if _, err := nameLock.WriteAt([]byte(id+"\n"), 0); err != nil {
-			return nil, fmt.Errorf("reserve name: %w", err)
-		}
-		if err := nameLock.Sync(); err != nil {
-			return nil, err
-		}
-		if err := fsutil.SyncDir(filepath.Dir(nameLock.Name())); err != nil {
-			return nil, err
-		}
+	} else if id, err = reserve(nameLock); err != nil {
+		return nil, err
 	}
 
+	// A create that fails cleanly gives its reservation back; only a crash
+	// leaves one behind, for the retry to resume.
+	created := false
+	defer func() {
+		if !created {
+			os.RemoveAll(b.volDir(id))
+			os.Remove(nameLock.Name())
+		}
+	}()
 	if err := b.checkCapacity(ctx, size); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(b.volDir(id), 0o700); err != nil {
 		return nil, err
 	}
-	if err := b.makeImage(id, size, prealloc); err != nil {
+	formatted, err := b.fillFrom(ctx, req, id, size)
+	if err != nil {
 		return nil, err
 	}
+	if req.SourceSnapshot == "" && req.SourceVolume == "" {
+		if err := b.makeImage(id, size, prealloc); err != nil {
+			return nil, err
+		}
+	}
 	m := &meta{
-		Version:       1,
-		ID:            id,
-		Name:          req.Name,
-		CapacityBytes: size,
-		Parameters:    req.Parameters,
-		Block:         req.Block,
-		Created:       time.Now().UTC(),
+		Formatted:      formatted,
+		SourceSnapshot: req.SourceSnapshot,
+		SourceVolume:   req.SourceVolume,
+		Version:        1,
+		ID:             id,
+		Name:           req.Name,
+		CapacityBytes:  size,
+		Parameters:     req.Parameters,
+		Block:          req.Block,
+		Created:        time.Now().UTC(),
 	}
 	for _, mode := range req.Modes {
 		m.Modes = append(m.Modes, mode.String())
@@ -384,6 +391,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err := b.writeMeta(m); err != nil {
 		return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
 	}
+	created = true
 	b.log.Info("volume created", zap.String("id", id), zap.Int64("bytes", size), zap.Bool("preallocated", prealloc))
 	return m.volume(), nil
 }
@@ -400,6 +408,8 @@ func compatible(m *meta, req backends.CreateRequest, size int64) (*backends.Volu
 		return nil, fmt.Errorf("%w: volume %q exists with parameters %v", backends.ErrAlreadyExists, req.Name, m.Parameters)
 	case m.Block != req.Block:
 		return nil, fmt.Errorf("%w: volume %q exists with block=%t", backends.ErrAlreadyExists, req.Name, m.Block)
+	case m.SourceSnapshot != req.SourceSnapshot || m.SourceVolume != req.SourceVolume:
+		return nil, fmt.Errorf("%w: volume %q exists with another content source", backends.ErrAlreadyExists, req.Name)
 	}
 	return m.volume(), nil
 }
@@ -459,6 +469,38 @@ func (b *Backend) makeImage(id string, size int64, prealloc bool) error {
 		}
 	}
 	return f.Sync()
+}
+
+// reservation reads the id a name file holds; empty when it holds none.
+func reservation(f *os.File) (string, error) {
+	buf := make([]byte, 64)
+	n, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read name reservation: %w", err)
+	}
+	if id := strings.TrimSpace(string(buf[:n])); idRE.MatchString(id) {
+		return id, nil
+	}
+	return "", nil
+}
+
+// reserve writes a new id into a locked name file and makes it durable
+// before anything is created under that id.
+func reserve(f *os.File) (string, error) {
+	id, err := newID()
+	if err != nil {
+		return "", err
+	}
+	if err := f.Truncate(0); err != nil {
+		return "", err
+	}
+	if _, err := f.WriteAt([]byte(id+"\n"), 0); err != nil {
+		return "", fmt.Errorf("reserve name: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	return id, fsutil.SyncDir(filepath.Dir(f.Name()))
 }
 
 func newID() (string, error) {
