@@ -47,6 +47,7 @@ type harness struct {
 	pluginBin string
 	inProcess bool
 	command   string
+	goBench   string
 	pids      map[int]bool
 	rep       report
 }
@@ -61,6 +62,7 @@ func main() {
 	cpuprofile := flag.String("cpuprofile", "", "run the plugin in this process (internal/plugin) and write a CPU profile of the run here")
 	inproc := flag.Bool("inprocess", false, "run the plugin in this process instead of the binary")
 	trials := flag.Int("trials", 0, "node path trials per side (default 21, quick 5)")
+	flag.StringVar(&h.goBench, "gobench", "", "output of go test -bench to include in the report")
 	cmdLabel := flag.String("command-label", "", "how the run was started, for the report (default: the arguments)")
 	flag.Parse()
 

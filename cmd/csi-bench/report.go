@@ -50,6 +50,20 @@ func (r *report) markdown(h *harness, elapsed time.Duration) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", x.section, x.figure, x.value, x.target, strings.ReplaceAll(x.how, "|", `\|`))
 	}
 	fmt.Fprintln(&b)
+	if h.goBench != "" {
+		if raw, err := os.ReadFile(h.goBench); err == nil {
+			fmt.Fprintln(&b, "### In-process hot code (`go test -bench`, same run)")
+			fmt.Fprintln(&b)
+			fmt.Fprintln(&b, "```")
+			for _, l := range strings.Split(string(raw), "\n") {
+				if strings.HasPrefix(l, "Benchmark") || strings.HasPrefix(l, "pkg:") {
+					fmt.Fprintln(&b, strings.TrimRight(l, " \t"))
+				}
+			}
+			fmt.Fprintln(&b, "```")
+			fmt.Fprintln(&b)
+		}
+	}
 	fmt.Fprintln(&b, endMark)
 	return b.String()
 }
