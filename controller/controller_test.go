@@ -18,6 +18,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
+	"github.com/csi-libstorage/csi-libstorage/internal/volid"
 )
 
 func newService(t *testing.T, opt Options) (*Service, *file.Backend) {
@@ -295,4 +296,22 @@ func TestLockedWaitsAndTimesOut(t *testing.T) {
 	if l.locks.Len() != 0 {
 		t.Fatalf("%d locks left", l.locks.Len())
 	}
+}
+
+func FuzzDecodeToken(f *testing.F) {
+	f.Add(encodeToken("local/0123"))
+	f.Add("garbage")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, tok string) {
+		id, err := decodeToken(tok)
+		if err != nil {
+			if status.Code(err) != codes.Aborted {
+				t.Fatalf("bad token %q gave %v, want Aborted", tok, err)
+			}
+			return
+		}
+		if _, _, err := volid.Split(id); tok != "" && err != nil {
+			t.Fatalf("token %q decoded to %q, not a volume id: %v", tok, id, err)
+		}
+	})
 }

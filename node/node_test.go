@@ -486,3 +486,17 @@ func TestSnapshotAndCloneKeepData(t *testing.T) {
 		t.Fatalf("snapshots left: %v", list)
 	}
 }
+
+func FuzzCheckPath(f *testing.F) {
+	for _, s := range []string{"/var/lib/x", "relative", "/a/../b", "/a//b", "/a/\x00", "/", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if checkPath("p", p) != nil {
+			return
+		}
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p || strings.ContainsAny(p, "\x00\n") {
+			t.Fatalf("accepted %q", p)
+		}
+	})
+}
