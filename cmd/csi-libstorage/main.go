@@ -39,6 +39,7 @@ func run(args []string) error {
 	pool := fs.String("pool", "/var/lib/csi-libstorage/pool", "pool directory of the default file backend, used only without --config")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "json", "json or console")
+	metricsAddr := fs.String("metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9808); off when empty")
 	grace := fs.Duration("shutdown-grace", 30*time.Second, "how long calls in flight may run after SIGTERM")
 	version := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -73,12 +74,13 @@ func run(args []string) error {
 	log.Info("starting", zap.String("plugin", identity.PluginName), zap.String("version", identity.VendorVersion()),
 		zap.String("mode", *mode), zap.String("node", *nodeID), zap.String("endpoint", *endpoint))
 	p, err := plugin.New(ctx, plugin.Options{
-		Endpoint:      *endpoint,
-		NodeID:        *nodeID,
-		Mode:          *mode,
-		Config:        cfg,
-		ShutdownGrace: *grace,
-		Logger:        log,
+		Endpoint:       *endpoint,
+		NodeID:         *nodeID,
+		Mode:           *mode,
+		Config:         cfg,
+		ShutdownGrace:  *grace,
+		Logger:         log,
+		MetricsAddress: *metricsAddr,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os/user"
 	"strconv"
 	"time"
@@ -13,11 +15,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/lock"
+	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/server"
 	"github.com/csi-libstorage/csi-libstorage/node"
 )
@@ -37,6 +41,8 @@ type Options struct {
 	Config        *config.Config
 	ShutdownGrace time.Duration
 	Logger        *zap.Logger
+	// MetricsAddress, if set, serves Prometheus metrics at /metrics.
+	MetricsAddress string
 }
 
 // Factory builds a backend instance from its configuration entry.
@@ -59,14 +65,25 @@ func Factories() map[string]Factory {
 			c.Name = e.Name
 			return file.New(c, file.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
+		ebs.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c ebs.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
 	}
 }
 
 // Plugin is an assembled, listening plugin.
 type Plugin struct {
-	srv  *server.Server
-	Set  *backends.Set
-	Node *node.Service
+	srv        *server.Server
+	metrics    *http.Server
+	metricsLis net.Listener
+	log        *zap.Logger
+	Set        *backends.Set
+	Node       *node.Service
 }
 
 // New builds the backends and services and opens the endpoint.
@@ -112,7 +129,19 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 		Logger:        log,
 		Identity:      identity.New(set, opt.Mode != ModeNode, log),
 	}
-	p := &Plugin{Set: set}
+	p := &Plugin{Set: set, log: log}
+	if opt.MetricsAddress != "" {
+		so.Metrics = metrics.New()
+		for _, b := range set.All() {
+			so.Backends = append(so.Backends, b.Name())
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", so.Metrics)
+		if p.metricsLis, err = net.Listen("tcp", opt.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("metrics address: %w", err)
+		}
+		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
 	if opt.Mode != ModeNode {
 		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
 	}
@@ -135,7 +164,25 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 }
 
 // Serve answers calls until ctx is done.
-func (p *Plugin) Serve(ctx context.Context) error { return p.srv.Serve(ctx) }
+func (p *Plugin) Serve(ctx context.Context) error {
+	if p.metrics != nil {
+		go func() {
+			if err := p.metrics.Serve(p.metricsLis); err != nil && err != http.ErrServerClosed {
+				p.log.Error("metrics server", zap.Error(err))
+			}
+		}()
+		defer p.metrics.Close()
+	}
+	return p.srv.Serve(ctx)
+}
+
+// MetricsAddr returns the address metrics are served on, if any.
+func (p *Plugin) MetricsAddr() string {
+	if p.metricsLis == nil {
+		return ""
+	}
+	return p.metricsLis.Addr().String()
+}
 
 func lookupGroup(g string) (int, error) {
 	if g == "" {

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
@@ -34,9 +36,13 @@ type Options struct {
 	// ShutdownGrace bounds how long in-flight calls may run after a stop.
 	ShutdownGrace time.Duration
 	Logger        *zap.Logger
-	Identity      csi.IdentityServer
-	Controller    csi.ControllerServer // nil in node mode
-	Node          csi.NodeServer       // nil in controller mode
+	// Metrics, if set, counts and times every call; Backends are the
+	// configured instance names, the only values its backend label takes.
+	Metrics    *metrics.Registry
+	Backends   []string
+	Identity   csi.IdentityServer
+	Controller csi.ControllerServer // nil in node mode
+	Node       csi.NodeServer       // nil in controller mode
 }
 
 // Server is a running CSI endpoint.
@@ -117,7 +123,7 @@ func Listen(opt Options) (*Server, error) {
 			}
 		}
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.logger, s.recoverer))
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.measure, s.logger, s.recoverer))
 	csi.RegisterIdentityServer(s.grpc, opt.Identity)
 	if opt.Controller != nil {
 		csi.RegisterControllerServer(s.grpc, opt.Controller)
@@ -173,6 +179,43 @@ func (s *Server) recoverer(ctx context.Context, req any, info *grpc.UnaryServerI
 }
 
 type volumeIDer interface{ GetVolumeId() string }
+
+// measure feeds the metrics registry. The backend label is taken from the
+// request only when it names a configured backend, so callers cannot
+// create label values.
+func (s *Server) measure(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if s.opt.Metrics == nil {
+		return h(ctx, req)
+	}
+	done := s.opt.Metrics.Start(info.FullMethod, s.backendOf(req))
+	resp, err := h(ctx, req)
+	done(status.Code(err).String())
+	return resp, err
+}
+
+func (s *Server) backendOf(req any) string {
+	var name string
+	switch r := req.(type) {
+	case volumeIDer:
+		name, _, _ = strings.Cut(r.GetVolumeId(), "/")
+	case interface{ GetSourceVolumeId() string }:
+		name, _, _ = strings.Cut(r.GetSourceVolumeId(), "/")
+	case interface{ GetSnapshotId() string }:
+		name, _, _ = strings.Cut(r.GetSnapshotId(), "/")
+	}
+	if p, ok := req.(interface{ GetParameters() map[string]string }); ok && name == "" {
+		name = p.GetParameters()["backend"]
+		if name == "" && len(s.opt.Backends) > 0 {
+			name = s.opt.Backends[0]
+		}
+	}
+	for _, b := range s.opt.Backends {
+		if b == name {
+			return name
+		}
+	}
+	return ""
+}
 
 // logger writes one line per call. The request is logged only at debug
 // level and only after protosanitizer has blanked every secret field.

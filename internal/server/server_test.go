@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 )
 
 // fakeIdentity answers Probe slowly, to hold a call in flight, and panics
@@ -42,9 +44,13 @@ func (fakeController) CreateVolume(context.Context, *csi.CreateVolumeRequest) (*
 	return nil, status.Error(codes.InvalidArgument, "parameter \"x\" is not known")
 }
 
-func start(t *testing.T, sock string, id *fakeIdentity, log *zap.Logger) (*Server, context.CancelFunc, chan error) {
+func start(t *testing.T, sock string, id *fakeIdentity, log *zap.Logger, reg ...*metrics.Registry) (*Server, context.CancelFunc, chan error) {
 	t.Helper()
-	s, err := Listen(Options{Endpoint: "unix://" + sock, SocketGID: -1, Logger: log, Identity: id, Controller: fakeController{}, ShutdownGrace: 5 * time.Second})
+	o := Options{Endpoint: "unix://" + sock, SocketGID: -1, Logger: log, Identity: id, Controller: fakeController{}, ShutdownGrace: 5 * time.Second}
+	if len(reg) > 0 {
+		o.Metrics, o.Backends = reg[0], []string{"local"}
+	}
+	s, err := Listen(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +112,8 @@ func TestSocketLifecycle(t *testing.T) {
 func TestInterceptors(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "csi.sock")
 	core, logs := observer.New(zap.DebugLevel)
-	_, cancel, done := start(t, sock, &fakeIdentity{}, zap.New(core))
+	reg := metrics.New()
+	_, cancel, done := start(t, sock, &fakeIdentity{}, zap.New(core), reg)
 	defer func() { cancel(); <-done }()
 	conn := dial(t, sock)
 
@@ -140,6 +147,18 @@ func TestInterceptors(t *testing.T) {
 	}
 	if calls != 2 {
 		t.Fatalf("%d call lines for 2 calls", calls)
+	}
+	_, err = csi.NewControllerClient(conn).CreateVolume(context.Background(), &csi.CreateVolumeRequest{
+		Name: "vol2", Parameters: map[string]string{"backend": "attacker-chosen-" + secret},
+	})
+	var exp strings.Builder
+	reg.WriteTo(&exp)
+	if strings.Contains(exp.String(), secret) || strings.Contains(exp.String(), "attacker") {
+		t.Fatalf("metrics carry request content:\n%s", exp.String())
+	}
+	if !strings.Contains(exp.String(), `csi_libstorage_calls_total{method="/csi.v1.Controller/CreateVolume",backend="",code="InvalidArgument"} 1`) ||
+		!strings.Contains(exp.String(), `csi_libstorage_calls_total{method="/csi.v1.Controller/CreateVolume",backend="local",code="InvalidArgument"} 1`) {
+		t.Fatalf("metrics do not count the calls:\n%s", exp.String())
 	}
 	if n := logs.FilterMessage("request").FilterField(zap.String("name", "vol")).Len(); n != 1 {
 		t.Fatalf("%d debug request lines for CreateVolume, want 1", n)
