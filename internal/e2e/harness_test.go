@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -261,7 +262,7 @@ type plugin struct {
 	pid      int
 	ns       bool
 	cmd      *exec.Cmd
-	log      *syncBuffer
+	log      *logFile
 	done     chan struct{}
 	waitErr  error
 	conn     *grpc.ClientConn
@@ -304,8 +305,16 @@ func (e *env) start(l launch) *plugin {
 	}
 	p := &plugin{
 		t: t, name: l.name, sockDir: sockDir, sock: filepath.Join(sockDir, "endpoint.sock"),
-		ns: l.namespace, log: &syncBuffer{}, done: make(chan struct{}),
+		ns: l.namespace, done: make(chan struct{}),
 	}
+	// The plugin writes its log straight into a file (no pipe), so a line
+	// it logs before answering a call is readable once the answer arrives.
+	lf, err := os.CreateTemp(e.dir, l.name+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lf.Close()
+	p.log = &logFile{path: lf.Name()}
 	p.endpoint = "unix://" + p.sock
 	envv := []string{}
 	for _, kv := range os.Environ() {
@@ -319,8 +328,8 @@ func (e *env) start(l launch) *plugin {
 	}
 	p.cmd = exec.Command("/bin/sh", "-c", value)
 	p.cmd.Env = envv
-	p.cmd.Stdout = p.log
-	p.cmd.Stderr = p.log
+	p.cmd.Stdout = lf
+	p.cmd.Stderr = lf
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	began := time.Now()
 	if err := p.cmd.Start(); err != nil {
@@ -351,7 +360,26 @@ func (e *env) start(l launch) *plugin {
 			t.Fatalf("%s: socket %s did not appear within %v", l.name, p.sock, mesosSocketDeadline)
 		}
 	}
-	t.Logf("%s: pid %d, socket after %v, command %q", l.name, p.pid, time.Since(began).Round(time.Millisecond), value)
+	appeared := time.Since(began)
+	// The socket file exists from bind(2); connections are accepted from
+	// listen(2). Mesos connects as soon as it sees the file; a refused
+	// first connection is logged and retried briefly, so that the tests do
+	// not flake on that window.
+	for i := 0; ; i++ {
+		c, err := net.Dial("unix", p.sock)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 0 {
+			t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
+		}
+		if i >= 100 {
+			t.Fatalf("%s: cannot connect to %s: %v", l.name, p.sock, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("%s: pid %d, socket after %v, command %q", l.name, p.pid, appeared.Round(time.Millisecond), value)
 	// Mesos hands CSI_ENDPOINT to gRPC unchanged.
 	p.conn, err = grpc.NewClient(p.endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -515,22 +543,12 @@ func wantCode(t *testing.T, what string, err error, want codes.Code) {
 	}
 }
 
-// syncBuffer collects a process's output.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
+// logFile is a plugin's output.
+type logFile struct{ path string }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+func (l *logFile) String() string {
+	data, _ := os.ReadFile(l.path)
+	return string(data)
 }
 
 // mesosPaths are the volume/csi isolator's paths for a volume:

@@ -10,6 +10,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
 )
 
 // isolatorVolume is a pre-provisioned volume as a task declares it
@@ -193,6 +194,43 @@ func TestIsolatorPreProvisioned(t *testing.T) {
 
 	deleteVolume(t, ctl, vrw.id)
 	deleteVolume(t, ctl, vro.id)
+	node.stop()
+	ctl.stop()
+	e.assertClean()
+}
+
+// TestIsolatorReadOnlyNeverWritten stages, on the isolator path, a volume
+// that has never been written with a reader-only access mode (a task with
+// Volume.mode RO and SINGLE_NODE_READER_ONLY, e.g. a reader started before
+// its writer). There is nothing to read, and a read-only stage must not
+// write the device: the plugin should refuse with FAILED_PRECONDITION
+// before it touches the device (k8s mount-utils refuses the same way), and
+// NodeUnstage must give back whatever the failed stage took.
+func TestIsolatorReadOnlyNeverWritten(t *testing.T) {
+	e := newEnv(t)
+	pool := filepath.Join(e.dir, "pool")
+	cfg := e.config(isolatorConfig, pool)
+	node := e.nodePlugin("node", "agent-ro-S0", cfg, false)
+	ctl := e.controllerPlugin("controller", cfg)
+	root := filepath.Join(e.dir, "agent", "mounts")
+	for _, mode := range []csi.VolumeCapability_AccessMode_Mode{csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY, mnro} {
+		cap := mountCap("ext4", mode)
+		vol := createVolume(t, ctl, "fresh-"+mode.String(), 64*mib, nil, cap)
+		v := isolatorVolume{id: vol.GetVolumeId(), cap: cap, readOnly: true, paths: volumePaths(root, vol.GetVolumeId())}
+		err := isolatorPublish(t, node, v)
+		wantCode(t, mode.String()+" NodeStage of a never-formatted volume", err, codes.FailedPrecondition)
+		if m := readMeta(t, pool, v.id); m.Formatted != "" {
+			t.Errorf("%s: a read-only stage marked the volume formatted %q", mode, m.Formatted)
+		}
+		isolatorUnpublish(t, node, v)
+		if ls := volumeLoops(t, pool, v.id); len(ls) != 0 {
+			t.Errorf("%s: loop devices after NodeUnstage: %v", mode, ls)
+		}
+		if m := readMeta(t, pool, v.id); len(m.Attachments) != 0 {
+			t.Errorf("%s: attachments after NodeUnstage: %+v", mode, m.Attachments)
+		}
+		deleteVolume(t, ctl, v.id)
+	}
 	node.stop()
 	ctl.stop()
 	e.assertClean()

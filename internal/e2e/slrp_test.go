@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/mesosconfig"
@@ -253,4 +254,64 @@ func TestStorageResourceProvider(t *testing.T) {
 	}
 	p.stop()
 	e.assertClean()
+}
+
+func getCapacity(t *testing.T, p *plugin, prof mesosconfig.CSIManifest) int64 {
+	t.Helper()
+	return must(t, "GetCapacity", func(ctx context.Context) (*csi.GetCapacityResponse, error) {
+		return p.ctl.GetCapacity(ctx, &csi.GetCapacityRequest{
+			VolumeCapabilities: []*csi.VolumeCapability{capability(prof.VolumeCapabilities)}, Parameters: prof.CreateParameters,
+		})
+	}).GetAvailableCapacity()
+}
+
+// TestSLRPCapacityCountsCreatedDisks checks the SLRP's arithmetic: after
+// CREATE_DISK of N bytes, the agent offers the new disk (from ListVolumes)
+// plus the pool (from GetCapacity). If GetCapacity does not drop by N, the
+// same bytes are offered twice, and disks whose sum exceeds the storage
+// are created and handed to tasks that later fail with I/O errors when the
+// pool fills. The shipped SLRP config sets no capacity cap, and the
+// shipped ext4 and raw-block profiles make sparse images.
+func TestSLRPCapacityCountsCreatedDisks(t *testing.T) {
+	e := newEnv(t)
+	pool := filepath.Join(e.dir, "local-pool")
+	p := e.slrpPlugin("slrp", "agent-cap-S0", e.config(slrpConfig, pool))
+	mesosInit(t, p, true, true)
+	prof, ok := slrpProfiles(t)["ext4"]
+	if !ok || prof.CreateParameters["preallocate"] == "true" {
+		t.Fatal("the shipped ext4 profile is gone or preallocates; pick a sparse profile")
+	}
+	before := getCapacity(t, p, prof)
+	size := before / 5 * 3 / mib * mib // three fifths of what is offered
+	create := func(name string) (*csi.Volume, error) {
+		r, err := call(t, func(ctx context.Context) (*csi.CreateVolumeResponse, error) {
+			return p.ctl.CreateVolume(ctx, &csi.CreateVolumeRequest{
+				Name: name, CapacityRange: &csi.CapacityRange{RequiredBytes: size, LimitBytes: size},
+				VolumeCapabilities: []*csi.VolumeCapability{capability(prof.VolumeCapabilities)}, Parameters: prof.CreateParameters,
+			})
+		})
+		return r.GetVolume(), err
+	}
+	first, err := create(uuid4())
+	if err != nil {
+		t.Fatalf("CREATE_DISK of %d bytes out of %d offered: %v", size, before, err)
+	}
+	defer deleteVolume(t, p, first.GetVolumeId())
+	after := getCapacity(t, p, prof)
+	const slack = 512 * mib // other tests share the filesystem
+	if before-after < size-slack {
+		t.Errorf("GetCapacity %d before and %d after creating a %d-byte disk: the SLRP now offers %d bytes of pool plus the %d-byte disk out of %d bytes",
+			before, after, size, after, size, before)
+	}
+	second, err := create(uuid4())
+	if err == nil {
+		defer deleteVolume(t, p, second.GetVolumeId())
+		t.Errorf("a second %d-byte disk was created although only %d bytes were offered for both", size, before)
+	} else {
+		wantCode(t, "CreateVolume beyond the pool", err, codes.ResourceExhausted)
+	}
+	t.Cleanup(func() {
+		p.stop()
+		e.assertClean()
+	})
 }
