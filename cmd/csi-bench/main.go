@@ -26,7 +26,9 @@ import (
 // sizes are the knobs that differ between make bench and make bench-quick.
 type sizes struct {
 	trials        int           // node path trials per side
-	ctrlDuration  time.Duration // per control-plane configuration
+	ctrlDuration  time.Duration // per control-plane run
+	ctrlReps      int           // runs per control-plane configuration
+	rateBlocks    int           // interleaved blocks per create rate
 	rateCreates   int           // creates timed for each create rate
 	listVolumes   int           // pool size for the ListVolumes and create-rate figures
 	startVolumes  int           // pool size for the start-up time
@@ -35,8 +37,8 @@ type sizes struct {
 }
 
 var (
-	full  = sizes{trials: 21, ctrlDuration: 4 * time.Second, rateCreates: 400, listVolumes: 2000, startVolumes: 1000, memVolumes: 10000, stagedVolumes: 100}
-	quick = sizes{trials: 5, ctrlDuration: 1 * time.Second, rateCreates: 100, listVolumes: 200, startVolumes: 200, memVolumes: 1000, stagedVolumes: 20}
+	full  = sizes{trials: 31, ctrlDuration: 4 * time.Second, ctrlReps: 3, rateBlocks: 5, rateCreates: 500, listVolumes: 2000, startVolumes: 1000, memVolumes: 10000, stagedVolumes: 100}
+	quick = sizes{trials: 5, ctrlDuration: 1 * time.Second, ctrlReps: 1, rateBlocks: 2, rateCreates: 100, listVolumes: 200, startVolumes: 200, memVolumes: 1000, stagedVolumes: 20}
 )
 
 type harness struct {
@@ -48,6 +50,7 @@ type harness struct {
 	inProcess bool
 	command   string
 	goBench   string
+	loadStart string
 	pids      map[int]bool
 	rep       report
 }
@@ -61,7 +64,7 @@ func main() {
 	sections := flag.String("sections", "node,control,scale,restart", "sections to run, comma-separated")
 	cpuprofile := flag.String("cpuprofile", "", "run the plugin in this process (internal/plugin) and write a CPU profile of the run here")
 	inproc := flag.Bool("inprocess", false, "run the plugin in this process instead of the binary")
-	trials := flag.Int("trials", 0, "node path trials per side (default 21, quick 5)")
+	trials := flag.Int("trials", 0, "node path trials per side (default 31, quick 5)")
 	flag.StringVar(&h.goBench, "gobench", "", "output of go test -bench to include in the report")
 	cmdLabel := flag.String("command-label", "", "how the run was started, for the report (default: the arguments)")
 	flag.Parse()
@@ -116,6 +119,7 @@ func main() {
 	}
 
 	start := time.Now()
+	h.loadStart = loadAvg()
 	fmt.Printf("csi-bench: %s; %s; working in %s\n", h.profileName(), machine(), h.root)
 	fmt.Printf("%-10s %-52s %-26s %-22s %s\n", "SECTION", "FIGURE", "VALUE", "TARGET", "HOW")
 	err := h.run(strings.Split(*sections, ","))

@@ -46,7 +46,7 @@ var logSeq int
 // start launches a plugin on pool, serving sock, and waits until it
 // answers Probe.
 func (h *harness) start(pool string) (*instance, error) {
-	sock := filepath.Join(h.root, "csi.sock")
+	sock := filepath.Join(h.root, filepath.Base(pool)+".sock")
 	logSeq++
 	in := &instance{pool: pool, sock: sock, logPath: filepath.Join(h.root, fmt.Sprintf("plugin-%d.log", logSeq))}
 	in.started = time.Now()

@@ -43,7 +43,8 @@ func (r *report) markdown(h *harness, elapsed time.Duration) string {
 	fmt.Fprintf(&b, "- Go: %s (%s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(&b, "- Command: `%s`\n", h.command)
 	fmt.Fprintf(&b, "- Plugin: %s, log level warn, pool on %s (%s), metadata fsync'd as in production\n", h.pluginDesc(), h.base, fsType(h.base))
-	fmt.Fprintf(&b, "- Wall time of the run: %s\n\n", elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "- Wall time of the run: %s; load average (1/5/15 min) at start %s, at end %s (other work on the machine shows up as noise, mostly in fsync-bound p99s)\n\n",
+		elapsed.Round(time.Second), h.loadStart, loadAvg())
 	fmt.Fprintln(&b, "| Section | Figure | Value | Target | How it was measured |")
 	fmt.Fprintln(&b, "|---|---|---|---|---|")
 	for _, x := range r.rows {
@@ -112,6 +113,18 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("nproc %d, memory %s, kernel %s, CPU %q", runtime.NumCPU(), mem, kernel, model)
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func fsType(path string) string {

@@ -25,18 +25,22 @@ func (h *harness) fill(in *instance, have, n int) (int, error) {
 	return n, err
 }
 
-// createRate times k sequential creates from one client.
-func (h *harness) createRate(in *instance, label string, k int) (float64, []time.Duration, error) {
+// createRate times k sequential creates from one client and returns the
+// rate, each call's latency and the new ids.
+func (h *harness) createRate(in *instance, label string, k int) (float64, []time.Duration, []string, error) {
 	lat := make([]time.Duration, 0, k)
+	var ids []string
 	start := time.Now()
 	for i := 0; i < k; i++ {
 		t := time.Now()
-		if _, err := in.create(fmt.Sprintf("rate-%s-%d", label, i), 16*mib); err != nil {
-			return 0, nil, err
+		id, err := in.create(fmt.Sprintf("rate-%s-%d", label, i), 16*mib)
+		if err != nil {
+			return 0, nil, nil, err
 		}
 		lat = append(lat, time.Since(t))
+		ids = append(ids, id)
 	}
-	return float64(k) / time.Since(start).Seconds(), lat, nil
+	return float64(k) / time.Since(start).Seconds(), lat, ids, nil
 }
 
 // list calls ListVolumes until the last page and returns the entries and
@@ -85,15 +89,15 @@ func (h *harness) scale() error {
 		return err
 	}
 	defer func() { h.stop(in) }()
-	k := h.rateCreates
-	r0, lat0, err := h.createRate(in, "empty", k)
+	empty, err := h.start(filepath.Join(h.root, "pool-empty"))
 	if err != nil {
 		return err
 	}
-	have := k
+	defer func() { h.stop(empty) }()
 
 	// Start-up time with startVolumes in the pool.
-	if have, err = h.fill(in, have, h.startVolumes); err != nil {
+	have, err := h.fill(in, 0, h.startVolumes)
+	if err != nil {
 		return err
 	}
 	var ups, downs []time.Duration
@@ -111,20 +115,37 @@ func (h *harness) scale() error {
 	h.rep.add("scale", fmt.Sprintf("start-up to Probe ready, %d volumes", have), ms(median(ups)), "",
 		fmt.Sprintf("median of 3 restarts: exec of the binary until the socket accepts and Probe answers ready (socket polled every 1 ms); SIGTERM→exit took %s", ms(median(downs))))
 
-	// Create rate at listVolumes, then ListVolumes.
+	// Create rate into an empty pool and into one of listVolumes, in
+	// interleaved blocks (empty, full, empty, …) on two plugins; the empty
+	// pool's volumes are deleted after each block (untimed).
 	if have, err = h.fill(in, have, h.listVolumes); err != nil {
 		return err
 	}
-	r1, lat1, err := h.createRate(in, "full", k)
-	if err != nil {
-		return err
+	base := have
+	per := max(1, h.rateCreates/h.rateBlocks)
+	var r0s, r1s []float64
+	var lat0, lat1 []time.Duration
+	for blk := 0; blk < h.rateBlocks; blk++ {
+		r, lat, ids, err := h.createRate(empty, fmt.Sprintf("empty-%d", blk), per)
+		if err != nil {
+			return err
+		}
+		r0s, lat0 = append(r0s, r), append(lat0, lat...)
+		if err := parallel(len(ids), 16, func(i int) error { return empty.delete(ids[i]) }); err != nil {
+			return err
+		}
+		if r, lat, _, err = h.createRate(in, fmt.Sprintf("full-%d", blk), per); err != nil {
+			return err
+		}
+		r1s, lat1 = append(r1s, r), append(lat1, lat...)
+		have += per
 	}
+	r0, r1 := medianF(r0s), medianF(r1s)
 	q := r1 / r0
 	h.rep.add("scale", "create rate, empty pool", fmt.Sprintf("%.0f/s (p50 %s)", r0, ms(median(lat0))), "",
-		fmt.Sprintf("%d sequential CreateVolume (16 MiB) from 1 client into an empty pool", k))
-	h.rep.add("scale", fmt.Sprintf("create rate, %d existing volumes", have), fmt.Sprintf("%.0f/s (p50 %s) = %.2f× empty", r1, ms(median(lat1)), q), "≥ 0.90×: "+verdict(q >= 0.9),
-		fmt.Sprintf("%d sequential CreateVolume (16 MiB) from 1 client into a pool of %d", k, have))
-	have += k
+		fmt.Sprintf("%d blocks of %d sequential CreateVolume (16 MiB) from 1 client into an empty pool, interleaved with the next row; median block (blocks: %s/s)", h.rateBlocks, per, fmtRates(r0s)))
+	h.rep.add("scale", fmt.Sprintf("create rate, %d existing volumes", base), fmt.Sprintf("%.0f/s (p50 %s) = %.2f× empty", r1, ms(median(lat1)), q), "≥ 0.90×: "+verdict(q >= 0.9),
+		fmt.Sprintf("%d blocks of %d sequential CreateVolume (16 MiB) from 1 client into a pool of %d..%d; median block (blocks: %s/s)", h.rateBlocks, per, base, have, fmtRates(r1s)))
 
 	d, _, err := h.timedList(in, 0, 5, have)
 	if err != nil {
