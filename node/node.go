@@ -311,6 +311,16 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	if err != nil && !notFound {
 		return nil, err
 	}
+	if !notFound {
+		// Unstaging under a published target would pull the device from
+		// under it (and a loop device number freed here can be reused by
+		// another volume that the target would then show).
+		if at, err := s.stillPublished(ctx, b, native, staging); err != nil {
+			return nil, err
+		} else if at != "" {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published at %s; unpublish it first", req.GetVolumeId(), at)
+		}
+	}
 	if err := s.unmountAll(staging); err != nil {
 		return nil, err
 	}
@@ -441,6 +451,34 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	}
 	s.log.Info("volume published", zap.String("volume", req.GetVolumeId()), zap.String("target", target), zap.Bool("readOnly", readOnly))
 	return &csi.NodePublishVolumeResponse{}, nil
+}
+
+// stillPublished returns a mount point, other than staging, where the
+// volume is published: a bind of the staged filesystem, or a bind of a
+// device node that the backend proves is this volume.
+func (s *Service) stillPublished(ctx context.Context, b backends.Backend, native, staging string) (string, error) {
+	ms, err := s.m.Mounts()
+	if err != nil {
+		return "", status.Errorf(codes.Internal, "read mount table: %v", err)
+	}
+	staged := ""
+	for _, m := range ms {
+		if m.Point == staging {
+			staged = m.Source
+		}
+	}
+	for _, m := range ms {
+		switch {
+		case m.Point == staging:
+		case staged != "" && m.Source == staged:
+			return m.Point, nil
+		case m.FSType == "devtmpfs" && len(m.Root) > 1:
+			if b.Verify(ctx, native, backends.Device{Path: "/dev" + m.Root}) == nil {
+				return m.Point, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // publishedElsewhere returns a mount point other than staging and target

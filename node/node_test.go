@@ -500,3 +500,45 @@ func FuzzCheckPath(f *testing.F) {
 		}
 	})
 }
+
+// Unstage under a published target is refused, for a filesystem and for a
+// raw block device, and nothing is torn down by the refusal.
+func TestUnstageRefusedWhilePublished(t *testing.T) {
+	for _, block := range []bool{false, true} {
+		t.Run(access(block), func(t *testing.T) {
+			f := newFixture(t, false)
+			v, err := f.pool.Create(context.Background(), backends.CreateRequest{Name: "v", RequiredBytes: 32 * units.MiB, Block: block, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id := "local/" + v.ID
+			c := capMount("ext4")
+			if block {
+				c = &csi.VolumeCapability{AccessMode: c.AccessMode, AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}}}
+			}
+			staging, target := filepath.Join(f.dir, "st"), filepath.Join(f.dir, "tg")
+			ctx := context.Background()
+			if _, err := f.svc.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: c}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: c}); err != nil {
+				t.Fatal(err)
+			}
+			_, err = f.svc.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
+			if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), target) {
+				t.Fatalf("unstage while published: %v, want FailedPrecondition naming %s", err, target)
+			}
+			img, _ := f.pool.ImagePath(v.ID)
+			if devs, _ := loop.Find(img); len(devs) != 1 {
+				t.Fatalf("loop devices after the refused unstage: %v", devs)
+			}
+			if _, err := f.svc.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+				t.Fatal(err)
+			}
+			f.unstage(id, staging)
+			if devs, _ := loop.Find(img); len(devs) != 0 {
+				t.Fatalf("loop devices after unstage: %v", devs)
+			}
+		})
+	}
+}
