@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
@@ -63,6 +64,14 @@ func Factories() map[string]Factory {
 			}
 			c.Name = e.Name
 			return file.New(c, file.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		ebs.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c ebs.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 	}
 }

@@ -1,0 +1,428 @@
+package ebs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"go.uber.org/zap"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+)
+
+// selfInstance returns this node's instance id: the configured node id
+// when it is one, else the instance id from IMDS (cached).
+func (b *Backend) selfInstance(ctx context.Context) (string, error) {
+	b.selfMu.Lock()
+	inst := b.selfInst
+	b.selfMu.Unlock()
+	if inst != "" {
+		return inst, nil
+	}
+	if instanceIDRE.MatchString(b.node) {
+		inst = b.node
+	} else {
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		out, err := b.imds.GetMetadata(ictx, &imds.GetMetadataInput{Path: "instance-id"})
+		if err != nil {
+			return "", fmt.Errorf("%w: this node's instance id from instance metadata: %v", backends.ErrUnavailable, err)
+		}
+		raw, _ := io.ReadAll(io.LimitReader(out.Content, 256))
+		out.Content.Close()
+		inst = strings.TrimSpace(string(raw))
+		if !instanceIDRE.MatchString(inst) {
+			return "", fmt.Errorf("instance metadata gave %q, not an instance id", inst)
+		}
+	}
+	b.selfMu.Lock()
+	b.selfInst = inst
+	b.selfMu.Unlock()
+	return inst, nil
+}
+
+// nodeNameOf names an instance the way the CO knows it, as far as this
+// process can tell without asking EC2: its own instance is its node id.
+func (b *Backend) nodeNameOf(inst string) string {
+	b.selfMu.Lock()
+	defer b.selfMu.Unlock()
+	if inst == b.selfInst && b.node != "" {
+		return b.node
+	}
+	return inst
+}
+
+// instanceOf maps a CO node id to an instance id: an instance id is itself;
+// this plugin's own node id is its instance (IMDS); any other id is looked
+// up by the csi-libstorage/node-id tag its node service put on its
+// instance at start.
+func (b *Backend) instanceOf(ctx context.Context, node string) (string, error) {
+	switch {
+	case node == "":
+		return "", invalidf("a node id is required")
+	case instanceIDRE.MatchString(node):
+		return node, nil
+	case node == b.node:
+		return b.selfInstance(ctx)
+	}
+	out, err := b.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []types.Filter{
+		{Name: aws.String("tag:" + TagNodeID), Values: []string{escapeFilter(node)}},
+	}})
+	if err != nil {
+		return "", mapErr(err, "find the instance of node "+node)
+	}
+	var found []string
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			if tagMap(in.Tags)[TagNodeID] == node {
+				found = append(found, aws.ToString(in.InstanceId))
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", fmt.Errorf("%w: node %q is neither an EC2 instance id nor tagged %s on an instance (its node service tags its instance at start)", backends.ErrNodeNotFound, node, TagNodeID)
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%w: node %q is tagged on several instances: %v", backends.ErrConflict, node, found)
+}
+
+// RegisterNode implements backends.NodeRegistrar. When the CO's node id is
+// not the instance id (a Mesos agent id), the node tags its instance with
+// it so the controller can map ControllerPublish's node id to the instance.
+// A failure to tag (no ec2:CreateTags on instances) is only logged: the
+// node itself still maps its own id through IMDS.
+func (b *Backend) RegisterNode(ctx context.Context, node string) error {
+	inst, err := b.selfInstance(ctx)
+	if err != nil {
+		return err
+	}
+	if instanceIDRE.MatchString(node) {
+		return nil
+	}
+	if len(node) > 256 || strings.ContainsAny(node, " \t\n") {
+		return invalidf("node id %q: at most 256 characters without spaces", node)
+	}
+	_, err = b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{inst}, Tags: []types.Tag{{Key: aws.String(TagNodeID), Value: aws.String(node)}}})
+	if err != nil {
+		b.log.Warn("could not tag this instance with its node id; ControllerPublish for it will fail, attaching from the node still works",
+			zap.String("instance", inst), zap.String("node", node), zap.Error(mapErr(err, "tag instance")))
+	}
+	return nil
+}
+
+// allocator hands out device names per instance, never one in use there
+// nor one another attach in this process is about to use.
+type allocator struct {
+	mu       sync.Mutex
+	inFlight map[string]map[string]bool // instance → suffix
+	bad      map[string]map[string]bool // suffixes EC2 said were taken
+}
+
+func newAllocator() *allocator {
+	return &allocator{inFlight: map[string]map[string]bool{}, bad: map[string]map[string]bool{}}
+}
+
+// deviceSuffixes is the order names are tried in: ba..zz, then aa..az
+// (Xen and many AMIs use xvda/sda and xvdb.. single letters for the root
+// and instance stores).
+var deviceSuffixes = func() []string {
+	var out []string
+	for _, first := range "bcdefghijklmnopqrstuvwxyza" {
+		for _, second := range "abcdefghijklmnopqrstuvwxyz" {
+			out = append(out, string(first)+string(second))
+		}
+	}
+	return out
+}()
+
+// suffixOf returns "ba" for /dev/xvdba, /dev/sdba, xvdba or sdba.
+func suffixOf(dev string) string {
+	d := strings.TrimPrefix(dev, "/dev/")
+	if s, ok := strings.CutPrefix(d, "xvd"); ok {
+		return s
+	}
+	if s, ok := strings.CutPrefix(d, "sd"); ok {
+		return s
+	}
+	return d
+}
+
+// take reserves a free suffix for instance, given the names EC2 reports in
+// use there; names EC2 refused earlier are tried last.
+func (al *allocator) take(instance string, inUse map[string]bool) (string, error) {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	fl := al.inFlight[instance]
+	if fl == nil {
+		fl = map[string]bool{}
+		al.inFlight[instance] = fl
+	}
+	var later string
+	for _, s := range deviceSuffixes {
+		if inUse[s] || fl[s] {
+			continue
+		}
+		if al.bad[instance][s] {
+			if later == "" {
+				later = s
+			}
+			continue
+		}
+		fl[s] = true
+		return s, nil
+	}
+	if later != "" {
+		fl[later] = true
+		return later, nil
+	}
+	return "", fmt.Errorf("%w: no free device name left on instance %s", backends.ErrLimit, instance)
+}
+
+func (al *allocator) release(instance, suffix string, bad bool) {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	delete(al.inFlight[instance], suffix)
+	if len(al.inFlight[instance]) == 0 {
+		delete(al.inFlight, instance)
+	}
+	if bad {
+		if al.bad[instance] == nil {
+			al.bad[instance] = map[string]bool{}
+		}
+		al.bad[instance][suffix] = true
+	}
+}
+
+// namesInUse lists the device suffixes EC2 reports on instance.
+func (b *Backend) namesInUse(ctx context.Context, instance string) (map[string]bool, error) {
+	out, err := b.ec2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{instance}})
+	if err != nil {
+		return nil, mapErr(err, "describe instance "+instance)
+	}
+	used := map[string]bool{}
+	n := 0
+	for _, r := range out.Reservations {
+		for _, in := range r.Instances {
+			n++
+			if in.RootDeviceName != nil {
+				used[suffixOf(aws.ToString(in.RootDeviceName))] = true
+			}
+			for _, m := range in.BlockDeviceMappings {
+				used[suffixOf(aws.ToString(m.DeviceName))] = true
+			}
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%w: instance %s", backends.ErrNodeNotFound, instance)
+	}
+	return used, nil
+}
+
+// Attach implements backends.Backend.
+func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequest) (map[string]string, error) {
+	if req.Mode.ReadOnly() {
+		req.ReadOnly = true
+	}
+	if strings.ContainsAny(req.Node, " \t\n") || len(req.Node) > 200 {
+		return nil, invalidf("node id %q: at most 200 characters without spaces", req.Node)
+	}
+	inst, err := b.instanceOf(ctx, req.Node)
+	if err != nil {
+		return nil, fmt.Errorf("attach %s: %w", id, err)
+	}
+	unlock, err := b.locks.Lock(ctx, "vol:"+id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	for {
+		v, err := b.describeVolume(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("attach %s: %w", id, err)
+		}
+		if a, ok := ec2Attachment(v, inst); ok && a.State == types.VolumeAttachmentStateDetaching {
+			// Let a detach finish before attaching again.
+			if err := b.waitDetached(ctx, id, inst); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, a := range v.Attachments {
+			if other := aws.ToString(a.InstanceId); other != inst && a.State == types.VolumeAttachmentStateDetaching {
+				return nil, fmt.Errorf("%w: volume %s is still detaching from instance %s; retry shortly", backends.ErrUnavailable, id, other)
+			}
+		}
+		vol, insts := b.convert(v)
+		// CheckAttach must see this instance's attachment under the node
+		// id of the request, whatever the record says.
+		for i := range vol.Attachments {
+			if insts[i] == inst {
+				vol.Attachments[i].Node = req.Node
+			}
+		}
+		done, err := backends.CheckAttach(vol, req)
+		if err != nil {
+			return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
+		}
+		rec := attachmentTag{instance: inst, mode: req.Mode, readOnly: req.ReadOnly, byNode: req.ByNode, node: req.Node}
+		if done {
+			a, _ := ec2Attachment(v, inst)
+			if t := tagMap(v.Tags)[TagAttachment]; t == "" || !strings.HasPrefix(t, inst+" ") {
+				// Attached before its record was written (or by hand): record it.
+				if err := b.setTags(ctx, id, map[string]string{TagAttachment: rec.String()}); err != nil {
+					return nil, err
+				}
+			}
+			dev, err := b.waitAttached(ctx, id, inst)
+			if err != nil {
+				return nil, err
+			}
+			if dev == "" {
+				dev = aws.ToString(a.Device)
+			}
+			return publishContext(id, dev), nil
+		}
+		return b.attachNew(ctx, id, inst, rec, v)
+	}
+}
+
+func publishContext(id, dev string) map[string]string {
+	return map[string]string{PublishDevicePath: dev, PublishVolumeID: id}
+}
+
+// attachNew records the attachment, picks a device name and attaches.
+func (b *Backend) attachNew(ctx context.Context, id, inst string, rec attachmentTag, v *types.Volume) (map[string]string, error) {
+	if v.State != types.VolumeStateAvailable {
+		return nil, fmt.Errorf("%w: volume %s is %s, not available", backends.ErrUnavailable, id, v.State)
+	}
+	// The record goes first: a crash after AttachVolume still leaves the
+	// attachment described. A record without an EC2 attachment is ignored.
+	if err := b.setTags(ctx, id, map[string]string{TagAttachment: rec.String()}); err != nil {
+		return nil, err
+	}
+	for try := 0; try < 4; try++ {
+		used, err := b.namesInUse(ctx, inst)
+		if err != nil {
+			return nil, fmt.Errorf("attach %s: %w", id, err)
+		}
+		suffix, err := b.alloc.take(inst, used)
+		if err != nil {
+			return nil, err
+		}
+		dev := b.prefix + suffix
+		_, err = b.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: aws.String(id), InstanceId: aws.String(inst), Device: aws.String(dev)})
+		if code := apiCode(err); code == "InvalidParameterValue" && strings.Contains(err.Error(), "already in use") {
+			b.alloc.release(inst, suffix, true)
+			b.log.Info("device name taken; trying another", zap.String("instance", inst), zap.String("device", dev))
+			continue
+		}
+		if err != nil {
+			b.alloc.release(inst, suffix, false)
+			merr := mapErr(err, fmt.Sprintf("attach %s to %s", id, inst))
+			if apiCode(err) == "VolumeInUse" {
+				merr = fmt.Errorf("%w: %v", backends.ErrConflict, merr)
+			}
+			return nil, merr
+		}
+		b.log.Info("attaching volume", zap.String("id", id), zap.String("instance", inst), zap.String("device", dev), zap.Bool("byNode", rec.byNode))
+		got, err := b.waitAttached(ctx, id, inst)
+		b.alloc.release(inst, suffix, false)
+		if err != nil {
+			return nil, err
+		}
+		if got != "" {
+			dev = got
+		}
+		return publishContext(id, dev), nil
+	}
+	return nil, fmt.Errorf("%w: attach %s to %s: every device name tried was taken", backends.ErrUnavailable, id, inst)
+}
+
+// waitAttached waits for the attachment to reach "attached" and returns its
+// device name.
+func (b *Backend) waitAttached(ctx context.Context, id, inst string) (string, error) {
+	var dev string
+	err := b.wait(ctx, b.attachWait, fmt.Sprintf("volume %s to attach to %s", id, inst), func() (bool, error) {
+		v, err := b.describeVolume(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		a, ok := ec2Attachment(v, inst)
+		if !ok {
+			return false, fmt.Errorf("%w: volume %s: the attachment to %s disappeared while attaching", backends.ErrUnavailable, id, inst)
+		}
+		dev = aws.ToString(a.Device)
+		return a.State == types.VolumeAttachmentStateAttached, nil
+	})
+	return dev, err
+}
+
+// waitDetached waits until the volume has no attachment to inst.
+func (b *Backend) waitDetached(ctx context.Context, id, inst string) error {
+	return b.wait(ctx, b.attachWait, fmt.Sprintf("volume %s to detach from %s", id, inst), func() (bool, error) {
+		v, err := b.describeVolume(ctx, id)
+		if errors.Is(err, backends.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		a, ok := ec2Attachment(v, inst)
+		return !ok || a.State == types.VolumeAttachmentStateDetached, nil
+	})
+}
+
+// Detach implements backends.Backend. A detach that outlasts the attach
+// timeout returns ErrUnavailable (retryable) rather than blocking the CO:
+// a retry finds the volume detaching and waits again.
+func (b *Backend) Detach(ctx context.Context, id, node string) error {
+	inst, err := b.instanceOf(ctx, node)
+	if errors.Is(err, backends.ErrNodeNotFound) {
+		return nil // an unknown node has nothing attached
+	}
+	if err != nil {
+		return fmt.Errorf("detach %s: %w", id, err)
+	}
+	unlock, err := b.locks.Lock(ctx, "vol:"+id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	v, err := b.describeVolume(ctx, id)
+	if errors.Is(err, backends.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if a, ok := ec2Attachment(v, inst); ok && a.State != types.VolumeAttachmentStateDetached {
+		if a.State != types.VolumeAttachmentStateDetaching {
+			_, err := b.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(id), InstanceId: aws.String(inst)})
+			switch apiCode(err) {
+			case "", "IncorrectState", "InvalidAttachment.NotFound", "InvalidVolume.NotFound":
+			default:
+				return mapErr(err, fmt.Sprintf("detach %s from %s", id, inst))
+			}
+			b.log.Info("detaching volume", zap.String("id", id), zap.String("instance", inst))
+		}
+		if err := b.waitDetached(ctx, id, inst); err != nil {
+			return err
+		}
+	}
+	if rec, ok := parseAttachmentTag(tagMap(v.Tags)[TagAttachment]); ok && rec.instance == inst {
+		if err := b.dropTags(ctx, id, TagAttachment); err != nil && !errors.Is(err, backends.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,66 @@
+package ebs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/aws/smithy-go"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+)
+
+func TestErrorMapping(t *testing.T) {
+	api := func(code string, fault smithy.ErrorFault) error {
+		return fmt.Errorf("operation error EC2: %w", &smithy.GenericAPIError{Code: code, Message: "msg " + code, Fault: fault})
+	}
+	tests := []struct {
+		err  error
+		want error // nil: no sentinel
+	}{
+		{api("InvalidVolume.NotFound", smithy.FaultClient), backends.ErrNotFound},
+		{api("InvalidVolumeID.Malformed", smithy.FaultClient), backends.ErrNotFound},
+		{api("InvalidSnapshot.NotFound", smithy.FaultClient), backends.ErrNotFound},
+		{api("InvalidAttachment.NotFound", smithy.FaultClient), backends.ErrNotFound},
+		{api("InvalidSomething.NotFound", smithy.FaultClient), backends.ErrNotFound},
+		{api("InvalidInstanceID.NotFound", smithy.FaultClient), backends.ErrNodeNotFound},
+		{api("IdempotentParameterMismatch", smithy.FaultClient), backends.ErrAlreadyExists},
+		{api("VolumeInUse", smithy.FaultClient), backends.ErrInUse},
+		{api("InvalidParameterValue", smithy.FaultClient), backends.ErrInvalid},
+		{api("InvalidParameterCombination", smithy.FaultClient), backends.ErrInvalid},
+		{api("InvalidVolume.ZoneMismatch", smithy.FaultClient), backends.ErrInvalid},
+		{api("VolumeLimitExceeded", smithy.FaultClient), backends.ErrLimit},
+		{api("AttachmentLimitExceeded", smithy.FaultClient), backends.ErrLimit},
+		{api("MaxIOPSLimitExceeded", smithy.FaultClient), backends.ErrLimit},
+		{api("InsufficientVolumeCapacity", smithy.FaultServer), backends.ErrCapacity},
+		{api("IncorrectState", smithy.FaultClient), backends.ErrUnavailable},
+		{api("RequestLimitExceeded", smithy.FaultClient), backends.ErrUnavailable},
+		{api("Throttling", smithy.FaultClient), backends.ErrUnavailable},
+		{api("InternalError", smithy.FaultServer), backends.ErrUnavailable},
+		{api("ServiceUnavailable", smithy.FaultServer), backends.ErrUnavailable},
+		{api("SomethingNew", smithy.FaultServer), backends.ErrUnavailable},
+		{api("UnauthorizedOperation", smithy.FaultClient), nil},
+		{api("AuthFailure", smithy.FaultClient), nil},
+		{errors.New("dial tcp: connection refused"), backends.ErrUnavailable},
+	}
+	sentinels := []error{backends.ErrNotFound, backends.ErrNodeNotFound, backends.ErrAlreadyExists, backends.ErrInUse,
+		backends.ErrInvalid, backends.ErrLimit, backends.ErrCapacity, backends.ErrUnavailable, backends.ErrConflict}
+	for _, tc := range tests {
+		got := mapErr(tc.err, "op")
+		for _, s := range sentinels {
+			if errors.Is(got, s) != (s == tc.want) {
+				t.Errorf("%v: errors.Is(%v) = %t", tc.err, s, errors.Is(got, s))
+			}
+		}
+	}
+	if got := mapErr(fmt.Errorf("x: %w", context.DeadlineExceeded), "op"); !errors.Is(got, context.DeadlineExceeded) || errors.Is(got, backends.ErrUnavailable) {
+		t.Errorf("deadline: %v", got)
+	}
+	if got := mapErr(errors.New("Authorization: AWS4-HMAC-SHA256 Credential=AKID/2024"), "op"); got.Error() != "storage unavailable: op: Authorization: AWS4-HMAC-SHA256 Credential=REDACTED" {
+		t.Errorf("scrub: %v", got)
+	}
+	if mapErr(nil, "op") != nil {
+		t.Error("nil")
+	}
+}
