@@ -260,6 +260,9 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 	if want == "" {
 		want = capability.DefaultFSType
 	}
+	if c.Mode.ReadOnly() {
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted, and access mode %s cannot write a filesystem; stage it once with a writer mode first", id, c.Mode)
+	}
 	if err := s.verify(ctx, b, native, dev); err != nil {
 		return "", err
 	}

@@ -107,21 +107,12 @@ func Listen(opt Options) (*Server, error) {
 		}
 		s.path = addr
 	}
-	s.lis, err = net.Listen(network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", opt.Endpoint, err)
-	}
-	if s.path != "" {
-		if err := os.Chmod(s.path, 0o660); err != nil {
-			s.lis.Close()
-			return nil, err
+	if s.path == "" {
+		if s.lis, err = net.Listen(network, addr); err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", opt.Endpoint, err)
 		}
-		if opt.SocketGID >= 0 {
-			if err := os.Chown(s.path, -1, opt.SocketGID); err != nil {
-				s.lis.Close()
-				return nil, fmt.Errorf("chown socket to group %d: %w", opt.SocketGID, err)
-			}
-		}
+	} else if err := s.listenUnix(opt.SocketGID); err != nil {
+		return nil, err
 	}
 	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.measure, s.logger, s.recoverer))
 	csi.RegisterIdentityServer(s.grpc, opt.Identity)
@@ -132,6 +123,39 @@ func Listen(opt Options) (*Server, error) {
 		csi.RegisterNodeServer(s.grpc, opt.Node)
 	}
 	return s, nil
+}
+
+// listenUnix makes the socket under a temporary name, sets its mode and
+// group, and only then renames it into place: a CO that connects as soon as
+// the file appears (Mesos polls for it) never finds a socket that is not yet
+// listening or not yet its to use.
+func (s *Server) listenUnix(gid int) error {
+	tmp := fmt.Sprintf("%s.%d.tmp", s.path, os.Getpid())
+	os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.opt.Endpoint, err)
+	}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // the socket is removed by path in Serve
+	fail := func(err error) error {
+		l.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Chmod(tmp, 0o660); err != nil {
+		return fail(err)
+	}
+	if gid >= 0 {
+		if err := os.Chown(tmp, -1, gid); err != nil {
+			return fail(fmt.Errorf("chown socket to group %d: %w", gid, err))
+		}
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fail(err)
+	}
+	s.lis = l
+	return nil
 }
 
 // Addr returns the address the server listens on.
