@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -89,6 +90,11 @@ type Backend struct {
 	directIO    bool
 	node        string
 	log         *zap.Logger
+	avail       struct {
+		mu    sync.Mutex
+		at    time.Time
+		bytes int64
+	}
 }
 
 var (
@@ -441,14 +447,40 @@ func (b *Backend) size(req backends.CreateRequest) (int64, error) {
 }
 
 func (b *Backend) checkCapacity(ctx context.Context, size int64) error {
-	free, err := b.Capacity(ctx, nil)
+	release, err := b.reserve(ctx, size)
 	if err != nil {
 		return err
 	}
-	if size > free {
-		return fmt.Errorf("%w: %s requested, %s available in pool %s", backends.ErrCapacity, units.Format(size), units.Format(free), b.name)
-	}
+	release(true)
 	return nil
+}
+
+// reserve takes size bytes from the pool's available space for a volume
+// being created or grown. The figure is rescanned at most once a second and
+// kept current in between by the reservations themselves, so creating
+// volumes does not rescan thousands of images each time. release(false)
+// gives the bytes back when the operation failed.
+func (b *Backend) reserve(ctx context.Context, size int64) (func(ok bool), error) {
+	b.avail.mu.Lock()
+	defer b.avail.mu.Unlock()
+	if time.Since(b.avail.at) > time.Second {
+		n, err := b.scanCapacity(ctx)
+		if err != nil {
+			return nil, err
+		}
+		b.avail.bytes, b.avail.at = n, time.Now()
+	}
+	if size > b.avail.bytes {
+		return nil, fmt.Errorf("%w: %s requested, %s available in pool %s", backends.ErrCapacity, units.Format(size), units.Format(max(0, b.avail.bytes)), b.name)
+	}
+	b.avail.bytes -= size
+	return func(ok bool) {
+		if !ok {
+			b.avail.mu.Lock()
+			b.avail.bytes += size
+			b.avail.mu.Unlock()
+		}
+	}, nil
 }
 
 func (b *Backend) makeImage(id string, size int64, prealloc bool) error {
@@ -624,25 +656,44 @@ func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
 	return out, nil
 }
 
-// Capacity implements backends.Backend.
+// Capacity implements backends.Backend. Images are sparse, so the free
+// space of the pool filesystem overstates what is left: every volume may
+// still grow to its full size. What a volume has not allocated yet is
+// counted as taken.
 func (b *Backend) Capacity(ctx context.Context, params map[string]string) (int64, error) {
+	b.avail.mu.Lock()
+	defer b.avail.mu.Unlock()
+	n, err := b.scanCapacity(ctx)
+	if err != nil {
+		return 0, err
+	}
+	b.avail.bytes, b.avail.at = n, time.Now()
+	return max(0, n), nil
+}
+
+func (b *Backend) scanCapacity(ctx context.Context) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(b.dir, &st); err != nil {
 		return 0, fmt.Errorf("%w: statfs %s: %v", backends.ErrUnavailable, b.dir, err)
 	}
 	free := int64(st.Bavail) * st.Bsize
-	if b.capacity == 0 {
-		return free, nil
-	}
 	vols, err := b.List(ctx)
 	if err != nil {
 		return 0, err
 	}
-	left := b.capacity
+	var provisioned, unallocated int64
 	for _, v := range vols {
-		left -= v.CapacityBytes
+		provisioned += v.CapacityBytes
+		var is unix.Stat_t
+		if err := unix.Stat(b.imagePath(v.ID), &is); err == nil {
+			unallocated += max(0, v.CapacityBytes-is.Blocks*512)
+		}
 	}
-	return max(0, min(left, free)), nil
+	avail := free - unallocated
+	if b.capacity > 0 {
+		avail = min(avail, b.capacity-provisioned)
+	}
+	return avail, nil
 }
 
 // RegisterNode implements backends.NodeRegistrar.
