@@ -276,6 +276,9 @@ func (h *harness) rawTrial(i int, s *nodeSamples) error {
 		return err
 	}
 	s.fresh = append(s.fresh, d)
+	if err := h.components(s, dev, staging, target); err != nil {
+		return err
+	}
 	if err := down(); err != nil {
 		return err
 	}
@@ -332,6 +335,9 @@ func (h *harness) nodePath() error {
 	}
 	for _, k := range []string{"losetup --find --show", "mkfs.ext4 -q", "mount -t ext4", "mount --bind", "umount target", "umount staging", "losetup -d"} {
 		h.rep.add("node", "  raw "+k, ms(median(r.parts[k])), "", "median of the command run by the harness (fork+exec included)")
+	}
+	for _, c := range componentList {
+		h.rep.add("node", "  component: "+c.name, ms(median(r.parts[c.name])), "", c.how)
 	}
 	return nil
 }
