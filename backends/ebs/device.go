@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 )
@@ -198,7 +199,7 @@ func (b *Backend) Verify(ctx context.Context, id string, dev backends.Device) er
 	if !volumeIDRE.MatchString(id) {
 		return notFound(id)
 	}
-	real, err := filepath.EvalSymlinks(dev.Path)
+	real, err := canonical(dev.Path)
 	if err != nil {
 		return fmt.Errorf("%w %s: %v", errRefused, dev.Path, err)
 	}
@@ -232,6 +233,36 @@ func (b *Backend) Verify(ctx context.Context, id string, dev backends.Device) er
 		}
 	}
 	return fmt.Errorf("%w %s: it has no serial and is not the attachment's device %s", errRefused, real, aws.ToString(a.Device))
+}
+
+// canonical returns the /dev node of a block device given by any path to
+// it: a link, or a device file bind-mounted elsewhere (a published block
+// target), found through /sys/dev/block/<major>:<minor>.
+func canonical(p string) (string, error) {
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return "", err
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(real, &st); err != nil {
+		return "", err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return "", fmt.Errorf("%s is not a block device", p)
+	}
+	if underDev(real) {
+		return real, nil
+	}
+	sys, err := os.Readlink(fmt.Sprintf("/sys/dev/block/%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))))
+	if err != nil {
+		return "", err
+	}
+	dev := "/dev/" + filepath.Base(sys)
+	var dst unix.Stat_t
+	if err := unix.Stat(dev, &dst); err != nil || dst.Rdev != st.Rdev {
+		return "", fmt.Errorf("%s: no /dev node with its device number", p)
+	}
+	return dev, nil
 }
 
 // Disconnect implements backends.Backend. An EBS device has nothing to

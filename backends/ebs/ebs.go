@@ -54,6 +54,10 @@ const (
 	TagParamPrefix  = TagPrefix + "param/"
 	TagFormatted    = TagPrefix + "formatted"
 	TagAttachment   = TagPrefix + "attachment"
+	// TagSource names the snapshot or volume a volume was created from.
+	TagSource = TagPrefix + "source"
+	// TagTemporary marks the snapshots a clone takes and deletes again.
+	TagTemporary = TagPrefix + "temporary"
 	// TagNodeID is put on an instance whose node service runs with a node
 	// id that is not the instance id (a Mesos agent id), so the controller
 	// can find the instance from the CO's node id.
@@ -319,7 +323,7 @@ func (b *Backend) Name() string { return b.name }
 // Capabilities implements backends.Backend. EBS Multi-Attach (io1/io2 only,
 // needing a cluster-aware filesystem) is not offered.
 func (b *Backend) Capabilities() backends.Capabilities {
-	return backends.Capabilities{AttachRequired: true, Block: true, Mount: true, Topology: true}
+	return backends.Capabilities{AttachRequired: true, Block: true, Mount: true, Topology: true, Clone: true}
 }
 
 // Parameters implements backends.Backend.

@@ -800,6 +800,49 @@ func TestSnapshots(t *testing.T) {
 	}
 }
 
+func TestRestoreAndClone(t *testing.T) {
+	e := newEnv(t)
+	ctrl := e.backend(e.config("c1", ""), "")
+	v := create(t, ctrl, "src", 2, nil)
+	if err := ctrl.MarkFormatted(ctx(t), v.ID, "xfs"); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ctrl.CreateSnapshot(ctx(t), v.ID, "s", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Smaller than the snapshot: raised to its size.
+	r, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "restored", RequiredBytes: 1 << 30, SourceSnapshot: s.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.SourceSnapshot != s.ID || r.CapacityBytes != 2<<30 || r.Formatted != "xfs" {
+		t.Fatalf("restored %+v", r)
+	}
+	if again, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "restored", RequiredBytes: 1 << 30, SourceSnapshot: s.ID}); err != nil || again.ID != r.ID {
+		t.Fatalf("repeat restore: %v %v", again, err)
+	}
+	if _, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "restored", RequiredBytes: 1 << 30}); !errors.Is(err, backends.ErrAlreadyExists) {
+		t.Fatalf("same name without source: %v", err)
+	}
+	if _, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "r2", SourceSnapshot: "snap-0123456789abcdef0"}); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("missing snapshot: %v", err)
+	}
+	c, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "clone", RequiredBytes: 2 << 30, SourceVolume: v.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SourceVolume != v.ID || c.Formatted != "xfs" {
+		t.Fatalf("clone %+v", c)
+	}
+	if l, _ := ctrl.ListSnapshots(ctx(t)); len(l) != 1 {
+		t.Fatalf("snapshots after clone: %+v (the temporary one should be gone or hidden)", l)
+	}
+	if _, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "c2", SourceVolume: "vol-0123456789abcdef0"}); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("missing source volume: %v", err)
+	}
+}
+
 func TestProbeCapacity(t *testing.T) {
 	e := newEnv(t)
 	b := e.backend(e.config("c1", ""), "")

@@ -100,8 +100,15 @@ const ParamSnapshotTags = "tags"
 
 // CreateSnapshot implements backends.Snapshotter. A snapshot of the same
 // name for the same volume is returned again; for another volume it is
-// ErrAlreadyExists.
+// ErrAlreadyExists. The snapshot carries the source's format mark, so a
+// volume restored from it is never formatted over its data.
 func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, params map[string]string) (*backends.Snapshot, error) {
+	return b.snapshot(ctx, sourceID, name, params, false)
+}
+
+func cloneSnapshotName(volumeName string) string { return "clone-source-for/" + volumeName }
+
+func (b *Backend) snapshot(ctx context.Context, sourceID, name string, params map[string]string, temporary bool) (*backends.Snapshot, error) {
 	if name == "" || len(name) > 256 {
 		return nil, invalidf("snapshot name: 1 to 256 characters")
 	}
@@ -119,6 +126,9 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	}
 	tags[TagSnapshotName] = name
 	tags[TagCluster] = b.cluster
+	if temporary {
+		tags[TagTemporary] = "true"
+	}
 	unlock, err := b.locks.Lock(ctx, "snap:"+name)
 	if err != nil {
 		return nil, err
@@ -126,7 +136,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	defer unlock()
 	snaps, err := b.describeSnapshots(ctx, []types.Filter{
 		{Name: aws.String("tag:" + TagSnapshotName), Values: []string{escapeFilter(name)}},
-	})
+	}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -139,8 +149,12 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 		}
 		return s, nil
 	}
-	if _, err := b.describeVolume(ctx, sourceID); err != nil {
+	v, err := b.describeVolume(ctx, sourceID)
+	if err != nil {
 		return nil, err
+	}
+	if f := tagMap(v.Tags)[TagFormatted]; f != "" {
+		tags[TagFormatted] = f
 	}
 	out, err := b.ec2.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{
 		VolumeId:          aws.String(sourceID),
@@ -158,26 +172,94 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	}, nil
 }
 
+// describeSnapshot returns this cluster's snapshot id, or ErrNotFound.
+func (b *Backend) describeSnapshot(ctx context.Context, id string) (*types.Snapshot, error) {
+	if !snapshotIDRE.MatchString(id) {
+		return nil, fmt.Errorf("snapshot %q: %w", id, backends.ErrNotFound)
+	}
+	out, err := b.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}})
+	if err != nil {
+		return nil, mapErr(err, "describe snapshot "+id)
+	}
+	for i := range out.Snapshots {
+		sn := &out.Snapshots[i]
+		if aws.ToString(sn.SnapshotId) != id {
+			continue
+		}
+		if tagMap(sn.Tags)[TagCluster] != b.cluster {
+			return nil, fmt.Errorf("snapshot %s %w %q: %w", id, errForeign, b.cluster, backends.ErrNotFound)
+		}
+		return sn, nil
+	}
+	return nil, fmt.Errorf("snapshot %q: %w", id, backends.ErrNotFound)
+}
+
+// waitSnapshot waits until a snapshot is completed and returns its id.
+func (b *Backend) waitSnapshot(ctx context.Context, id string) (string, error) {
+	err := b.wait(ctx, 4*b.attachWait, "snapshot "+id+" to complete", func() (bool, error) {
+		sn, err := b.describeSnapshot(ctx, id)
+		if err != nil {
+			return false, err
+		}
+		switch sn.State {
+		case types.SnapshotStateCompleted:
+			return true, nil
+		case types.SnapshotStateError:
+			return false, fmt.Errorf("snapshot %s failed: %s", id, aws.ToString(sn.StateMessage))
+		}
+		return false, nil
+	})
+	return id, err
+}
+
+// source is what a new volume is created from.
+type source struct {
+	id        string // as given: snap-… or vol-…
+	volume    string // set for a clone of a volume
+	snapshot  string // the snapshot EC2 creates the volume from
+	sizeGiB   int32
+	formatted string
+}
+
+// resolveSource checks a create request's content source.
+func (b *Backend) resolveSource(ctx context.Context, req backends.CreateRequest) (*source, error) {
+	if req.SourceVolume != "" {
+		v, err := b.describeVolume(ctx, req.SourceVolume)
+		if err != nil {
+			return nil, fmt.Errorf("source volume: %w", err)
+		}
+		return &source{id: req.SourceVolume, volume: req.SourceVolume, sizeGiB: aws.ToInt32(v.Size), formatted: tagMap(v.Tags)[TagFormatted]}, nil
+	}
+	sn, err := b.describeSnapshot(ctx, req.SourceSnapshot)
+	if err != nil {
+		return nil, fmt.Errorf("source snapshot: %w", err)
+	}
+	if sn.State == types.SnapshotStateError {
+		return nil, invalidf("source snapshot %s is in state error", req.SourceSnapshot)
+	}
+	if _, err := b.waitSnapshot(ctx, req.SourceSnapshot); err != nil {
+		return nil, err
+	}
+	return &source{id: req.SourceSnapshot, snapshot: req.SourceSnapshot, sizeGiB: aws.ToInt32(sn.VolumeSize), formatted: tagMap(sn.Tags)[TagFormatted]}, nil
+}
+
 // DeleteSnapshot implements backends.Snapshotter; a missing snapshot is
 // done, another cluster's is left alone.
 func (b *Backend) DeleteSnapshot(ctx context.Context, id string) error {
-	if !snapshotIDRE.MatchString(id) {
+	return b.deleteSnapshot(ctx, id)
+}
+
+func (b *Backend) deleteSnapshot(ctx context.Context, id string) error {
+	_, err := b.describeSnapshot(ctx, id)
+	if errors.Is(err, errForeign) {
+		b.log.Warn("delete of a snapshot without this cluster's tag: left alone", zap.String("id", id))
 		return nil
 	}
-	out, err := b.ec2.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{SnapshotIds: []string{id}})
-	if err = mapErr(err, "describe snapshot "+id); errors.Is(err, backends.ErrNotFound) {
+	if errors.Is(err, backends.ErrNotFound) {
 		return nil
-	} else if err != nil {
+	}
+	if err != nil {
 		return err
-	}
-	for _, s := range out.Snapshots {
-		if tagMap(s.Tags)[TagCluster] != b.cluster {
-			b.log.Warn("delete of a snapshot without this cluster's tag: left alone", zap.String("id", id))
-			return nil
-		}
-	}
-	if len(out.Snapshots) == 0 {
-		return nil
 	}
 	_, err = b.ec2.DeleteSnapshot(ctx, &ec2.DeleteSnapshotInput{SnapshotId: aws.String(id)})
 	if err = mapErr(err, "delete snapshot "+id); errors.Is(err, backends.ErrNotFound) {
@@ -189,10 +271,12 @@ func (b *Backend) DeleteSnapshot(ctx context.Context, id string) error {
 // ListSnapshots implements backends.Snapshotter: this cluster's snapshots,
 // sorted by id.
 func (b *Backend) ListSnapshots(ctx context.Context) ([]*backends.Snapshot, error) {
-	return b.describeSnapshots(ctx, nil)
+	return b.describeSnapshots(ctx, nil, false)
 }
 
-func (b *Backend) describeSnapshots(ctx context.Context, filters []types.Filter) ([]*backends.Snapshot, error) {
+// describeSnapshots lists this cluster's snapshots matching filters; the
+// temporary ones clones take only with withTemporary.
+func (b *Backend) describeSnapshots(ctx context.Context, filters []types.Filter, withTemporary bool) ([]*backends.Snapshot, error) {
 	in := &ec2.DescribeSnapshotsInput{
 		OwnerIds:   []string{"self"},
 		MaxResults: aws.Int32(1000),
@@ -207,7 +291,7 @@ func (b *Backend) describeSnapshots(ctx context.Context, filters []types.Filter)
 		}
 		for _, s := range page.Snapshots {
 			t := tagMap(s.Tags)
-			if t[TagCluster] != b.cluster {
+			if t[TagCluster] != b.cluster || (t[TagTemporary] != "" && !withTemporary) {
 				continue
 			}
 			out = append(out, &backends.Snapshot{

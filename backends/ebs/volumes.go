@@ -154,6 +154,12 @@ func (b *Backend) convert(v *types.Volume) (*backends.Volume, []string) {
 		Formatted:     tags[TagFormatted],
 		Zone:          aws.ToString(v.AvailabilityZone),
 	}
+	switch src := tags[TagSource]; {
+	case snapshotIDRE.MatchString(src):
+		out.SourceSnapshot = src
+	case volumeIDRE.MatchString(src):
+		out.SourceVolume = src
+	}
 	for k, val := range tags {
 		if p, ok := strings.CutPrefix(k, TagParamPrefix); ok {
 			if out.Parameters == nil {
@@ -260,6 +266,22 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if req.Block {
 		tags[TagAccess] = "block"
 	}
+	var src *source
+	if req.SourceSnapshot != "" || req.SourceVolume != "" {
+		if src, err = b.resolveSource(ctx, req); err != nil {
+			return nil, err
+		}
+		tags[TagSource] = src.id
+		if size < src.sizeGiB {
+			if req.LimitBytes > 0 && gib(src.sizeGiB) > req.LimitBytes {
+				return nil, fmt.Errorf("%w: the source %s holds %d GiB, above the limit of %d bytes", backends.ErrOutOfRange, src.id, src.sizeGiB, req.LimitBytes)
+			}
+			size = src.sizeGiB
+		}
+		if src.formatted != "" {
+			tags[TagFormatted] = src.formatted
+		}
+	}
 	if len(req.Modes) > 0 {
 		ms := make([]string, 0, len(req.Modes))
 		for _, m := range req.Modes {
@@ -290,6 +312,16 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
+	if src != nil && src.volume != "" {
+		// EBS copies a volume through a snapshot: take a temporary one.
+		snap, err := b.snapshot(ctx, src.volume, cloneSnapshotName(req.Name), nil, true)
+		if err != nil {
+			return nil, err
+		}
+		if src.snapshot, err = b.waitSnapshot(ctx, snap.ID); err != nil {
+			return nil, err
+		}
+	}
 	in := &ec2.CreateVolumeInput{
 		AvailabilityZone:  aws.String(zone),
 		Size:              aws.Int32(size),
@@ -301,6 +333,9 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	}
 	if s.throughput > 0 {
 		in.Throughput = aws.Int32(s.throughput)
+	}
+	if src != nil {
+		in.SnapshotId = aws.String(src.snapshot)
 	}
 	if s.encrypted {
 		in.Encrypted = aws.Bool(true)
@@ -337,7 +372,14 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		return nil, fmt.Errorf("create volume %q: EC2 refused five client tokens for this name; a volume of this name was recently created and deleted with other parameters, retry in a few hours or use another name", req.Name)
 	}
 	b.log.Info("volume created", zap.String("id", id), zap.String("zone", zone), zap.Int32("GiB", size), zap.String("type", s.volType))
-	return b.waitAvailable(ctx, id)
+	v, err := b.waitAvailable(ctx, id)
+	if err == nil && src != nil && src.volume != "" {
+		// The new volume no longer needs its temporary snapshot.
+		if derr := b.deleteSnapshot(ctx, src.snapshot); derr != nil {
+			b.log.Warn("temporary clone snapshot not deleted", zap.String("snapshot", src.snapshot), zap.Error(derr))
+		}
+	}
+	return v, err
 }
 
 // compatible decides whether an existing volume answers req.
@@ -353,6 +395,8 @@ func compatible(v *backends.Volume, req backends.CreateRequest, size int32) erro
 		return fmt.Errorf("%w: volume %q (%s) exists with parameters %v", backends.ErrAlreadyExists, req.Name, v.ID, v.Parameters)
 	case v.Block != req.Block:
 		return fmt.Errorf("%w: volume %q (%s) exists with block=%t", backends.ErrAlreadyExists, req.Name, v.ID, v.Block)
+	case v.SourceSnapshot != req.SourceSnapshot || v.SourceVolume != req.SourceVolume:
+		return fmt.Errorf("%w: volume %q (%s) exists with another content source", backends.ErrAlreadyExists, req.Name, v.ID)
 	}
 	return nil
 }
