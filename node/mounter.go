@@ -85,18 +85,77 @@ func (s Signature) String() string {
 	return strings.Join(parts, " and ")
 }
 
-// LinuxMounter mounts with mount(8) through k8s.io/mount-utils, reads
-// /proc/self/mountinfo, and probes and formats with blkid and mkfs.
-type LinuxMounter struct {
-	m mountutils.Interface
-}
+// LinuxMounter mounts and unmounts with the kernel's calls, reads
+// /proc/self/mountinfo (parsed by k8s.io/mount-utils), and probes and
+// formats with blkid and mkfs. It is safe for concurrent use.
+type LinuxMounter struct{}
 
 // NewLinuxMounter returns the mounter for this host.
-func NewLinuxMounter() *LinuxMounter { return &LinuxMounter{m: mountutils.New("")} }
+func NewLinuxMounter() *LinuxMounter { return &LinuxMounter{} }
 
-// Mount implements Mounter.
+// mountFlags are the options mount(8) turns into flags; every other option
+// is passed to the filesystem as data.
+var mountFlags = map[string]struct {
+	set   uintptr
+	clear uintptr
+}{
+	"ro":          {unix.MS_RDONLY, 0},
+	"rw":          {0, unix.MS_RDONLY},
+	"nosuid":      {unix.MS_NOSUID, 0},
+	"suid":        {0, unix.MS_NOSUID},
+	"nodev":       {unix.MS_NODEV, 0},
+	"dev":         {0, unix.MS_NODEV},
+	"noexec":      {unix.MS_NOEXEC, 0},
+	"exec":        {0, unix.MS_NOEXEC},
+	"sync":        {unix.MS_SYNCHRONOUS, 0},
+	"async":       {0, unix.MS_SYNCHRONOUS},
+	"dirsync":     {unix.MS_DIRSYNC, 0},
+	"noatime":     {unix.MS_NOATIME, 0},
+	"atime":       {0, unix.MS_NOATIME},
+	"nodiratime":  {unix.MS_NODIRATIME, 0},
+	"diratime":    {0, unix.MS_NODIRATIME},
+	"relatime":    {unix.MS_RELATIME, 0},
+	"norelatime":  {0, unix.MS_RELATIME},
+	"strictatime": {unix.MS_STRICTATIME, 0},
+	"lazytime":    {unix.MS_LAZYTIME, 0},
+	"nolazytime":  {0, unix.MS_LAZYTIME},
+	"defaults":    {0, 0},
+}
+
+// Mount implements Mounter. A "bind" option makes a bind mount; with "ro"
+// it is remounted read-only, as mount(8) does, since the kernel ignores
+// MS_RDONLY on the first bind call.
 func (l *LinuxMounter) Mount(source, target, fsType string, options []string) error {
-	return l.m.Mount(source, target, fsType, options)
+	var flags uintptr
+	var data []string
+	bind := false
+	for _, o := range options {
+		if o == "bind" {
+			bind = true
+			continue
+		}
+		if f, ok := mountFlags[o]; ok {
+			flags = flags&^f.clear | f.set
+			continue
+		}
+		data = append(data, o)
+	}
+	if bind {
+		if err := unix.Mount(source, target, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", source, target, err)
+		}
+		if flags != 0 {
+			if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_BIND|flags, ""); err != nil {
+				unix.Unmount(target, 0)
+				return fmt.Errorf("remount %s with %v: %w", target, options, err)
+			}
+		}
+		return nil
+	}
+	if err := unix.Mount(source, target, fsType, flags, strings.Join(data, ",")); err != nil {
+		return fmt.Errorf("mount %s (%s) at %s with %v: %w", source, fsType, target, options, err)
+	}
+	return nil
 }
 
 // Unmount implements Mounter. The kernel call is made directly: umount(8)
