@@ -129,6 +129,10 @@ type Attachment struct {
 	// ControllerPublish came first (the Mesos volume/csi isolator never
 	// sends one); the node detaches it again on unstage.
 	ByNode bool
+	// Connected: the node has the volume's device in use (between Connect
+	// and Disconnect). Detach refuses such an attachment; only an
+	// operator's ForceDetach takes it away.
+	Connected bool
 }
 
 // AttachedTo returns the attachment for node, if any.
@@ -267,6 +271,14 @@ type Backend interface {
 	// MarkFormatted records, with the volume in the storage, that the node
 	// side formatted it with fsType (or handed it out raw).
 	MarkFormatted(ctx context.Context, id, fsType string) error
+}
+
+// ForceDetacher is implemented by backends that can take a volume away from
+// a node that still has it connected, because the node is dead. It is only
+// ever called by an explicit operator action, never by a CO: if the node
+// is alive, two writers destroy the filesystem.
+type ForceDetacher interface {
+	ForceDetach(ctx context.Context, id, node string) error
 }
 
 // NodeRegistrar is implemented by backends that must learn about nodes before

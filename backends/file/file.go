@@ -205,10 +205,11 @@ type meta struct {
 }
 
 type attachment struct {
-	Node     string `json:"node"`
-	ReadOnly bool   `json:"readOnly,omitempty"`
-	Mode     string `json:"mode"`
-	ByNode   bool   `json:"byNode,omitempty"`
+	Node      string `json:"node"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+	Mode      string `json:"mode"`
+	ByNode    bool   `json:"byNode,omitempty"`
+	Connected bool   `json:"connected,omitempty"`
 }
 
 var modeNames = map[string]backends.AccessMode{}
@@ -234,7 +235,7 @@ func (m *meta) volume() *backends.Volume {
 		v.Modes = append(v.Modes, modeNames[s])
 	}
 	for _, a := range m.Attachments {
-		v.Attachments = append(v.Attachments, backends.Attachment{Node: a.Node, ReadOnly: a.ReadOnly, Mode: modeNames[a.Mode], ByNode: a.ByNode})
+		v.Attachments = append(v.Attachments, backends.Attachment{Node: a.Node, ReadOnly: a.ReadOnly, Mode: modeNames[a.Mode], ByNode: a.ByNode, Connected: a.Connected})
 	}
 	return v
 }
@@ -737,12 +738,31 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	return map[string]string{"readOnly": strconv.FormatBool(req.ReadOnly)}, nil
 }
 
-// Detach implements backends.Backend.
+// Detach implements backends.Backend. An attachment whose node still has
+// the device connected is refused: in a file pool nothing else stops a
+// second node from writing the image while the first still does.
 func (b *Backend) Detach(ctx context.Context, id, node string) error {
+	return b.detach(ctx, id, node, false)
+}
+
+// ForceDetach implements backends.ForceDetacher.
+func (b *Backend) ForceDetach(ctx context.Context, id, node string) error {
+	return b.detach(ctx, id, node, true)
+}
+
+func (b *Backend) detach(ctx context.Context, id, node string, force bool) error {
 	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
 		i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == node })
 		if i < 0 {
 			return false, nil
+		}
+		if m.Attachments[i].Connected && !force {
+			return false, fmt.Errorf("%w: node %s still has volume %s connected; unstage it there first. If node %s is dead, an operator can take the volume with: csi-libstorage force-detach --volume %s/%s --node %s --yes-the-node-is-dead",
+				backends.ErrInUse, node, id, node, b.name, id, node)
+		}
+		if force {
+			b.log.Warn("FORCED DETACH by operator: the node may still write to the volume if it is alive",
+				zap.String("id", id), zap.String("node", node), zap.Bool("wasConnected", m.Attachments[i].Connected))
 		}
 		m.Attachments = slices.Delete(m.Attachments, i, i+1)
 		return true, nil
@@ -754,6 +774,21 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 		return fmt.Errorf("detach %s from %s: %w", id, node, err)
 	}
 	return nil
+}
+
+// setConnected records whether this node has the volume's device in use.
+// The caller holds the volume lock.
+func (b *Backend) setConnected(id string, on bool) error {
+	m, err := b.readMeta(id)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == b.node })
+	if i < 0 || m.Attachments[i].Connected == on {
+		return nil
+	}
+	m.Attachments[i].Connected = on
+	return b.writeMeta(m)
 }
 
 // Expand implements backends.Expander. The image only grows; the node side
@@ -830,6 +865,9 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	devs, err := loop.Find(img)
 	if err != nil {
 		return backends.Device{}, fmt.Errorf("find loop device of %s: %w", img, err)
+	}
+	if err := b.setConnected(id, true); err != nil {
+		return backends.Device{}, fmt.Errorf("volume %s: record connection: %w", id, err)
 	}
 	for _, d := range devs {
 		if d.ReadOnly && !readOnly {
@@ -908,6 +946,9 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 			return err
 		}
 		b.log.Info("loop device detached", zap.String("id", id), zap.String("device", d.Device))
+	}
+	if m != nil {
+		return b.setConnected(id, false)
 	}
 	return nil
 }

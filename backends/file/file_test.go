@@ -309,9 +309,15 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 		t.Fatalf("disconnect of a busy device: %v, want ErrInUse", err)
 	}
 	f.Close()
+	if err := b.Detach(ctx, v.ID, "n1"); !errors.Is(err, backends.ErrInUse) {
+		t.Fatalf("detach while connected: %v, want ErrInUse", err)
+	}
 	for _, id := range []string{v.ID, other.ID} {
 		if err := b.Disconnect(ctx, id); err != nil {
 			t.Fatal(err)
+		}
+		if err := b.Detach(ctx, id, "n1"); err != nil {
+			t.Fatalf("detach after disconnect: %v", err)
 		}
 		if err := b.Disconnect(ctx, id); err != nil {
 			t.Fatalf("second disconnect: %v", err)
@@ -351,7 +357,11 @@ func TestReconcile(t *testing.T) {
 	deleted, deletedDev := connect("deleted")
 	_ = staged
 	for _, id := range []string{busy, detached, deleted} {
-		if err := b.Detach(ctx, id, "n1"); err != nil {
+		if err := b.Detach(ctx, id, "n1"); !errors.Is(err, backends.ErrInUse) {
+			t.Fatalf("detach of a connected volume: %v, want ErrInUse", err)
+		}
+		// As an operator would for a node that died with the volume.
+		if err := b.ForceDetach(ctx, id, "n1"); err != nil {
 			t.Fatal(err)
 		}
 	}

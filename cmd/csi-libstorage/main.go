@@ -31,6 +31,9 @@ func main() {
 }
 
 func run(args []string) error {
+	if len(args) > 0 && args[0] == "force-detach" {
+		return forceDetach(args[1:])
+	}
 	fs := flag.NewFlagSet("csi-libstorage", flag.ContinueOnError)
 	endpoint := fs.String("endpoint", envOr("CSI_ENDPOINT", DefaultEndpoint), "CSI endpoint, unix:///path/csi.sock or tcp://host:port (default $CSI_ENDPOINT)")
 	nodeID := fs.String("node-id", "", "this node's id (default $MESOS_AGENT_ID, else the hostname)")

@@ -349,8 +349,26 @@ func TestTwoAgents(t *testing.T) {
 		_, err = controllerPublish(t, ctl, vol, b.id, cap, false)
 		wantCode(t, "ControllerPublish to agent-b while the dead agent-a holds the volume", err, codes.FailedPrecondition)
 
-		// The operator's action: detach from the dead agent.
-		controllerUnpublish(t, ctl, vol, a.id)
+		// A CO's ControllerUnpublish cannot take it either: the pool
+		// records that agent-a still has the device connected, and the
+		// plugin cannot tell a dead agent from a partitioned one.
+		_, err = call(t, func(ctx context.Context) (*csi.ControllerUnpublishVolumeResponse, error) {
+			return ctl.ctl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: vol, NodeId: a.id})
+		})
+		wantCode(t, "ControllerUnpublish from the dead agent-a", err, codes.FailedPrecondition)
+		if err == nil || !strings.Contains(err.Error(), "force-detach") {
+			t.Errorf("the refusal does not tell the operator what to do: %v", err)
+		}
+
+		// The operator's action, after fencing agent-a: force the detach.
+		out, err := exec.Command(binary, "force-detach", "--config", cfg, "--volume", vol, "--node", a.id).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "yes-the-node-is-dead") {
+			t.Fatalf("force-detach without confirmation: %v\n%s", err, out)
+		}
+		out, err = exec.Command(binary, "force-detach", "--config", cfg, "--volume", vol, "--node", a.id, "--yes-the-node-is-dead").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "forcibly detached") {
+			t.Fatalf("force-detach: %v\n%s", err, out)
+		}
 		pc, err = controllerPublish(t, ctl, vol, b.id, cap, false)
 		if err != nil {
 			t.Fatalf("ControllerPublish to agent-b after the operator detached agent-a: %v", err)

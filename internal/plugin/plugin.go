@@ -76,6 +76,24 @@ func Factories() map[string]Factory {
 	}
 }
 
+// Backends builds the backend instances a configuration names.
+func Backends(cfg *config.Config, o BackendOptions) (*backends.Set, error) {
+	facts := Factories()
+	var list []backends.Backend
+	for _, e := range cfg.Backends {
+		f, ok := facts[e.Type]
+		if !ok {
+			return nil, fmt.Errorf("backend %q: unknown type %q", e.Name, e.Type)
+		}
+		b, err := f(e, o)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, b)
+	}
+	return backends.NewSet(list...)
+}
+
 // Plugin is an assembled, listening plugin.
 type Plugin struct {
 	srv        *server.Server
@@ -100,20 +118,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 	if opt.NodeID == "" && opt.Mode != ModeController {
 		return nil, fmt.Errorf("a node id is needed: pass --node-id, or set MESOS_AGENT_ID")
 	}
-	facts := Factories()
-	var list []backends.Backend
-	for _, e := range opt.Config.Backends {
-		f, ok := facts[e.Type]
-		if !ok {
-			return nil, fmt.Errorf("backend %q: unknown type %q", e.Name, e.Type)
-		}
-		b, err := f(e, BackendOptions{NodeID: opt.NodeID, Logger: log})
-		if err != nil {
-			return nil, err
-		}
-		list = append(list, b)
-	}
-	set, err := backends.NewSet(list...)
+	set, err := Backends(opt.Config, BackendOptions{NodeID: opt.NodeID, Logger: log})
 	if err != nil {
 		return nil, err
 	}
