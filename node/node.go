@@ -19,6 +19,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/capability"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 )
@@ -172,6 +173,7 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	if err != nil {
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
+	fault.Point("node.stage.connected")
 	if c.Block {
 		// The device itself is published; nothing is mounted at staging.
 		if v.Formatted == "" {
@@ -209,6 +211,7 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	if err := s.m.Mount(dev.Path, staging, fsType, opts); err != nil {
 		return nil, status.Errorf(codes.Internal, "mount %s at %s: %v", dev.Path, staging, err)
 	}
+	fault.Point("node.stage.mounted")
 	s.log.Info("volume staged", zap.String("volume", req.GetVolumeId()), zap.String("device", dev.Path), zap.String("fsType", fsType), zap.String("staging", staging))
 	return &csi.NodeStageVolumeResponse{}, nil
 }
@@ -292,6 +295,7 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 	if err := s.m.Format(ctx, dev.Path, want, force); err != nil {
 		return "", status.Errorf(codes.Internal, "format volume %s: %v", id, err)
 	}
+	fault.Point("node.stage.formatted")
 	if err := b.MarkFormatted(ctx, native, want); err != nil {
 		return "", grpcerr.From(err, "record format of "+id)
 	}
@@ -327,12 +331,14 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	if err := s.unmountAll(staging); err != nil {
 		return nil, err
 	}
+	fault.Point("node.unstage.unmounted")
 	if notFound {
 		return &csi.NodeUnstageVolumeResponse{}, nil
 	}
 	if err := b.Disconnect(ctx, native); err != nil {
 		return nil, grpcerr.From(err, "disconnect volume "+req.GetVolumeId())
 	}
+	fault.Point("node.unstage.disconnected")
 	v, err := b.Get(ctx, native)
 	if err == nil {
 		if a, ok := v.AttachedTo(s.opt.NodeID); ok && a.ByNode {
@@ -440,6 +446,7 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	if err := makeTarget(target, c.Block); err != nil {
 		return nil, err
 	}
+	fault.Point("node.publish.target-created")
 	from := staging
 	if c.Block {
 		from = source
@@ -452,6 +459,7 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 		os.Remove(target)
 		return nil, status.Errorf(codes.Internal, "bind %s to %s: %v", from, target, err)
 	}
+	fault.Point("node.publish.mounted")
 	s.log.Info("volume published", zap.String("volume", req.GetVolumeId()), zap.String("target", target), zap.Bool("readOnly", readOnly))
 	return &csi.NodePublishVolumeResponse{}, nil
 }
@@ -558,6 +566,7 @@ func (s *Service) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublis
 	if err := s.unmountAll(target); err != nil {
 		return nil, err
 	}
+	fault.Point("node.unpublish.unmounted")
 	// Remove only what is now an empty directory or a plain file: never a
 	// tree, so data is not deleted if the unmount did not happen.
 	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {

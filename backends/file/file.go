@@ -36,6 +36,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
@@ -315,6 +316,7 @@ func (b *Backend) update(ctx context.Context, id string, fn func(m *meta) (chang
 		if err := b.writeMeta(m); err != nil {
 			return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
 		}
+		fault.Point("file.metadata.updated")
 	}
 	return m, nil
 }
@@ -355,6 +357,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	} else if id, err = reserve(nameLock); err != nil {
 		return nil, err
 	}
+	fault.Point("file.create.reserved")
 
 	// A create that fails cleanly gives its reservation back; only a crash
 	// leaves one behind, for the retry to resume.
@@ -380,6 +383,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			return nil, err
 		}
 	}
+	fault.Point("file.create.image")
 	m := &meta{
 		Formatted:      formatted,
 		SourceSnapshot: req.SourceSnapshot,
@@ -575,6 +579,7 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	if err := b.releaseName(ctx, m.Name, id); err != nil {
 		return err
 	}
+	fault.Point("file.delete.name-released")
 	if err := b.removeDir(id); err != nil {
 		return err
 	}
@@ -612,6 +617,7 @@ func (b *Backend) removeDir(id string) error {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		fault.Point("file.delete.removed-" + f)
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
@@ -788,7 +794,11 @@ func (b *Backend) setConnected(id string, on bool) error {
 		return nil
 	}
 	m.Attachments[i].Connected = on
-	return b.writeMeta(m)
+	if err := b.writeMeta(m); err != nil {
+		return err
+	}
+	fault.Point("file.connected.updated")
+	return nil
 }
 
 // Expand implements backends.Expander. The image only grows; the node side
@@ -880,6 +890,7 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	if err != nil {
 		return backends.Device{}, err
 	}
+	fault.Point("file.connect.attached")
 	dev, ino, err := loop.FileID(img)
 	if err == nil {
 		err = loop.Verify(info.Device, dev, ino)
@@ -945,6 +956,7 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 		if err := loop.Detach(d.Device); err != nil {
 			return err
 		}
+		fault.Point("file.disconnect.detached")
 		b.log.Info("loop device detached", zap.String("id", id), zap.String("device", d.Device))
 	}
 	if m != nil {
