@@ -32,6 +32,7 @@ import (
 )
 
 type env struct {
+	stop func()
 	dir  string
 	pool string
 	ctl  csi.ControllerClient
@@ -59,13 +60,19 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	stopped := false
+	e.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
 		conn.Close()
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-	})
+	}
+	t.Cleanup(e.stop)
 	e.ctl, e.node = csi.NewControllerClient(conn), csi.NewNodeClient(conn)
 	return e
 }
@@ -73,9 +80,9 @@ func start(t *testing.T) *env {
 // TestConcurrentLifecycleChaos interleaves every lifecycle call on three
 // volumes from 24 goroutines.
 func TestConcurrentLifecycleChaos(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
 	e := start(t)
 	ctx := context.Background()
-	goroutines := runtime.NumGoroutine()
 	other, err := file.New(file.Config{Name: "local", Dir: e.pool}, file.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -224,12 +231,15 @@ func TestConcurrentLifecycleChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Goroutines of the calls are gone (gRPC keeps a few per connection).
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > goroutines+5 && time.Now().Before(deadline) {
+	// Once the server stops, every goroutine it and the calls started is
+	// gone.
+	e.stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > goroutines && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	if n := runtime.NumGoroutine(); n > goroutines+5 {
-		t.Errorf("%d goroutines after the chaos, %d before", n, goroutines)
+	if n := runtime.NumGoroutine(); n > goroutines {
+		buf := make([]byte, 1<<16)
+		t.Errorf("%d goroutines after the server stopped, %d before it started:\n%s", n, goroutines, buf[:runtime.Stack(buf, true)])
 	}
 }
