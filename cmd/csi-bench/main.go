@@ -43,16 +43,17 @@ var (
 
 type harness struct {
 	sizes
-	quick     bool
-	base      string // /var/tmp
-	root      string // base/csi-bench-<pid>
-	pluginBin string
-	inProcess bool
-	command   string
-	goBench   string
-	loadStart string
-	pids      map[int]bool
-	rep       report
+	quick      bool
+	base       string // /var/tmp
+	root       string // base/csi-bench-<pid>
+	pluginBin  string
+	inProcess  bool
+	command    string
+	goBench    string
+	loadStart  string
+	poolFSDesc string
+	pids       map[int]bool
+	rep        report
 }
 
 func main() {

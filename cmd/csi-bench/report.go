@@ -43,6 +43,9 @@ func (r *report) markdown(h *harness, elapsed time.Duration) string {
 	fmt.Fprintf(&b, "- Go: %s (%s/%s)\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(&b, "- Command: `%s`\n", h.command)
 	fmt.Fprintf(&b, "- Plugin: %s, log level warn, pool on %s (%s), metadata fsync'd as in production\n", h.pluginDesc(), h.base, fsType(h.base))
+	if h.poolFSDesc != "" {
+		fmt.Fprintf(&b, "- Scale pools: %s, because the file backend refuses to provision more than the free space of the pool's filesystem and 10,000 × 16 MiB exceeds this disk's\n", h.poolFSDesc)
+	}
 	fmt.Fprintf(&b, "- Wall time of the run: %s; load average (1/5/15 min) at start %s, at end %s (other work on the machine shows up as noise, mostly in fsync-bound p99s)\n\n",
 		elapsed.Round(time.Second), h.loadStart, loadAvg())
 	fmt.Fprintln(&b, "| Section | Figure | Value | Target | How it was measured |")

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"golang.org/x/sys/unix"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 )
@@ -83,13 +85,18 @@ func (h *harness) timedList(in *instance, page int32, repeat, want int) (time.Du
 // scale is section 3: create rate as the pool grows, ListVolumes, start-up
 // time and resident memory with thousands of volumes.
 func (h *harness) scale() error {
-	pool := filepath.Join(h.root, "pool-scale")
+	fsDir, undo, err := h.poolFS()
+	if err != nil {
+		return err
+	}
+	defer undo()
+	pool := filepath.Join(fsDir, "pool-scale")
 	in, err := h.start(pool)
 	if err != nil {
 		return err
 	}
 	defer func() { h.stop(in) }()
-	empty, err := h.start(filepath.Join(h.root, "pool-empty"))
+	empty, err := h.start(filepath.Join(fsDir, "pool-empty"))
 	if err != nil {
 		return err
 	}
@@ -240,4 +247,50 @@ func (h *harness) restart() error {
 		}
 		return in.delete(ids[i])
 	})
+}
+
+// poolFS makes the filesystem the scale pools live on: ext4 in a sparse
+// image on a loop device (direct I/O), big enough to provision every
+// volume of the section. The file backend counts what sparse images have
+// not allocated yet against free space, so 10,000 volumes of 16 MiB need
+// 160 GiB of free space, more than a test disk may have; the image
+// allocates only the metadata actually written.
+func (h *harness) poolFS() (string, func(), error) {
+	vols := int64(h.memVolumes + h.rateCreates + 200)
+	size := vols*16*mib*5/4 + 4*gib
+	img := filepath.Join(h.root, "poolfs.img")
+	dir := filepath.Join(h.root, "poolfs")
+	f, err := os.Create(img)
+	if err != nil {
+		return "", nil, err
+	}
+	err = f.Truncate(size)
+	f.Close()
+	if err != nil {
+		return "", nil, err
+	}
+	dev, err := run("losetup", "--direct-io=on", "--find", "--show", img)
+	if err != nil {
+		return "", nil, err
+	}
+	undo := func() {
+		unix.Unmount(dir, 0)
+		run("losetup", "-d", dev)
+		os.Remove(img)
+	}
+	inodes := fmt.Sprint(max(65536, vols*8))
+	if _, err := run("mkfs.ext4", "-q", "-N", inodes, "-E", "lazy_itable_init=1,lazy_journal_init=1", dev); err != nil {
+		undo()
+		return "", nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		undo()
+		return "", nil, err
+	}
+	if _, err := run("mount", "-t", "ext4", dev, dir); err != nil {
+		undo()
+		return "", nil, err
+	}
+	h.poolFSDesc = fmt.Sprintf("ext4 in a sparse %d GiB image on %s (direct I/O) below %s", size/gib, dev, h.base)
+	return dir, undo, nil
 }
