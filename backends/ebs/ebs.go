@@ -205,17 +205,6 @@ type Backend struct {
 	zoneTried bool
 }
 
-var testSerials sync.Map // instance name → SerialFunc
-
-// SetTestSerialFunc makes backends named name that are built later without
-// Options.Serial read serials with f, and returns the function that undoes
-// it. It exists only because the plugin builds backends from configuration
-// alone; tests use it to check identity with the test server's loop devices.
-func SetTestSerialFunc(name string, f SerialFunc) (undo func()) {
-	testSerials.Store(name, f)
-	return func() { testSerials.Delete(name) }
-}
-
 // New builds a backend from its configuration.
 func New(cfg Config, opt Options) (*Backend, error) {
 	fail := func(format string, a ...any) (*Backend, error) {
@@ -268,11 +257,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		}
 	}
 	if b.serial == nil {
-		if f, ok := testSerials.Load(cfg.Name); ok {
-			b.serial = f.(SerialFunc)
-		} else {
-			b.serial = NVMeSerial
-		}
+		b.serial = NVMeSerial
 	}
 
 	io := imds.Options{}

@@ -47,7 +47,7 @@ func forceDetach(args []string) error {
 		return err
 	}
 	defer log.Sync()
-	set, err := plugin.Backends(cfg, plugin.BackendOptions{Logger: log})
+	set, err := plugin.Backends(cfg, plugin.BackendOptions{Logger: log}, nil)
 	if err != nil {
 		return err
 	}

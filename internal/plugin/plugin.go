@@ -43,6 +43,10 @@ type Options struct {
 	Logger        *zap.Logger
 	// MetricsAddress, if set, serves Prometheus metrics at /metrics.
 	MetricsAddress string
+	// Factories replace the built-in constructors of the types they name;
+	// tests use them to hand a backend what configuration cannot carry
+	// (a test server's device identity reader).
+	Factories map[string]Factory
 }
 
 // Factory builds a backend instance from its configuration entry.
@@ -76,9 +80,13 @@ func Factories() map[string]Factory {
 	}
 }
 
-// Backends builds the backend instances a configuration names.
-func Backends(cfg *config.Config, o BackendOptions) (*backends.Set, error) {
+// Backends builds the backend instances a configuration names, with
+// overrides taking the place of built-in constructors.
+func Backends(cfg *config.Config, o BackendOptions, overrides map[string]Factory) (*backends.Set, error) {
 	facts := Factories()
+	for k, f := range overrides {
+		facts[k] = f
+	}
 	var list []backends.Backend
 	for _, e := range cfg.Backends {
 		f, ok := facts[e.Type]
@@ -118,7 +126,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 	if opt.NodeID == "" && opt.Mode != ModeController {
 		return nil, fmt.Errorf("a node id is needed: pass --node-id, or set MESOS_AGENT_ID")
 	}
-	set, err := Backends(opt.Config, BackendOptions{NodeID: opt.NodeID, Logger: log})
+	set, err := Backends(opt.Config, BackendOptions{NodeID: opt.NodeID, Logger: log}, opt.Factories)
 	if err != nil {
 		return nil, err
 	}

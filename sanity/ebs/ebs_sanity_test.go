@@ -20,6 +20,7 @@ import (
 	. "github.com/onsi/gomega"
 	"go.uber.org/zap"
 
+	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/ec2sim"
@@ -70,10 +71,16 @@ func TestSanity(t *testing.T) {
 	endpoint := sim.Start()
 	defer sim.Close()
 
-	// The plugin builds backends from configuration alone; the identity
-	// check reads the simulated NVMe serial from the loop device instead of
-	// sysfs.
-	defer ebs.SetTestSerialFunc("aws", loops.Serial)()
+	// The identity check reads the simulated NVMe serial from the loop
+	// device instead of sysfs.
+	factories := map[string]plugin.Factory{ebs.Type: func(e config.Entry, o plugin.BackendOptions) (backends.Backend, error) {
+		var c ebs.Config
+		if err := e.Decode(&c); err != nil {
+			return nil, err
+		}
+		c.Name = e.Name
+		return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger, Serial: loops.Serial})
+	}}
 
 	cfgPath := filepath.Join(dir, "config.yaml")
 	yaml := fmt.Sprintf(`backends:
@@ -102,11 +109,12 @@ func TestSanity(t *testing.T) {
 	sock := filepath.Join(dir, "csi.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := plugin.New(ctx, plugin.Options{
-		Endpoint: "unix://" + sock,
-		NodeID:   instance,
-		Mode:     plugin.ModeAll,
-		Config:   cfg,
-		Logger:   zap.NewNop(),
+		Endpoint:  "unix://" + sock,
+		NodeID:    instance,
+		Mode:      plugin.ModeAll,
+		Config:    cfg,
+		Logger:    zap.NewNop(),
+		Factories: factories,
 	})
 	if err != nil {
 		cancel()
