@@ -38,6 +38,8 @@ var (
 	ErrLimit = errors.New("limit reached")
 	// ErrUnsupported: the backend cannot do this at all.
 	ErrUnsupported = errors.New("not supported by this backend")
+	// ErrPermission: the storage refused the plugin's credentials or role.
+	ErrPermission = errors.New("permission denied by the storage")
 )
 
 // AccessMode mirrors the CSI access modes so backends need not import CSI.

@@ -63,7 +63,7 @@ func New(set *backends.Set, opt Options) *Service {
 	}
 	for _, b := range set.All() {
 		if _, ok := b.(backends.Snapshotter); ok {
-			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS)
+			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS, csi.ControllerServiceCapability_RPC_GET_SNAPSHOT)
 			break
 		}
 	}
@@ -255,6 +255,7 @@ func (s *Service) createRequest(b backends.Backend, name string, req *csi.Create
 		}
 	}
 	out.FSType = fs
+	out.Zones = zones(req.GetAccessibilityRequirements())
 	r := req.GetCapacityRange()
 	out.RequiredBytes, out.LimitBytes = r.GetRequiredBytes(), r.GetLimitBytes()
 	switch {
@@ -270,6 +271,20 @@ func (s *Service) createRequest(b backends.Backend, name string, req *csi.Create
 		}
 	}
 	return out, nil
+}
+
+// zones lists the zones a CO allows for a new volume, preferred ones first,
+// without repeats.
+func zones(t *csi.TopologyRequirement) []string {
+	var out []string
+	for _, list := range [][]*csi.Topology{t.GetPreferred(), t.GetRequisite()} {
+		for _, top := range list {
+			if z := top.GetSegments()[backends.TopologyZoneKey]; z != "" && !slices.Contains(out, z) {
+				out = append(out, z)
+			}
+		}
+	}
+	return out
 }
 
 func accessType(block bool) string {

@@ -315,3 +315,19 @@ func FuzzDecodeToken(f *testing.F) {
 		}
 	})
 }
+
+func TestZonesFromTopology(t *testing.T) {
+	top := func(z string) *csi.Topology {
+		return &csi.Topology{Segments: map[string]string{backends.TopologyZoneKey: z}}
+	}
+	got := zones(&csi.TopologyRequirement{
+		Requisite: []*csi.Topology{top("a"), top("b"), top("c")},
+		Preferred: []*csi.Topology{top("c"), top("a")},
+	})
+	if strings.Join(got, ",") != "c,a,b" {
+		t.Fatalf("zones = %v, want preferred first without repeats: c,a,b", got)
+	}
+	if zones(nil) != nil {
+		t.Fatal("zones without requirements")
+	}
+}

@@ -118,6 +118,24 @@ func (s *Service) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReque
 	return resp, nil
 }
 
+// GetSnapshot implements csi.ControllerServer (spec 1.12, alpha).
+func (s *Service) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	sn, b, native, err := s.snapshotter(req.GetSnapshotId(), "snapshot_id")
+	if err != nil {
+		return nil, err
+	}
+	list, err := sn.ListSnapshots(ctx)
+	if err != nil {
+		return nil, grpcerr.From(err, "get snapshot "+req.GetSnapshotId())
+	}
+	for _, x := range list {
+		if x.ID == native {
+			return &csi.GetSnapshotResponse{Snapshot: csiSnapshot(b, x)}, nil
+		}
+	}
+	return nil, status.Errorf(codes.NotFound, "snapshot %s does not exist", req.GetSnapshotId())
+}
+
 // A page token is the last id returned, so it stays valid while entries
 // come and go between pages.
 func encodeToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }

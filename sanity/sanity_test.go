@@ -25,10 +25,9 @@ import (
 
 // TestSanity runs every csi-sanity spec that applies to the capabilities the
 // plugin reports. The specs it skips, and why:
-//   - GetSnapshot (spec 1.12 alpha), snapshot accessibility constraints
-//     (1.13 alpha) and group snapshots: not advertised; ListSnapshots with a
-//     snapshot_id filter serves the same need, and the file pool has no
-//     topology;
+//   - snapshot accessibility constraints (1.13 alpha) and group
+//     snapshots: not advertised; the file pool has no topology, and a group
+//     snapshot of loop images could not be taken atomically;
 //   - the node attach-limit spec: it needs TestNodeVolumeAttachLimit and a
 //     configured maxVolumesPerNode, which the plugin only reports to the CO
 //     (Kubernetes enforces it; Mesos has no such limit);

@@ -13,10 +13,13 @@ import (
 )
 
 // errorCodes maps EC2 error codes to the backend sentinels the services
-// turn into gRPC codes. Codes not listed (UnauthorizedOperation,
-// AuthFailure, ...) stay unwrapped and become INTERNAL: retrying does not
-// help, an operator must act.
+// turn into gRPC codes. Codes not listed stay unwrapped and become
+// INTERNAL.
 var errorCodes = map[string]error{
+	"UnauthorizedOperation":               backends.ErrPermission,
+	"AuthFailure":                         backends.ErrPermission,
+	"Blocked":                             backends.ErrPermission,
+	"OptInRequired":                       backends.ErrPermission,
 	"InvalidVolume.NotFound":              backends.ErrNotFound,
 	"InvalidVolumeID.Malformed":           backends.ErrNotFound,
 	"InvalidVolumeID.NotFound":            backends.ErrNotFound,

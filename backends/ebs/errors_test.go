@@ -40,12 +40,12 @@ func TestErrorMapping(t *testing.T) {
 		{api("InternalError", smithy.FaultServer), backends.ErrUnavailable},
 		{api("ServiceUnavailable", smithy.FaultServer), backends.ErrUnavailable},
 		{api("SomethingNew", smithy.FaultServer), backends.ErrUnavailable},
-		{api("UnauthorizedOperation", smithy.FaultClient), nil},
-		{api("AuthFailure", smithy.FaultClient), nil},
+		{api("UnauthorizedOperation", smithy.FaultClient), backends.ErrPermission},
+		{api("AuthFailure", smithy.FaultClient), backends.ErrPermission},
 		{errors.New("dial tcp: connection refused"), backends.ErrUnavailable},
 	}
 	sentinels := []error{backends.ErrNotFound, backends.ErrNodeNotFound, backends.ErrAlreadyExists, backends.ErrInUse,
-		backends.ErrInvalid, backends.ErrLimit, backends.ErrCapacity, backends.ErrUnavailable, backends.ErrConflict}
+		backends.ErrInvalid, backends.ErrLimit, backends.ErrCapacity, backends.ErrUnavailable, backends.ErrConflict, backends.ErrPermission}
 	for _, tc := range tests {
 		got := mapErr(tc.err, "op")
 		for _, s := range sentinels {

@@ -28,6 +28,7 @@ var table = []struct {
 	{backends.ErrOutOfRange, codes.OutOfRange},
 	{backends.ErrUnavailable, codes.Unavailable},
 	{backends.ErrUnsupported, codes.InvalidArgument},
+	{backends.ErrPermission, codes.PermissionDenied},
 	{context.DeadlineExceeded, codes.DeadlineExceeded},
 	{context.Canceled, codes.Canceled},
 }

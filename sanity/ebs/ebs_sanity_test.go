@@ -38,7 +38,6 @@ const (
 // advertises with an EBS backend (snapshots, cloning from snapshots and
 // volumes, expansion, topology and publish included). The skipped specs,
 // per configuration, and why:
-//   - GetSnapshot (3 specs): the controller does not advertise GET_SNAPSHOT;
 //   - CreateSnapshot "with accessibility requirements": needs the plugin
 //     capability SNAPSHOT_ACCESSIBILITY_CONSTRAINTS (EBS snapshots are
 //     regional; not advertised);
