@@ -82,7 +82,7 @@ func TestHostileInputs(t *testing.T) {
 	c := ctx(t)
 	base := w.create("hostile-base", mountCap())
 	created := map[string]bool{base: true} // volume ids
-	snaps := map[string]bool{}              // snapshot ids
+	snaps := map[string]bool{}             // snapshot ids
 	okCreate := func(name string, req *csi.CreateVolumeRequest) func() error {
 		return func() error {
 			req.Name = name
