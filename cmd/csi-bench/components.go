@@ -29,7 +29,7 @@ var componentList = []component{
 			_, err := run("blkid", "-p", "-c", "/dev/null", "-o", "export", dev)
 			return err
 		}},
-	{"mount -o bind,remount", "the second mount(8) that k8s.io/mount-utils runs after every bind mount (NodePublish), timed on the raw side's bind mount",
+	{"mount -o bind,remount", "the second mount(8) that k8s.io/mount-utils ran after every bind mount (before the node called mount(2) itself), timed on the raw side's bind mount",
 		func(_, staging, target, _ string) error {
 			_, err := run("mount", "-o", "bind,remount", staging, target)
 			return err

@@ -85,7 +85,7 @@ func (r *report) write(path string, h *harness, elapsed time.Duration) error {
 		out = s[:i] + strings.TrimSuffix(gen, "\n") + s[j:]
 	default:
 		out = "# Benchmarks\n\n" +
-			"`make bench` (about 5 minutes) and `make bench-quick` (under a minute) run `cmd/csi-bench`: it starts the built\n" +
+			"`make bench` (about 2 minutes) and `make bench-quick` (under a minute) run `cmd/csi-bench`: it starts the built\n" +
 			"plugin over its unix socket on a pool under /var/tmp and compares it with the raw Linux primitives in the same run.\n" +
 			"The part between the markers is rewritten by every run; the analysis below it is kept.\n\n" + gen
 	}
