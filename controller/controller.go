@@ -101,17 +101,7 @@ func invalid(format string, a ...any) error {
 
 // resolve finds the backend of a volume id given by a caller.
 func (s *Service) resolve(id string) (backends.Backend, string, error) {
-	if id == "" {
-		return nil, "", invalid("volume_id is required")
-	}
-	b, native, err := s.set.Resolve(id)
-	if err != nil {
-		if grpcerr.Code(err) == codes.Internal { // malformed
-			return nil, "", invalid("volume_id: %v", err)
-		}
-		return nil, "", grpcerr.From(err, "volume_id")
-	}
-	return b, native, nil
+	return grpcerr.Resolve(s.set, id)
 }
 
 func (s *Service) csiVolume(b backends.Backend, v *backends.Volume) *csi.Volume {

@@ -85,17 +85,7 @@ func invalid(format string, a ...any) error {
 }
 
 func (s *Service) resolve(id string) (backends.Backend, string, error) {
-	if id == "" {
-		return nil, "", invalid("volume_id is required")
-	}
-	b, native, err := s.set.Resolve(id)
-	if err != nil {
-		if grpcerr.Code(err) == codes.Internal {
-			return nil, "", invalid("volume_id: %v", err)
-		}
-		return nil, "", grpcerr.From(err, "volume_id")
-	}
-	return b, native, nil
+	return grpcerr.Resolve(s.set, id)
 }
 
 // checkPath accepts only absolute, clean paths, so that a caller's path
@@ -139,32 +129,44 @@ func (s *Service) ensureAttached(ctx context.Context, b backends.Backend, native
 
 func volIDOf(b backends.Backend, native string) string { return b.Name() + "/" + native }
 
+// lookup finds the volume of a stage or publish request and checks the
+// requested capability against its backend and against the volume. Checks
+// of the request's own fields come first, so a malformed request is
+// INVALID_ARGUMENT even when the volume does not exist.
+func (s *Service) lookup(ctx context.Context, id string, vc *csi.VolumeCapability, what string) (backends.Backend, string, *backends.Volume, capability.Cap, error) {
+	var c capability.Cap
+	if id == "" {
+		return nil, "", nil, c, invalid("volume_id is required")
+	}
+	if vc == nil {
+		return nil, "", nil, c, invalid("volume_capability is required")
+	}
+	b, native, err := s.resolve(id)
+	if err != nil {
+		return nil, "", nil, c, err
+	}
+	if c, err = capability.Parse(vc, b.Capabilities().FilesystemTypes...); err != nil {
+		return nil, "", nil, c, invalid("volume_capability: %v", err)
+	}
+	v, err := b.Get(ctx, native)
+	if err != nil {
+		return nil, "", nil, c, grpcerr.From(err, what+" volume "+id)
+	}
+	if c.Block != v.Block {
+		return nil, "", nil, c, invalid("volume %s is for %s access, not %s", id, access(v.Block), access(c.Block))
+	}
+	return b, native, v, c, nil
+}
+
 // NodeStageVolume implements csi.NodeServer.
 func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, invalid("volume_id is required")
-	}
 	staging := req.GetStagingTargetPath()
 	if err := checkPath("staging_target_path", staging); err != nil {
 		return nil, err
 	}
-	if req.GetVolumeCapability() == nil {
-		return nil, invalid("volume_capability is required")
-	}
-	b, native, err := s.resolve(req.GetVolumeId())
+	b, native, v, c, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), "stage")
 	if err != nil {
 		return nil, err
-	}
-	c, err := capability.Parse(req.GetVolumeCapability(), b.Capabilities().FilesystemTypes...)
-	if err != nil {
-		return nil, invalid("volume_capability: %v", err)
-	}
-	v, err := b.Get(ctx, native)
-	if err != nil {
-		return nil, grpcerr.From(err, "stage volume "+req.GetVolumeId())
-	}
-	if c.Block != v.Block {
-		return nil, invalid("volume %s is for %s access, not %s", req.GetVolumeId(), access(v.Block), access(c.Block))
 	}
 	if err := s.ensureAttached(ctx, b, native, v, c); err != nil {
 		return nil, err
@@ -372,9 +374,6 @@ func (s *Service) unmountAll(path string) error {
 
 // NodePublishVolume implements csi.NodeServer.
 func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, invalid("volume_id is required")
-	}
 	target := req.GetTargetPath()
 	if err := checkPath("target_path", target); err != nil {
 		return nil, err
@@ -383,23 +382,9 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	if err := checkPath("staging_target_path", staging); err != nil {
 		return nil, err
 	}
-	if req.GetVolumeCapability() == nil {
-		return nil, invalid("volume_capability is required")
-	}
-	b, native, err := s.resolve(req.GetVolumeId())
+	b, native, _, c, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), "publish")
 	if err != nil {
 		return nil, err
-	}
-	c, err := capability.Parse(req.GetVolumeCapability(), b.Capabilities().FilesystemTypes...)
-	if err != nil {
-		return nil, invalid("volume_capability: %v", err)
-	}
-	v, err := b.Get(ctx, native)
-	if err != nil {
-		return nil, grpcerr.From(err, "publish volume "+req.GetVolumeId())
-	}
-	if c.Block != v.Block {
-		return nil, invalid("volume %s is for %s access, not %s", req.GetVolumeId(), access(v.Block), access(c.Block))
 	}
 	readOnly := req.GetReadonly() || c.Mode.ReadOnly()
 

@@ -603,25 +603,9 @@ func parseMountinfo(data string) []mountEntry {
 		if sep < 0 || sep+2 >= len(f) {
 			continue
 		}
-		out = append(out, mountEntry{Root: unescape(f[3]), Point: unescape(f[4]), Options: f[5], FSType: f[sep+1], Source: unescape(f[sep+2])})
+		out = append(out, mountEntry{Root: testenv.Unescape(f[3]), Point: testenv.Unescape(f[4]), Options: f[5], FSType: f[sep+1], Source: testenv.Unescape(f[sep+2])})
 	}
 	return out
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // mounts returns the mount table the plugin sees: its own mount namespace's

@@ -57,3 +57,20 @@ func From(err error, what string) error {
 	}
 	return status.Error(Code(err), what+": "+err.Error())
 }
+
+// Resolve finds the backend and native id of a volume (or snapshot) id a
+// caller sent: INVALID_ARGUMENT for an empty or malformed id, NOT_FOUND for
+// one that is not this plugin's.
+func Resolve(set *backends.Set, id string) (backends.Backend, string, error) {
+	if id == "" {
+		return nil, "", status.Error(codes.InvalidArgument, "volume_id is required")
+	}
+	b, native, err := set.Resolve(id)
+	if err != nil {
+		if Code(err) == codes.Internal { // malformed
+			return nil, "", status.Errorf(codes.InvalidArgument, "volume_id: %v", err)
+		}
+		return nil, "", From(err, "volume_id")
+	}
+	return b, native, nil
+}

@@ -66,7 +66,7 @@ func mountsUnder(dir string) []string {
 		if len(fields) < 5 {
 			continue
 		}
-		mp := unescape(fields[4])
+		mp := Unescape(fields[4])
 		if mp == dir || strings.HasPrefix(mp, dir+"/") {
 			out = append(out, mp)
 		}
@@ -75,8 +75,8 @@ func mountsUnder(dir string) []string {
 	return out
 }
 
-// unescape undoes the octal escapes mountinfo uses for spaces and the like.
-func unescape(s string) string {
+// Unescape undoes the octal escapes mountinfo uses for spaces and the like.
+func Unescape(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
