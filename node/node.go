@@ -253,12 +253,16 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 		if want != "" && want != v.Formatted {
 			return "", status.Errorf(codes.FailedPrecondition, "volume %s holds a %s filesystem, not %s; it is never reformatted", id, v.Formatted, want)
 		}
-		sig, err := s.m.Probe(ctx, dev.Path)
+		magic, err := s.m.Magic(ctx, dev.Path)
 		if err != nil {
 			return "", status.Errorf(codes.Internal, "probe %s: %v", dev.Path, err)
 		}
-		if sig.Type != v.Formatted {
-			return "", status.Errorf(codes.FailedPrecondition, "volume %s was formatted %s but %s shows %s; refusing to mount or format it", id, v.Formatted, dev.Path, sig)
+		if magic != extFamily(v.Formatted) {
+			found := "no filesystem"
+			if magic != "" {
+				found = "a " + magic + " filesystem"
+			}
+			return "", status.Errorf(codes.FailedPrecondition, "volume %s was formatted %s but %s shows %s; refusing to mount or format it", id, v.Formatted, dev.Path, found)
 		}
 		return v.Formatted, nil
 	}
@@ -303,6 +307,14 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 	}
 	s.log.Info("volume formatted", zap.String("volume", id), zap.String("device", dev.Path), zap.String("fsType", want))
 	return want, nil
+}
+
+// extFamily names ext2 and ext3 as Magic does: all three share one magic.
+func extFamily(fs string) string {
+	if fs == "ext2" || fs == "ext3" {
+		return "ext4"
+	}
+	return fs
 }
 
 // NodeUnstageVolume implements csi.NodeServer. A volume unknown to the

@@ -542,3 +542,25 @@ func TestUnstageRefusedWhilePublished(t *testing.T) {
 		})
 	}
 }
+
+func TestMagic(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir := testenv.TempDir(t)
+	m := NewLinuxMounter()
+	for _, fs := range []string{"ext4", "xfs", "btrfs", ""} {
+		img := filepath.Join(dir, "img-"+fs)
+		if err := os.WriteFile(img, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(img, 320*units.MiB); err != nil {
+			t.Fatal(err)
+		}
+		if fs != "" {
+			mkfs(t, fs, img)
+		}
+		got, err := m.Magic(context.Background(), img)
+		if err != nil || got != fs {
+			t.Errorf("Magic of a %q image = %q, %v", fs, got, err)
+		}
+	}
+}

@@ -92,9 +92,20 @@ type Backend struct {
 	node        string
 	log         *zap.Logger
 	avail       struct {
-		mu    sync.Mutex
-		at    time.Time
-		bytes int64
+		mu       sync.Mutex
+		at       time.Time
+		bytes    int64
+		scanning bool
+	}
+	metas struct {
+		mu sync.Mutex
+		m  map[string]cachedMeta
+	}
+	// loops remembers the loop device this process connected for each
+	// volume; a hit is proven with one status ioctl before use.
+	loops struct {
+		mu sync.Mutex
+		m  map[string]string
 	}
 }
 
@@ -261,10 +272,30 @@ func (b *Backend) readMeta(id string) (*meta, error) {
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
 	}
-	data, err := os.ReadFile(b.metaPath(id))
+	f, err := os.Open(b.metaPath(id))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
 	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	// Metadata is only ever replaced by rename, so a file with the same
+	// inode, size and modification time holds the same bytes: such a read
+	// is served from memory. The open file pins the inode the key is
+	// taken from.
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	key := metaKey{ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+	b.metas.mu.Lock()
+	c, ok := b.metas.m[id]
+	b.metas.mu.Unlock()
+	if ok && c.key == key {
+		return c.meta.clone(), nil
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
 	}
@@ -272,7 +303,39 @@ func (b *Backend) readMeta(id string) (*meta, error) {
 	if err := json.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("volume %s: corrupt metadata %s: %w", id, b.metaPath(id), err)
 	}
+	b.metas.mu.Lock()
+	if b.metas.m == nil {
+		b.metas.m = map[string]cachedMeta{}
+	}
+	b.metas.m[id] = cachedMeta{key: key, meta: m.clone()}
+	b.metas.mu.Unlock()
 	return m, nil
+}
+
+type metaKey struct {
+	ino   uint64
+	size  int64
+	mtime int64
+}
+
+type cachedMeta struct {
+	key  metaKey
+	meta *meta
+}
+
+func (m *meta) clone() *meta {
+	c := *m
+	c.Parameters = maps.Clone(m.Parameters)
+	c.Modes = slices.Clone(m.Modes)
+	c.Attachments = slices.Clone(m.Attachments)
+	return &c
+}
+
+// forget drops a deleted volume from the metadata cache.
+func (b *Backend) forget(id string) {
+	b.metas.mu.Lock()
+	delete(b.metas.m, id)
+	b.metas.mu.Unlock()
 }
 
 func (b *Backend) writeMeta(m *meta) error {
@@ -466,15 +529,11 @@ func (b *Backend) checkCapacity(ctx context.Context, size int64) error {
 // volumes does not rescan thousands of images each time. release(false)
 // gives the bytes back when the operation failed.
 func (b *Backend) reserve(ctx context.Context, size int64) (func(ok bool), error) {
+	if err := b.refreshCapacity(ctx, time.Second); err != nil {
+		return nil, err
+	}
 	b.avail.mu.Lock()
 	defer b.avail.mu.Unlock()
-	if time.Since(b.avail.at) > time.Second {
-		n, err := b.scanCapacity(ctx)
-		if err != nil {
-			return nil, err
-		}
-		b.avail.bytes, b.avail.at = n, time.Now()
-	}
 	if size > b.avail.bytes {
 		return nil, fmt.Errorf("%w: %s requested, %s available in pool %s", backends.ErrCapacity, units.Format(size), units.Format(max(0, b.avail.bytes)), b.name)
 	}
@@ -611,6 +670,7 @@ func (b *Backend) releaseName(ctx context.Context, name, id string) error {
 }
 
 func (b *Backend) removeDir(id string) error {
+	b.forget(id)
 	dir := b.volDir(id)
 	// Metadata last, so an interrupted delete still shows the volume.
 	for _, f := range []string{"disk.img", "meta.json"} {
@@ -668,14 +728,50 @@ func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
 // still grow to its full size. What a volume has not allocated yet is
 // counted as taken.
 func (b *Backend) Capacity(ctx context.Context, params map[string]string) (int64, error) {
-	b.avail.mu.Lock()
-	defer b.avail.mu.Unlock()
-	n, err := b.scanCapacity(ctx)
-	if err != nil {
+	if err := b.refreshCapacity(ctx, 0); err != nil {
 		return 0, err
 	}
-	b.avail.bytes, b.avail.at = n, time.Now()
-	return max(0, n), nil
+	b.avail.mu.Lock()
+	defer b.avail.mu.Unlock()
+	return max(0, b.avail.bytes), nil
+}
+
+// refreshCapacity rescans the pool when the figure is older than maxAge.
+// The scan runs without the lock, so creates are not held up by it; what
+// they reserve meanwhile is taken off the scanned figure, which errs on
+// the side of offering too little.
+func (b *Backend) refreshCapacity(ctx context.Context, maxAge time.Duration) error {
+	b.avail.mu.Lock()
+	for b.avail.scanning && b.avail.at.IsZero() {
+		// No figure yet: wait for the first scan instead of using none.
+		b.avail.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+		b.avail.mu.Lock()
+	}
+	if b.avail.scanning || (maxAge > 0 && !b.avail.at.IsZero() && time.Since(b.avail.at) <= maxAge) {
+		b.avail.mu.Unlock()
+		return nil
+	}
+	b.avail.scanning = true
+	before := b.avail.bytes
+	b.avail.mu.Unlock()
+	n, err := b.scanCapacity(ctx)
+	b.avail.mu.Lock()
+	defer b.avail.mu.Unlock()
+	b.avail.scanning = false
+	if err != nil {
+		return err
+	}
+	reservedMeanwhile := max(0, before-b.avail.bytes)
+	if b.avail.at.IsZero() {
+		reservedMeanwhile = 0
+	}
+	b.avail.bytes, b.avail.at = n-reservedMeanwhile, time.Now()
+	return nil
 }
 
 func (b *Backend) scanCapacity(ctx context.Context) (int64, error) {
@@ -872,18 +968,22 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	}
 	readOnly = readOnly || a.ReadOnly
 	img := b.imagePath(id)
+	if err := b.setConnected(id, true); err != nil {
+		return backends.Device{}, fmt.Errorf("volume %s: record connection: %w", id, err)
+	}
+	if dev, ok := b.cachedLoop(id, img, readOnly); ok {
+		return backends.Device{Path: dev}, nil
+	}
 	devs, err := loop.Find(img)
 	if err != nil {
 		return backends.Device{}, fmt.Errorf("find loop device of %s: %w", img, err)
-	}
-	if err := b.setConnected(id, true); err != nil {
-		return backends.Device{}, fmt.Errorf("volume %s: record connection: %w", id, err)
 	}
 	for _, d := range devs {
 		if d.ReadOnly && !readOnly {
 			continue // a reader's device cannot serve a writer
 		}
 		b.log.Debug("reusing loop device", zap.String("id", id), zap.String("device", d.Device))
+		b.rememberLoop(id, d.Device)
 		return backends.Device{Path: d.Device}, nil
 	}
 	info, err := loop.Attach(img, loop.Options{ReadOnly: readOnly, DirectIO: b.directIO})
@@ -900,7 +1000,43 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 		return backends.Device{}, fmt.Errorf("volume %s: %w", id, err)
 	}
 	b.log.Info("loop device attached", zap.String("id", id), zap.String("device", info.Device), zap.Bool("readOnly", readOnly))
+	b.rememberLoop(id, info.Device)
 	return backends.Device{Path: info.Device}, nil
+}
+
+// cachedLoop returns the loop device this process last connected for the
+// volume, if the kernel confirms it is still backed by the image (and is
+// writable when a writer needs it). A device detached or reused behind our
+// back fails the check, and the caller scans.
+func (b *Backend) cachedLoop(id, img string, readOnly bool) (string, bool) {
+	b.loops.mu.Lock()
+	dev, ok := b.loops.m[id]
+	b.loops.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	st, err := loop.Status(dev)
+	if err != nil || (st.ReadOnly && !readOnly) {
+		return "", false
+	}
+	fdev, ino, err := loop.FileID(img)
+	if err != nil || st.BackingDev != fdev || st.BackingInode != ino {
+		return "", false
+	}
+	return dev, true
+}
+
+func (b *Backend) rememberLoop(id, dev string) {
+	b.loops.mu.Lock()
+	defer b.loops.mu.Unlock()
+	if b.loops.m == nil {
+		b.loops.m = map[string]string{}
+	}
+	if dev == "" {
+		delete(b.loops.m, id)
+	} else {
+		b.loops.m[id] = dev
+	}
 }
 
 // Verify implements backends.Backend: dev must be a loop device backed by
@@ -959,6 +1095,7 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 		fault.Point("file.disconnect.detached")
 		b.log.Info("loop device detached", zap.String("id", id), zap.String("device", d.Device))
 	}
+	b.rememberLoop(id, "")
 	if m != nil {
 		return b.setConnected(id, false)
 	}
