@@ -54,7 +54,7 @@ func TestDocFacts(t *testing.T) {
 	for _, want := range []string{
 		PluginType, "--isolation=filesystem/linux", "volume/csi", "--csi_plugin_config_dir",
 		"--resource_provider_config_dir", "RESOURCE_PROVIDER", "--disk_profile_adaptor=" + UriDiskProfileAdaptor,
-		"--modules", "csictl --endpoint $E controller unpublish", "60 s", "ABORTED", "1.11", "Fence",
+		"--modules", "csi-libstorage force-detach", "--yes-the-node-is-dead", "60 s", "ABORTED", "1.11", "Fence",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("docs/mesos.md does not mention %q", want)
