@@ -536,3 +536,21 @@ func checkPool(t *testing.T, w *world, vols, snaps map[string]bool) {
 		}
 	}
 }
+
+// TestFailedCreateSnapshotLeavesNothing: a CreateSnapshot that fails
+// because its source does not exist must give its name reservation back,
+// as a failed CreateVolume does; otherwise every such call leaves a file in
+// <pool>/snapnames, without bound.
+func TestFailedCreateSnapshotLeavesNothing(t *testing.T) {
+	w := newWorld(t)
+	for i, src := range []string{"local/0123456789abcdef0123456789abcdef", "local/../../etc"} {
+		_, err := w.ctl.CreateSnapshot(ctx(t), &csi.CreateSnapshotRequest{Name: "orphan-" + string(rune('a'+i)), SourceVolumeId: src})
+		checkStatus(t, err, codes.NotFound, strings.TrimPrefix(src, "local/"))
+	}
+	if left := dirEntries(t, filepath.Join(w.pool, "snapnames")); len(left) > 0 {
+		t.Errorf("failed CreateSnapshot calls left reservations in snapnames/: %v", left)
+	}
+	if left := dirEntries(t, filepath.Join(w.pool, "snapshots")); len(left) > 0 {
+		t.Errorf("failed CreateSnapshot calls left %v in snapshots/", left)
+	}
+}
