@@ -111,8 +111,10 @@ func TestTargetSymlinkOutside(t *testing.T) {
 // TestIntermediateSymlinkOutside: a staging path or target whose parent is
 // a planted link is mounted at the link's destination, outside the paths
 // the CO named, and the mount table lookups (which compare the literal
-// path) then never find it: a repeated call mounts again and unpublish or
-// unstage cannot undo it. Such paths must be refused.
+// path) then never find it: a repeated stage fails with INTERNAL (EBUSY)
+// instead of answering OK, and unstage never unmounts it, so it fails with
+// FAILED_PRECONDITION (loop device busy) on every retry. Such paths must
+// be refused.
 func TestIntermediateSymlinkOutside(t *testing.T) {
 	w := newWorld(t)
 	id := w.create("via-link", mountCap())
