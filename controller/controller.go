@@ -427,7 +427,7 @@ func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) 
 	if req.GetMaxEntries() < 0 {
 		return nil, invalid("max_entries cannot be negative")
 	}
-	after, err := decodeToken(req.GetStartingToken())
+	after, err := s.decodeToken(req.GetStartingToken())
 	if err != nil {
 		return nil, err
 	}

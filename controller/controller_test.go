@@ -21,7 +21,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/volid"
 )
 
-func newService(t *testing.T, opt Options) (*Service, *file.Backend) {
+func newService(t testing.TB, opt Options) (*Service, *file.Backend) {
 	t.Helper()
 	pool, err := file.New(file.Config{Name: "local", Dir: filepath.Join(t.TempDir(), "pool"), DefaultSize: "16MiB"}, file.Options{})
 	if err != nil {
@@ -178,7 +178,7 @@ func TestListVolumesPaging(t *testing.T) {
 	if len(all.GetEntries()) != len(stable)+2 || all.GetNextToken() != "" {
 		t.Fatalf("unpaged list: %d entries, token %q", len(all.GetEntries()), all.GetNextToken())
 	}
-	for _, bad := range []string{"garbage!", "Zm9v", "%%%"} {
+	for _, bad := range []string{"garbage!", "Zm9v", "%%%", encodeToken("other/0123"), encodeToken("local/../../etc")} {
 		if _, err := s.ListVolumes(ctx, &csi.ListVolumesRequest{StartingToken: bad}); status.Code(err) != codes.Aborted {
 			t.Errorf("token %q: %v, want Aborted", bad, err)
 		}
@@ -299,11 +299,14 @@ func TestLockedWaitsAndTimesOut(t *testing.T) {
 }
 
 func FuzzDecodeToken(f *testing.F) {
+	s, _ := newService(f, Options{})
 	f.Add(encodeToken("local/0123"))
+	f.Add(encodeToken("other/0123"))
+	f.Add(encodeToken("local/../../etc"))
 	f.Add("garbage")
 	f.Add("")
 	f.Fuzz(func(t *testing.T, tok string) {
-		id, err := decodeToken(tok)
+		id, err := s.decodeToken(tok)
 		if err != nil {
 			if status.Code(err) != codes.Aborted {
 				t.Fatalf("bad token %q gave %v, want Aborted", tok, err)

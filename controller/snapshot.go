@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -38,7 +39,7 @@ func csiSnapshot(b backends.Backend, sn *backends.Snapshot) *csi.Snapshot {
 		SnapshotId:     volid.Join(b.Name(), sn.ID),
 		SourceVolumeId: volid.Join(b.Name(), sn.SourceID),
 		SizeBytes:      sn.SizeBytes,
-		CreationTime:   timestamppb.New(timeUnix(sn.CreatedAt)),
+		CreationTime:   timestamppb.New(time.Unix(sn.CreatedAt, 0)),
 		ReadyToUse:     sn.Ready,
 	}
 }
@@ -82,7 +83,7 @@ func (s *Service) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReque
 	if req.GetMaxEntries() < 0 {
 		return nil, invalid("max_entries cannot be negative")
 	}
-	after, err := decodeToken(req.GetStartingToken())
+	after, err := s.decodeToken(req.GetStartingToken())
 	if err != nil {
 		return nil, err
 	}
@@ -140,17 +141,17 @@ func (s *Service) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) 
 // come and go between pages.
 func encodeToken(id string) string { return base64.RawURLEncoding.EncodeToString([]byte(id)) }
 
-func decodeToken(t string) (string, error) {
+func (s *Service) decodeToken(t string) (string, error) {
 	if t == "" {
 		return "", nil
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(t)
 	if err == nil && len(raw) > 0 {
-		if _, _, err = volid.Split(string(raw)); err == nil {
+		// Only an id this plugin could have handed out: a configured
+		// backend, and a native id without path elements to climb.
+		if _, native, err := s.set.Resolve(string(raw)); err == nil && !strings.Contains("/"+native+"/", "/../") && !strings.Contains("/"+native+"/", "/./") {
 			return string(raw), nil
 		}
 	}
 	return "", status.Errorf(codes.Aborted, "starting_token %q was not made by this plugin", t)
 }
-
-func timeUnix(sec int64) time.Time { return time.Unix(sec, 0) }

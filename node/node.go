@@ -8,8 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"go.uber.org/zap"
@@ -32,8 +34,12 @@ type Options struct {
 	// AllowOverwrite is the operator's switch that lets a volume created
 	// with overwritefs=true be formatted over a foreign filesystem.
 	AllowOverwrite bool
-	Mounter        Mounter
-	Logger         *zap.Logger
+	// AllowedRoots, when set, are the directories staging and target paths
+	// must lie in, after symbolic links in their parents are resolved. When
+	// empty, paths may lie anywhere but no parent may be a symbolic link.
+	AllowedRoots []string
+	Mounter      Mounter
+	Logger       *zap.Logger
 }
 
 // Service is the unlocked node service.
@@ -109,6 +115,52 @@ func checkPath(field, p string) error {
 	return nil
 }
 
+// realPath checks a staging or target path and resolves it: the path the
+// plugin mounts at and looks for in the mount table, the same every time.
+// The last element must not be a symbolic link (a link there could send
+// the mount anywhere). A link among the parents is accepted only when the
+// operator configured allowed roots and the resolved path lies in one;
+// otherwise a path that is not what it says is refused.
+func (s *Service) realPath(field, p string) (string, error) {
+	if err := checkPath(field, p); err != nil {
+		return "", err
+	}
+	// Resolve the longest existing prefix of the parent; the rest will be
+	// created by the plugin and cannot hold links yet.
+	dir, rest := filepath.Dir(p), filepath.Base(p)
+	for {
+		r, err := filepath.EvalSymlinks(dir)
+		if err == nil {
+			dir = r
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", status.Errorf(codes.Internal, "%s %s: %v", field, p, err)
+		}
+		if dir == "/" {
+			break
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+		dir = filepath.Dir(dir)
+	}
+	real := filepath.Join(dir, rest)
+	if fi, err := os.Lstat(real); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		return "", invalid("%s %s is a symbolic link; refusing to mount through it", field, p)
+	}
+	if len(s.opt.AllowedRoots) == 0 {
+		if real != p {
+			return "", invalid("%s %s passes through a symbolic link (it is really %s); refused unless the plugin's allowedRoots contain the real location", field, p, real)
+		}
+		return real, nil
+	}
+	for _, root := range s.opt.AllowedRoots {
+		if real == root || strings.HasPrefix(real, strings.TrimSuffix(root, "/")+"/") {
+			return real, nil
+		}
+	}
+	return "", invalid("%s %s is really %s, outside the allowed roots %s", field, p, real, strings.Join(s.opt.AllowedRoots, ", "))
+}
+
 // ensureAttached attaches the volume to this node when the CO did not call
 // ControllerPublish first, as the Mesos volume/csi isolator never does.
 // The attachment is marked as the node's own, so unstage undoes it.
@@ -160,8 +212,8 @@ func (s *Service) lookup(ctx context.Context, id string, vc *csi.VolumeCapabilit
 
 // NodeStageVolume implements csi.NodeServer.
 func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	staging := req.GetStagingTargetPath()
-	if err := checkPath("staging_target_path", staging); err != nil {
+	staging, err := s.realPath("staging_target_path", req.GetStagingTargetPath())
+	if err != nil {
 		return nil, err
 	}
 	b, native, v, c, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), "stage")
@@ -323,8 +375,8 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	if req.GetVolumeId() == "" {
 		return nil, invalid("volume_id is required")
 	}
-	staging := req.GetStagingTargetPath()
-	if err := checkPath("staging_target_path", staging); err != nil {
+	staging, err := s.realPath("staging_target_path", req.GetStagingTargetPath())
+	if err != nil {
 		return nil, err
 	}
 	b, native, err := s.resolve(req.GetVolumeId())
@@ -386,12 +438,12 @@ func (s *Service) unmountAll(path string) error {
 
 // NodePublishVolume implements csi.NodeServer.
 func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	target := req.GetTargetPath()
-	if err := checkPath("target_path", target); err != nil {
+	target, err := s.realPath("target_path", req.GetTargetPath())
+	if err != nil {
 		return nil, err
 	}
-	staging := req.GetStagingTargetPath()
-	if err := checkPath("staging_target_path", staging); err != nil {
+	staging, err := s.realPath("staging_target_path", req.GetStagingTargetPath())
+	if err != nil {
 		return nil, err
 	}
 	b, native, _, c, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), "publish")
@@ -527,6 +579,13 @@ func makeTarget(target string, block bool) error {
 			}
 		case !block && !fi.IsDir():
 			return status.Errorf(codes.FailedPrecondition, "target %s exists and is not a directory", target)
+		case !block:
+			if entries, err := os.ReadDir(target); err != nil || len(entries) > 0 {
+				return status.Errorf(codes.FailedPrecondition, "target %s is not an empty directory; mounting over it would hide what it holds", target)
+			}
+			return nil
+		case !fi.Mode().IsRegular() || fi.Size() != 0:
+			return status.Errorf(codes.FailedPrecondition, "target %s exists and is not an empty file; refusing to bind a device over it", target)
 		default:
 			return nil
 		}
@@ -556,21 +615,57 @@ func (s *Service) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublis
 	if _, _, err := s.resolve(req.GetVolumeId()); err != nil && status.Code(err) != codes.NotFound {
 		return nil, err
 	}
-	target := req.GetTargetPath()
-	if err := checkPath("target_path", target); err != nil {
+	if err := checkPath("target_path", req.GetTargetPath()); err != nil {
 		return nil, err
+	}
+	target, err := s.realPath("target_path", req.GetTargetPath())
+	if err != nil {
+		// A target through a symbolic link was never published by this
+		// plugin (it refuses to), so nothing of the volume is there; the
+		// link and what it points at are left alone.
+		s.log.Warn("unpublish of a target the plugin cannot have published; nothing to do", zap.String("volume", req.GetVolumeId()), zap.String("reason", status.Convert(err).Message()))
+		return &csi.NodeUnpublishVolumeResponse{}, nil
 	}
 	if err := s.unmountAll(target); err != nil {
 		return nil, err
 	}
 	fault.Point("node.unpublish.unmounted")
-	// Remove only what is now an empty directory or a plain file: never a
-	// tree, so data is not deleted if the unmount did not happen.
-	if err := os.Remove(target); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, status.Errorf(codes.Internal, "remove target %s: %v", target, err)
+	if err := s.removeTarget(target); err != nil {
+		return nil, err
 	}
 	s.log.Info("volume unpublished", zap.String("volume", req.GetVolumeId()), zap.String("target", target))
 	return &csi.NodeUnpublishVolumeResponse{}, nil
+}
+
+// removeTarget removes what NodePublish creates at a target, and nothing
+// else: an empty directory, or an empty file (a block device's mount
+// point). Anything holding data was not made by the plugin; it is left, and
+// the unpublish still succeeds, since nothing of the volume is there.
+func (s *Service) removeTarget(target string) error {
+	fi, err := os.Lstat(target)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return status.Errorf(codes.Internal, "target %s: %v", target, err)
+	}
+	switch {
+	case fi.IsDir():
+		err = os.Remove(target)
+		if errors.Is(err, unix.ENOTEMPTY) || errors.Is(err, unix.EEXIST) {
+			s.log.Warn("target directory holds files the plugin did not put there; leaving it", zap.String("target", target))
+			return nil
+		}
+	case fi.Mode().IsRegular() && fi.Size() == 0:
+		err = os.Remove(target)
+	default:
+		s.log.Warn("target is not what the plugin creates; leaving it", zap.String("target", target), zap.Stringer("mode", fi.Mode()))
+		return nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return status.Errorf(codes.Internal, "remove target %s: %v", target, err)
+	}
+	return nil
 }
 
 // NodeGetVolumeStats implements csi.NodeServer.

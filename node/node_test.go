@@ -564,3 +564,43 @@ func TestMagic(t *testing.T) {
 		}
 	}
 }
+
+// With allowed roots, a path through a symbolic link (a host whose kubelet
+// directory is a link) is resolved once and used the same way by stage,
+// the mount table checks and unstage; without them it is refused.
+func TestAllowedRootsResolveLinks(t *testing.T) {
+	f := newFixture(t, false)
+	real := filepath.Join(f.dir, "real")
+	os.MkdirAll(real, 0o750)
+	link := filepath.Join(f.dir, "link")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	id := f.volume("v", nil, nil)
+	stage := func(svc *Service) error {
+		_, err := svc.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: filepath.Join(link, "staging"), VolumeCapability: capMount("ext4")})
+		return err
+	}
+	if err := stage(f.svc); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "allowedRoots") {
+		t.Fatalf("stage through a link without allowed roots: %v", err)
+	}
+	rooted := New(f.svc.set, Options{NodeID: "n1", Mounter: f.m, AllowedRoots: []string{real}})
+	for i := 0; i < 2; i++ { // the repeat finds its own mount
+		if err := stage(rooted); err != nil {
+			t.Fatalf("stage %d: %v", i, err)
+		}
+	}
+	if ms := testenv.MountsUnder(t, real); len(ms) != 1 || ms[0] != filepath.Join(real, "staging") {
+		t.Fatalf("mounts under the real directory: %v", ms)
+	}
+	if _, err := rooted.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: filepath.Join(link, "staging")}); err != nil {
+		t.Fatal(err)
+	}
+	if ms := testenv.MountsUnder(t, real); len(ms) != 0 {
+		t.Fatalf("mounts left: %v", ms)
+	}
+	outside := New(f.svc.set, Options{NodeID: "n1", Mounter: f.m, AllowedRoots: []string{filepath.Join(f.dir, "elsewhere")}})
+	if err := stage(outside); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "outside the allowed roots") {
+		t.Fatalf("stage outside the allowed roots: %v", err)
+	}
+}

@@ -97,6 +97,15 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	} else if id, err = reserve(nameLock); err != nil {
 		return nil, err
 	}
+	// As for volumes: a snapshot that fails cleanly gives its reservation
+	// and any partial copy back.
+	created := false
+	defer func() {
+		if !created {
+			os.RemoveAll(b.snapDir(id))
+			os.Remove(nameLock.Name())
+		}
+	}()
 
 	l, err := b.lockVolume(ctx, sourceID)
 	if err != nil {
@@ -119,6 +128,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	if err := fsutil.WriteFileAtomic(filepath.Join(dir, "meta.json"), data, 0o600); err != nil {
 		return nil, err
 	}
+	created = true
 	b.log.Info("snapshot created", zap.String("id", id), zap.String("source", sourceID))
 	return m.snapshot(), nil
 }

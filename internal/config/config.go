@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"gopkg.in/yaml.v3"
 )
@@ -21,6 +22,10 @@ type Config struct {
 	AllowOverwrite bool `yaml:"allowOverwrite"`
 	// MaxVolumesPerNode is reported to the CO (0: no limit).
 	MaxVolumesPerNode int64 `yaml:"maxVolumesPerNode"`
+	// AllowedRoots are the directories staging and target paths must lie
+	// in once symbolic links in their parents are resolved. Empty: any
+	// path, but none through a symbolic link.
+	AllowedRoots []string `yaml:"allowedRoots"`
 	// SocketGroup owns the plugin socket (a group name or gid), so a CO
 	// running as that group can reach it; the socket's mode is 0660.
 	SocketGroup string `yaml:"socketGroup"`
@@ -91,6 +96,11 @@ func Load(path string) (*Config, error) {
 			return nil, fmt.Errorf("%s: backend name %q is used twice", path, b.Name)
 		}
 		seen[b.Name] = true
+	}
+	for _, r := range c.AllowedRoots {
+		if !filepath.IsAbs(r) || filepath.Clean(r) != r {
+			return nil, fmt.Errorf("%s: allowedRoots entry %q must be an absolute, clean path", path, r)
+		}
 	}
 	if c.MaxVolumesPerNode < 0 {
 		return nil, fmt.Errorf("%s: maxVolumesPerNode cannot be negative", path)

@@ -224,17 +224,25 @@ func Detach(dev string) error {
 }
 
 // InUse reports whether something holds dev exclusively: a mounted
-// filesystem in any mount namespace, or another exclusive opener.
+// filesystem in any mount namespace, or another exclusive opener. The test
+// is itself an exclusive open, so another process making the same test at
+// the same moment looks like a holder; a device is called busy only if it
+// stays busy over a few tries.
 func InUse(dev string) (bool, error) {
-	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.EBUSY) {
-		return true, nil
+	for try := 0; ; try++ {
+		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+		if err == nil {
+			unix.Close(fd)
+			return false, nil
+		}
+		if !errors.Is(err, unix.EBUSY) {
+			return false, fmt.Errorf("open %s: %w", dev, err)
+		}
+		if try == 4 {
+			return true, nil
+		}
+		time.Sleep(time.Duration(try+1) * 2 * time.Millisecond)
 	}
-	if err != nil {
-		return false, fmt.Errorf("open %s: %w", dev, err)
-	}
-	unix.Close(fd)
-	return false, nil
 }
 
 // SetCapacity makes dev pick up a new size of its backing file.

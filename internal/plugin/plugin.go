@@ -163,6 +163,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 			NodeID:         opt.NodeID,
 			MaxVolumes:     opt.Config.MaxVolumesPerNode,
 			AllowOverwrite: opt.Config.AllowOverwrite,
+			AllowedRoots:   opt.Config.AllowedRoots,
 			Logger:         log,
 		})
 		if err := p.Node.Start(ctx); err != nil {
