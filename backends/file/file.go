@@ -1078,7 +1078,7 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 		return err
 	}
 	for _, d := range devs {
-		busy, err := loop.InUse(d.Device)
+		busy, err := loop.InUseSettled(d.Device)
 		if err != nil {
 			return err
 		}

@@ -226,20 +226,28 @@ func Detach(dev string) error {
 // InUse reports whether something holds dev exclusively: a mounted
 // filesystem in any mount namespace, or another exclusive opener. The test
 // is itself an exclusive open, so another process making the same test at
-// the same moment looks like a holder; a device is called busy only if it
-// stays busy over a few tries.
+// that moment makes a free device look busy; callers that would act on
+// "free" get no false answer from that, and callers that refuse on "busy"
+// use InUseSettled.
 func InUse(dev string) (bool, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
+	if err == nil {
+		unix.Close(fd)
+		return false, nil
+	}
+	if errors.Is(err, unix.EBUSY) {
+		return true, nil
+	}
+	return false, fmt.Errorf("open %s: %w", dev, err)
+}
+
+// InUseSettled is InUse, but calls a device busy only if it stays busy over
+// a few tries (about 20 ms).
+func InUseSettled(dev string) (bool, error) {
 	for try := 0; ; try++ {
-		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_EXCL|unix.O_CLOEXEC, 0)
-		if err == nil {
-			unix.Close(fd)
-			return false, nil
-		}
-		if !errors.Is(err, unix.EBUSY) {
-			return false, fmt.Errorf("open %s: %w", dev, err)
-		}
-		if try == 4 {
-			return true, nil
+		busy, err := InUse(dev)
+		if err != nil || !busy || try == 4 {
+			return busy, err
 		}
 		time.Sleep(time.Duration(try+1) * 2 * time.Millisecond)
 	}
