@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 )
 
 // selfInstance returns this node's instance id: the configured node id
@@ -321,6 +322,7 @@ func (b *Backend) attachNew(ctx context.Context, id, inst string, rec attachment
 		}
 		dev := b.prefix + suffix
 		_, err = b.ec2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: aws.String(id), InstanceId: aws.String(inst), Device: aws.String(dev)})
+		fault.Point("ebs.attach.requested")
 		if code := apiCode(err); code == "InvalidParameterValue" && strings.Contains(err.Error(), "already in use") {
 			b.alloc.release(inst, suffix, true)
 			b.log.Info("device name taken; trying another", zap.String("instance", inst), zap.String("device", dev))
@@ -408,6 +410,7 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 	if a, ok := ec2Attachment(v, inst); ok && a.State != types.VolumeAttachmentStateDetached {
 		if a.State != types.VolumeAttachmentStateDetaching {
 			_, err := b.ec2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: aws.String(id), InstanceId: aws.String(inst)})
+			fault.Point("ebs.detach.requested")
 			switch apiCode(err) {
 			case "", "IncorrectState", "InvalidAttachment.NotFound", "InvalidVolume.NotFound":
 			default:

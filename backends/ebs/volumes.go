@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 )
 
 // errForeign marks a volume that exists but lacks this cluster's tag.
@@ -347,6 +348,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	for gen := 1; gen <= 5 && id == ""; gen++ {
 		in.ClientToken = aws.String(b.token(req.Name, gen))
 		out, err := b.ec2.CreateVolume(ctx, in)
+		fault.Point("ebs.create.requested")
 		if apiCode(err) == "IdempotentParameterMismatch" {
 			// The token was used with other parameters: by a volume of
 			// this name that is gone, or by a create racing this one.
@@ -495,6 +497,7 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 		return fmt.Errorf("%w: volume %s is attached to %s; unpublish it first", backends.ErrInUse, id, strings.Join(on, ", "))
 	}
 	_, err = b.ec2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: aws.String(id)})
+	fault.Point("ebs.delete.requested")
 	if err = mapErr(err, "delete volume "+id); errors.Is(err, backends.ErrNotFound) {
 		return nil
 	} else if err != nil {
@@ -565,6 +568,7 @@ func (b *Backend) MarkFormatted(ctx context.Context, id, fsType string) error {
 
 func (b *Backend) setTags(ctx context.Context, id string, tags map[string]string) error {
 	_, err := b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{id}, Tags: ec2Tags(tags)})
+	fault.Point("ebs.tags.written")
 	return mapErr(err, "tag "+id)
 }
 
@@ -574,6 +578,7 @@ func (b *Backend) dropTags(ctx context.Context, id string, keys ...string) error
 		ts = append(ts, types.Tag{Key: aws.String(k)})
 	}
 	_, err := b.ec2.DeleteTags(ctx, &ec2.DeleteTagsInput{Resources: []string{id}, Tags: ts})
+	fault.Point("ebs.tags.removed")
 	return mapErr(err, "untag "+id)
 }
 

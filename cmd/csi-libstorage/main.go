@@ -84,6 +84,7 @@ func run(args []string) error {
 		ShutdownGrace:  *grace,
 		Logger:         log,
 		MetricsAddress: *metricsAddr,
+		Factories:      testFactories(),
 	})
 	if err != nil {
 		return err

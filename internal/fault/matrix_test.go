@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,9 +27,33 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
 )
 
-// points are the step boundaries marked with fault.Point in the plugin.
-// Each is tried at every hit the lifecycle below reaches.
-var points = []string{
+// nodePoints are the step boundaries of the node service, shared by every
+// backend.
+var nodePoints = []string{
+	"node.stage.connected",
+	"node.stage.formatted",
+	"node.stage.mounted",
+	"node.publish.target-created",
+	"node.publish.mounted",
+	"node.unpublish.unmounted",
+	"node.unstage.unmounted",
+	"node.unstage.disconnected",
+}
+
+// ebsPoints are the EBS backend's: right after each EC2 call that changes
+// state, before the plugin has seen or recorded the outcome.
+var ebsPoints = []string{
+	"ebs.create.requested",
+	"ebs.tags.written",
+	"ebs.tags.removed",
+	"ebs.attach.requested",
+	"ebs.detach.requested",
+	"ebs.delete.requested",
+}
+
+// filePoints are the file backend's step boundaries and the node's. Each
+// point is tried at every hit the lifecycle below reaches.
+var filePoints = []string{
 	"file.create.reserved",
 	"file.create.image",
 	"file.metadata.updated",
@@ -47,7 +73,7 @@ var points = []string{
 	"file.delete.removed-meta.json",
 }
 
-var binary string
+var binary, simBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "csi-fault-bin-")
@@ -55,10 +81,13 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "csi-libstorage")
-	out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build with faultinject: %v\n%s", err, out)
-		os.Exit(1)
+	simBinary = filepath.Join(dir, "ec2sim")
+	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}} {
+		out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", b.out, "github.com/csi-libstorage/csi-libstorage/"+b.pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s with faultinject: %v\n%s", b.pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -78,6 +107,9 @@ type trial struct {
 	dir     string
 	sock    string
 	pool    string
+	node    string
+	args    []string // how the plugin finds its backend
+	env     []string
 	p       *plugin
 	crashes int
 	crashAt string
@@ -86,8 +118,9 @@ type trial struct {
 
 func (tr *trial) start(crash bool) {
 	tr.t.Helper()
-	cmd := exec.Command(binary, "--endpoint", "unix://"+tr.sock, "--pool", tr.pool, "--node-id", "n1", "--log-level", "warn")
-	cmd.Env = os.Environ()
+	args := append([]string{"--endpoint", "unix://" + tr.sock, "--node-id", tr.node, "--log-level", "warn"}, tr.args...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), tr.env...)
 	if crash {
 		cmd.Env = append(cmd.Env, "CSI_LIBSTORAGE_CRASH_AT="+tr.crashAt, fmt.Sprintf("CSI_LIBSTORAGE_CRASH_HIT=%d", tr.hit))
 	}
@@ -161,7 +194,7 @@ func (tr *trial) lifecycle() {
 		return c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "db", VolumeCapabilities: []*csi.VolumeCapability{snw}, CapacityRange: &csi.CapacityRange{RequiredBytes: 64 << 20}})
 	}).GetVolume().GetVolumeId()
 	call(tr, "ControllerPublish", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerPublishVolumeResponse, error) {
-		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: "n1", VolumeCapability: snw})
+		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: tr.node, VolumeCapability: snw})
 	})
 	data := make([]byte, 256<<10)
 	rand.Read(data)
@@ -200,7 +233,7 @@ func (tr *trial) lifecycle() {
 		})
 	}
 	call(tr, "ControllerUnpublish", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerUnpublishVolumeResponse, error) {
-		return c.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: vol, NodeId: "n1"})
+		return c.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: vol, NodeId: tr.node})
 	})
 	call(tr, "DeleteVolume", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.DeleteVolumeResponse, error) {
 		return c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol})
@@ -219,7 +252,7 @@ func fsUUID(t *testing.T, path string) string {
 
 // assertClean checks that the undo chain left nothing: no mount, no loop
 // device, no volume, name reservation, temporary or lock file in the pool.
-func (tr *trial) assertClean() {
+func (tr *trial) assertCleanPool() {
 	t := tr.t
 	if ms := testenv.MountsUnder(t, tr.dir); len(ms) != 0 {
 		t.Errorf("mounts left: %v", ms)
@@ -247,44 +280,157 @@ func (tr *trial) assertClean() {
 	}
 }
 
+// backend is one kind of storage the matrix runs against.
+type backend struct {
+	points []string
+	// setup makes a trial's storage and says how the plugin reaches it;
+	// the returned function tears it down after the plugin has stopped.
+	setup func(tr *trial) (teardown func())
+	clean func(tr *trial)
+}
+
+var backendsUnderTest = map[string]backend{
+	"file": {
+		points: filePoints,
+		setup: func(tr *trial) func() {
+			tr.node, tr.args = "n1", []string{"--pool", tr.pool}
+			return func() {}
+		},
+		clean: (*trial).assertCleanPool,
+	},
+	"ebs": {points: append(slices.Clone(ebsPoints), nodePoints...), setup: (*trial).startEC2Sim, clean: (*trial).assertCleanEC2},
+}
+
 // TestCrashAtEveryStep kills the plugin with SIGKILL at every hit of every
 // step boundary of the lifecycle, restarts it and retries the call, then
-// finishes the lifecycle.
+// finishes the lifecycle; for the file backend and for EBS against the
+// EC2 test server running as a process of its own.
 func TestCrashAtEveryStep(t *testing.T) {
 	testenv.RequireRoot(t)
-	trials, crashes := 0, 0
-	for _, point := range points {
-		t.Run(point, func(t *testing.T) {
-			fired := 0
-			for hit := 1; hit <= 20; hit++ {
-				dir := testenv.TempDir(t)
-				tr := &trial{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), pool: filepath.Join(dir, "pool"), crashAt: point, hit: hit}
-				tr.start(true)
-				tr.lifecycle()
-				tr.p.conn.Close()
-				tr.p.cmd.Process.Signal(os.Interrupt)
-				if err := <-tr.p.done; err != nil {
-					var ee *exec.ExitError
-					if !errors.As(err, &ee) {
-						t.Fatal(err)
+	for _, name := range []string{"file", "ebs"} {
+		be := backendsUnderTest[name]
+		t.Run(name, func(t *testing.T) {
+			trials, crashes := 0, 0
+			for _, point := range be.points {
+				t.Run(point, func(t *testing.T) {
+					fired := 0
+					for hit := 1; hit <= 20; hit++ {
+						dir := testenv.TempDir(t)
+						tr := &trial{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), pool: filepath.Join(dir, "pool"), crashAt: point, hit: hit}
+						teardown := be.setup(tr)
+						tr.start(true)
+						tr.lifecycle()
+						tr.p.conn.Close()
+						tr.p.cmd.Process.Signal(os.Interrupt)
+						if err := <-tr.p.done; err != nil {
+							var ee *exec.ExitError
+							if !errors.As(err, &ee) {
+								t.Fatal(err)
+							}
+							t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
+						}
+						be.clean(tr)
+						teardown()
+						trials++
+						crashes += tr.crashes
+						if tr.crashes == 0 {
+							break // this hit is beyond what the lifecycle reaches
+						}
+						fired++
 					}
-					t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
-				}
-				tr.assertClean()
-				trials++
-				crashes += tr.crashes
-				if tr.crashes == 0 {
-					break // this hit is beyond what the lifecycle reaches
-				}
-				fired++
+					if fired == 0 {
+						t.Fatalf("point %s was never reached; the matrix no longer covers it", point)
+					}
+					t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+				})
 			}
-			if fired == 0 {
-				t.Fatalf("point %s was never reached; the matrix no longer covers it", point)
-			}
-			t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+			t.Logf("fault matrix, %s backend: %d points, %d trials, %d crashes, every retry completed with data intact and nothing left", name, len(be.points), trials, crashes)
 		})
 	}
-	t.Logf("fault matrix: %d points, %d trials, %d crashes, every retry completed with data intact and nothing left", len(points), trials, crashes)
+}
+
+// startEC2Sim runs cmd/ec2sim for one trial and points the plugin at it.
+func (tr *trial) startEC2Sim() func() {
+	t := tr.t
+	t.Helper()
+	const instance = "i-0123456789abcdef0"
+	sim := exec.Command(simBinary, "--dir", filepath.Join(tr.dir, "ec2"), "--state-delay", "5ms", "--instance", instance+":us-east-1a")
+	out, err := sim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Stderr = os.Stderr
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ep struct {
+		EC2     string            `json:"ec2"`
+		IMDS    map[string]string `json:"imds"`
+		Images  string            `json:"images"`
+		ByIDDir map[string]string `json:"byIdDir"`
+	}
+	if err := json.NewDecoder(out).Decode(&ep); err != nil {
+		sim.Process.Kill()
+		t.Fatalf("ec2sim: %v", err)
+	}
+	cfg := filepath.Join(tr.dir, "config.yaml")
+	yaml := fmt.Sprintf("backends:\n  - name: aws\n    type: ebs\n    region: us-east-1\n    endpoint: %s\n    imdsEndpoint: %s\n    accessKeyID: AKIDFAULT\n    secretAccessKey: SECRETFAULT\n    clusterID: fault\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n",
+		ep.EC2, ep.IMDS[instance], ep.ByIDDir[instance])
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.node, tr.args = instance, []string{"--config", cfg}
+	tr.env = []string{"CSI_LIBSTORAGE_TEST_EC2SIM_IMAGES=" + ep.Images}
+	tr.pool = ep.Images
+	return func() {
+		// EC2 deletes asynchronously: the image goes when the volume
+		// leaves "deleting".
+		deadline := time.Now().Add(5 * time.Second)
+		for _, d := range []string{ep.Images, ep.ByIDDir[instance]} {
+			for {
+				entries, _ := os.ReadDir(d)
+				if len(entries) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		sim.Process.Signal(os.Interrupt)
+		if err := sim.Wait(); err != nil {
+			t.Errorf("ec2sim: %v", err)
+		}
+	}
+}
+
+// assertCleanEC2 checks that no mount and no device of the volume is left
+// on the node (the images and links are checked when the server stops).
+func (tr *trial) assertCleanEC2() {
+	t := tr.t
+	if ms := testenv.MountsUnder(t, tr.dir); len(ms) != 0 {
+		t.Errorf("mounts left: %v", ms)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		var left []string
+		devs, _ := loop.List()
+		for _, d := range devs {
+			if strings.HasPrefix(d.BackingFile, tr.pool) {
+				left = append(left, d.Device+" over "+d.BackingFile)
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("loop devices left: %v", left)
+			return
+		}
+		time.Sleep(20 * time.Millisecond) // the detach and delete are asynchronous
+	}
 }
 
 // The plugin as shipped (built without the tag) has no way to crash itself.
