@@ -243,3 +243,82 @@ func TestConcurrentLifecycleChaos(t *testing.T) {
 		t.Errorf("%d goroutines after the server stopped, %d before it started:\n%s", n, goroutines, buf[:runtime.Stack(buf, true)])
 	}
 }
+
+// TestCreateDeleteSameNameChaos races creates and deletes of a few names:
+// whatever interleaving happens, a name ends with at most one volume, a
+// repeated create while it exists returns the same id, and after a final
+// delete of everything the pool holds no image, metadata or reservation.
+func TestCreateDeleteSameNameChaos(t *testing.T) {
+	e := start(t)
+	ctx := context.Background()
+	names := []string{"a", "b", "c"}
+	var mu sync.Mutex
+	seen := map[string]map[string]bool{} // name → ids handed out
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(seed, seed^0x9e3779b9))
+			for i := 0; i < 30; i++ {
+				name := names[r.IntN(len(names))]
+				cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				if r.IntN(2) == 0 {
+					resp, err := e.ctl.CreateVolume(cctx, &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: []*csi.VolumeCapability{snw}, CapacityRange: &csi.CapacityRange{RequiredBytes: 16 << 20}})
+					if err != nil {
+						t.Errorf("create %s: %v", name, err)
+					} else {
+						mu.Lock()
+						if seen[name] == nil {
+							seen[name] = map[string]bool{}
+						}
+						seen[name][resp.GetVolume().GetVolumeId()] = true
+						mu.Unlock()
+					}
+				} else {
+					mu.Lock()
+					var ids []string
+					for id := range seen[name] {
+						ids = append(ids, id)
+					}
+					mu.Unlock()
+					for _, id := range ids {
+						if _, err := e.ctl.DeleteVolume(cctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+							t.Errorf("delete %s: %v", id, err)
+						}
+					}
+				}
+				cancel()
+			}
+		}(uint64(g + 100))
+	}
+	wg.Wait()
+	list, err := e.ctl.ListVolumes(ctx, &csi.ListVolumesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	perName := map[string]int{}
+	for _, en := range list.GetEntries() {
+		id := en.GetVolume().GetVolumeId()
+		for name, ids := range seen {
+			if ids[id] {
+				perName[name]++
+			}
+		}
+	}
+	for name, n := range perName {
+		if n > 1 {
+			t.Errorf("name %s has %d live volumes", name, n)
+		}
+	}
+	for _, en := range list.GetEntries() {
+		if _, err := e.ctl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: en.GetVolume().GetVolumeId()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, sub := range []string{"volumes", "names"} {
+		if entries, _ := os.ReadDir(filepath.Join(e.pool, sub)); len(entries) != 0 {
+			t.Errorf("%s left in the pool after deleting everything: %d", sub, len(entries))
+		}
+	}
+}
