@@ -668,21 +668,32 @@ func (s *Service) removeTarget(target string) error {
 	return nil
 }
 
-// NodeGetVolumeStats implements csi.NodeServer.
-func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, invalid("volume_id is required")
+// existing checks the id and volume path of a stats or expand request and
+// that the volume exists. The path itself is checked by the caller, after:
+// a path where the volume is not is NOT_FOUND, not INVALID_ARGUMENT.
+func (s *Service) existing(ctx context.Context, id, path, what string) (backends.Backend, string, error) {
+	if id == "" {
+		return nil, "", invalid("volume_id is required")
 	}
-	p := req.GetVolumePath()
-	if p == "" {
-		return nil, invalid("volume_path is required")
+	if path == "" {
+		return nil, "", invalid("volume_path is required")
 	}
-	b, native, err := s.resolve(req.GetVolumeId())
+	b, native, err := s.resolve(id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if _, err := b.Get(ctx, native); err != nil {
-		return nil, grpcerr.From(err, "stats of "+req.GetVolumeId())
+		return nil, "", grpcerr.From(err, what+" "+id)
+	}
+	return b, native, nil
+}
+
+// NodeGetVolumeStats implements csi.NodeServer.
+func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	p := req.GetVolumePath()
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of")
+	if err != nil {
+		return nil, err
 	}
 	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not at %q (not an absolute clean path)", req.GetVolumeId(), p)
@@ -698,7 +709,16 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume %s at %s: %v", req.GetVolumeId(), p, err)
 	}
-	if fi.Mode()&os.ModeDevice != 0 {
+	block := fi.Mode()&os.ModeDevice != 0
+	dev := backends.Device{Path: m.Source}
+	if block {
+		dev.Path = p
+	}
+	// Another volume's mount at this path must not be reported as this one.
+	if b.Capabilities().FilesystemTypes == nil && b.Verify(ctx, native, dev) != nil {
+		return nil, status.Errorf(codes.NotFound, "what is mounted at %s (%s) is not volume %s", p, m.Source, req.GetVolumeId())
+	}
+	if block {
 		size, err := DeviceSize(p)
 		if err != nil {
 			return nil, status.Errorf(codes.Internal, "size of %s: %v", p, err)
@@ -720,19 +740,10 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 // size, then a mounted filesystem grows to fill it. The path may be the
 // staging path or a target, a mount or a published block device.
 func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
-		return nil, invalid("volume_id is required")
-	}
 	p := req.GetVolumePath()
-	if p == "" {
-		return nil, invalid("volume_path is required")
-	}
-	b, native, err := s.resolve(req.GetVolumeId())
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume")
 	if err != nil {
 		return nil, err
-	}
-	if _, err := b.Get(ctx, native); err != nil {
-		return nil, grpcerr.From(err, "expand volume "+req.GetVolumeId())
 	}
 	if err := checkPath("volume_path", p); err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not at %q: %v", req.GetVolumeId(), p, status.Convert(err).Message())

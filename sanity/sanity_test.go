@@ -1,12 +1,7 @@
-// Package sanity runs the CSI community's conformance suite (csi-sanity)
-// against the real plugin server on a unix socket, with real loop devices,
-// mkfs and mounts.
 package sanity
 
 import (
 	"context"
-	"errors"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,52 +59,19 @@ func TestSanity(t *testing.T) {
 		assertNothingLeft(t, dir, pool)
 	}()
 
-	for _, c := range []struct {
-		name   string
-		access string
-		params map[string]string
-	}{
-		{"mount ext4", "mount", nil},
-		{"mount xfs", "mount", map[string]string{"fsType": "xfs"}},
-		{"block", "block", nil},
+	for _, c := range []Case{
+		{Name: "mount ext4", Access: "mount", Params: nil},
+		{Name: "mount xfs", Access: "mount", Params: map[string]string{"fsType": "xfs"}},
+		{Name: "block", Access: "block", Params: nil},
 	} {
-		cfg := sanity.NewTestConfig() // keeps the default IdempotentCount
-		cfg.Address = "unix://" + sock
-		base := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
-		cfg.TargetPath = filepath.Join(base, "target")
-		cfg.StagingPath = filepath.Join(base, "staging")
-		cfg.TestVolumeSize = 512 << 20 // above mkfs.xfs's 300 MiB minimum
-		cfg.TestVolumeExpandSize = 1 << 30
-		cfg.TestVolumeAccessType = c.access
-		cfg.TestVolumeParameters = c.params
-		cfg.CreateTargetDir = mkdir
-		cfg.CreateStagingDir = mkdir
-		cfg.RemoveTargetPath = os.RemoveAll
-		cfg.RemoveStagingPath = os.RemoveAll
-		cfg.CheckPath = checkPath
-		Context(c.name, func() { sanity.GinkgoTest(&cfg) })
+		// 512 MiB: above mkfs.xfs's 300 MiB minimum.
+		cfg := Config(dir, sock, c, 512<<20, 1<<30)
+		Context(c.Name, func() { sanity.GinkgoTest(&cfg) })
 	}
 	RegisterFailHandler(Fail)
 	suite, reporter := GinkgoConfiguration()
 	suite.Timeout = 40 * time.Minute
 	RunSpecs(t, "csi-sanity", suite, reporter)
-}
-
-func mkdir(p string) (string, error) { return p, os.MkdirAll(p, 0o755) }
-
-func checkPath(p string) (sanity.PathKind, error) {
-	fi, err := os.Lstat(p)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return sanity.PathIsNotFound, nil
-	case err != nil:
-		return "", err
-	case fi.IsDir():
-		return sanity.PathIsDir, nil
-	case fi.Mode().IsRegular():
-		return sanity.PathIsFile, nil
-	}
-	return sanity.PathIsOther, nil
 }
 
 // assertNothingLeft fails the test if the suite left a loop device over an

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/ec2sim"
 	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
 	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	lssanity "github.com/csi-libstorage/csi-libstorage/sanity"
 )
 
 const (
@@ -129,51 +129,18 @@ func TestSanity(t *testing.T) {
 		assertNothingLeft(t, dir, loops, sim)
 	}()
 
-	for _, c := range []struct {
-		name   string
-		access string
-		params map[string]string
-	}{
-		{"mount ext4", "mount", map[string]string{"fsType": "ext4", "type": "gp3"}},
-		{"block", "block", nil},
+	for _, c := range []lssanity.Case{
+		{Name: "mount ext4", Access: "mount", Params: map[string]string{"fsType": "ext4", "type": "gp3"}},
+		{Name: "block", Access: "block", Params: nil},
 	} {
-		sc := sanity.NewTestConfig() // keeps the default IdempotentCount
-		sc.Address = "unix://" + sock
-		base := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-"))
-		sc.TargetPath = filepath.Join(base, "target")
-		sc.StagingPath = filepath.Join(base, "staging")
-		sc.TestVolumeSize = 1 << 30 // EBS sizes are whole GiB
-		sc.TestVolumeExpandSize = 2 << 30
-		sc.TestVolumeAccessType = c.access
-		sc.TestVolumeParameters = c.params
-		sc.CreateTargetDir = mkdir
-		sc.CreateStagingDir = mkdir
-		sc.RemoveTargetPath = os.RemoveAll
-		sc.RemoveStagingPath = os.RemoveAll
-		sc.CheckPath = checkPath
-		Context(c.name, func() { sanity.GinkgoTest(&sc) })
+		// EBS sizes are whole GiB.
+		sc := lssanity.Config(dir, sock, c, 1<<30, 2<<30)
+		Context(c.Name, func() { sanity.GinkgoTest(&sc) })
 	}
 	RegisterFailHandler(Fail)
 	suite, reporter := GinkgoConfiguration()
 	suite.Timeout = 4 * time.Minute
 	RunSpecs(t, "csi-sanity ebs", suite, reporter)
-}
-
-func mkdir(p string) (string, error) { return p, os.MkdirAll(p, 0o755) }
-
-func checkPath(p string) (sanity.PathKind, error) {
-	fi, err := os.Lstat(p)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return sanity.PathIsNotFound, nil
-	case err != nil:
-		return "", err
-	case fi.IsDir():
-		return sanity.PathIsDir, nil
-	case fi.Mode().IsRegular():
-		return sanity.PathIsFile, nil
-	}
-	return sanity.PathIsOther, nil
 }
 
 // assertNothingLeft fails the test if the suite left a volume, an
