@@ -448,15 +448,15 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	}
 	fault.Point("file.create.image")
 	m := &meta{
-		Formatted:      formatted,
-		SourceSnapshot: req.SourceSnapshot,
-		SourceVolume:   req.SourceVolume,
 		Version:        1,
 		ID:             id,
 		Name:           req.Name,
 		CapacityBytes:  size,
 		Parameters:     req.Parameters,
 		Block:          req.Block,
+		Formatted:      formatted,
+		SourceSnapshot: req.SourceSnapshot,
+		SourceVolume:   req.SourceVolume,
 		Created:        time.Now().UTC(),
 	}
 	for _, mode := range req.Modes {
@@ -492,7 +492,7 @@ func compatible(m *meta, req backends.CreateRequest, size int64) (*backends.Volu
 // given, rounded up to whole MiB, never below what the filesystem needs.
 func (b *Backend) size(req backends.CreateRequest) (int64, error) {
 	min := MinSize
-	if req.FSType == "xfs" || req.Parameters["fsType"] == "xfs" {
+	if req.FSType == "xfs" {
 		min = MinSizeXFS
 	}
 	size := req.RequiredBytes
