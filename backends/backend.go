@@ -283,6 +283,14 @@ type ForceDetacher interface {
 	ForceDetach(ctx context.Context, id, node string) error
 }
 
+// Pager is implemented by backends that can list a page of volumes without
+// reading all of them.
+type Pager interface {
+	// ListAfter returns up to limit volumes (all when limit is 0) whose ID
+	// sorts after after, in ID order.
+	ListAfter(ctx context.Context, after string, limit int) ([]*Volume, error)
+}
+
 // NodeRegistrar is implemented by backends that must learn about nodes before
 // they can attach to them (the file pool has no other way to know a node).
 type NodeRegistrar interface {

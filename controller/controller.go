@@ -418,49 +418,83 @@ func (s *Service) ValidateVolumeCapabilities(ctx context.Context, req *csi.Valid
 	}, nil
 }
 
-// ListVolumes implements csi.ControllerServer. A page token is the id of
-// the last volume returned; the next page starts after it in id order. So a
-// token stays valid when volumes are added or deleted between pages, even
-// the one it names, and no volume present throughout is skipped or
-// repeated.
+// ListVolumes implements csi.ControllerServer. Volumes are listed in the
+// order of (backend name, native id), and a page token is the id of the
+// last volume returned; the next page starts after it. So a token stays
+// valid when volumes are added or deleted between pages, even the one it
+// names, and no volume present throughout is skipped or repeated. A page
+// reads only as many volumes as it returns from backends that can page.
 func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
 	if req.GetMaxEntries() < 0 {
 		return nil, invalid("max_entries cannot be negative")
 	}
-	after, err := s.decodeToken(req.GetStartingToken())
+	token, err := s.decodeToken(req.GetStartingToken())
 	if err != nil {
 		return nil, err
 	}
+	afterBackend, afterID, _ := strings.Cut(token, "/")
+	n := int(req.GetMaxEntries())
 	type entry struct {
-		id string
-		b  backends.Backend
-		v  *backends.Volume
+		b backends.Backend
+		v *backends.Volume
 	}
-	var all []entry
-	for _, b := range s.set.All() {
-		vols, err := b.List(ctx)
+	var page []entry
+	list := slices.Clone(s.set.All())
+	sort.Slice(list, func(i, j int) bool { return list[i].Name() < list[j].Name() })
+	for _, b := range list {
+		if token != "" && b.Name() < afterBackend {
+			continue
+		}
+		after := ""
+		if b.Name() == afterBackend {
+			after = afterID
+		}
+		want := 0 // all
+		if n > 0 {
+			want = n + 1 - len(page) // one more than fits tells whether another page follows
+		}
+		vols, err := listAfter(ctx, b, after, want)
 		if err != nil {
 			return nil, grpcerr.From(err, "list volumes of "+b.Name())
 		}
 		for _, v := range vols {
-			if id := volid.Join(b.Name(), v.ID); id > after {
-				all = append(all, entry{id, b, v})
-			}
+			page = append(page, entry{b, v})
+		}
+		if n > 0 && len(page) > n {
+			break
 		}
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i].id < all[j].id })
 	resp := &csi.ListVolumesResponse{}
-	if n := int(req.GetMaxEntries()); n > 0 && len(all) > n {
-		all = all[:n]
-		resp.NextToken = encodeToken(all[n-1].id)
+	if n > 0 && len(page) > n {
+		page = page[:n]
+		last := page[n-1]
+		resp.NextToken = encodeToken(volid.Join(last.b.Name(), last.v.ID))
 	}
-	for _, e := range all {
+	for _, e := range page {
 		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{
 			Volume: s.csiVolume(e.b, e.v),
 			Status: &csi.ListVolumesResponse_VolumeStatus{PublishedNodeIds: nodes(e.v)},
 		})
 	}
 	return resp, nil
+}
+
+// listAfter returns up to limit (0: all) volumes of b whose id sorts after
+// after, in id order.
+func listAfter(ctx context.Context, b backends.Backend, after string, limit int) ([]*backends.Volume, error) {
+	if p, ok := b.(backends.Pager); ok {
+		return p.ListAfter(ctx, after, limit)
+	}
+	vols, err := b.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	i := sort.Search(len(vols), func(i int) bool { return vols[i].ID > after })
+	vols = vols[i:]
+	if limit > 0 && len(vols) > limit {
+		vols = vols[:limit]
+	}
+	return vols, nil
 }
 
 func nodes(v *backends.Volume) []string {

@@ -334,3 +334,53 @@ func TestZonesFromTopology(t *testing.T) {
 		t.Fatal("zones without requirements")
 	}
 }
+
+// Paging across backends whose names sort oddly as id prefixes ("a/…" sorts
+// after "a-b/…" as a string) still returns every volume exactly once.
+func TestListVolumesAcrossBackends(t *testing.T) {
+	ctx := context.Background()
+	var list []backends.Backend
+	for _, name := range []string{"a-b", "a"} {
+		b, err := file.New(file.Config{Name: name, Dir: filepath.Join(t.TempDir(), "pool"), DefaultSize: "16MiB"}, file.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, b)
+	}
+	set, _ := backends.NewSet(list...)
+	s := New(set, Options{})
+	want := map[string]bool{}
+	for i := 0; i < 7; i++ {
+		for _, name := range []string{"a", "a-b"} {
+			r, err := s.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: fmt.Sprintf("v%d", i), VolumeCapabilities: []*csi.VolumeCapability{snw}, Parameters: map[string]string{"backend": name}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[r.GetVolume().GetVolumeId()] = true
+		}
+	}
+	for _, size := range []int32{1, 3, 5, 14, 100} {
+		seen := map[string]int{}
+		token := ""
+		for {
+			r, err := s.ListVolumes(ctx, &csi.ListVolumesRequest{MaxEntries: size, StartingToken: token})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range r.GetEntries() {
+				seen[e.GetVolume().GetVolumeId()]++
+			}
+			if token = r.GetNextToken(); token == "" {
+				break
+			}
+		}
+		if len(seen) != len(want) {
+			t.Errorf("pages of %d: %d volumes, want %d", size, len(seen), len(want))
+		}
+		for id, n := range seen {
+			if !want[id] || n != 1 {
+				t.Errorf("pages of %d: %s listed %d times", size, id, n)
+			}
+		}
+	}
+}

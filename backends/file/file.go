@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -702,12 +703,23 @@ func (b *Backend) Get(ctx context.Context, id string) (*backends.Volume, error) 
 
 // List implements backends.Backend.
 func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
+	return b.ListAfter(ctx, "", 0)
+}
+
+// ListAfter implements backends.Pager: the volume directories are named by
+// id, so a page reads only the metadata it returns.
+func (b *Backend) ListAfter(ctx context.Context, after string, limit int) ([]*backends.Volume, error) {
 	entries, err := os.ReadDir(filepath.Join(b.dir, "volumes"))
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*backends.Volume, 0, len(entries))
-	for _, e := range entries { // ReadDir sorts by name, which is the id
+	// ReadDir sorts by name, which is the id.
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].Name() > after })
+	out := make([]*backends.Volume, 0, min(len(entries)-i, max(limit, 0)+16))
+	for _, e := range entries[i:] {
+		if limit > 0 && len(out) == limit {
+			break
+		}
 		if !idRE.MatchString(e.Name()) {
 			continue
 		}
