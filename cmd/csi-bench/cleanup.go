@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	mountutils "k8s.io/mount-utils"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 )
@@ -78,48 +79,20 @@ func cleanRoot(root string) (mounts, loops int) {
 
 // mountsBelow lists mount points below root, later (upper) mounts first.
 func mountsBelow(root string) []string {
-	f, err := os.Open("/proc/self/mountinfo")
+	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
 	if err != nil {
 		return nil
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescape(fields[4])
-		if strings.HasPrefix(mp, root+"/") {
-			out = append(out, mp)
+	for _, m := range infos {
+		if strings.HasPrefix(m.MountPoint, root+"/") {
+			out = append(out, m.MountPoint)
 		}
 	}
 	// Reverse order of mounting, and deeper paths first among equals.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
+	slices.Reverse(out)
 	sort.SliceStable(out, func(i, j int) bool { return strings.Count(out[i], "/") > strings.Count(out[j], "/") })
 	return out
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // cleanStale removes the working directories (and their mounts and loop
