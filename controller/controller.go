@@ -245,6 +245,11 @@ func (s *Service) createRequest(b backends.Backend, name string, req *csi.Create
 		}
 	}
 	out.FSType = fs
+	if fs != "" && params.FSType(p) == "" {
+		// Kept with the volume, so that a stage whose capability names no
+		// filesystem makes the one the volume was created for.
+		p[params.FSTypeKey] = fs
+	}
 	out.Zones = zones(req.GetAccessibilityRequirements())
 	r := req.GetCapacityRange()
 	out.RequiredBytes, out.LimitBytes = r.GetRequiredBytes(), r.GetLimitBytes()

@@ -384,3 +384,23 @@ func TestListVolumesAcrossBackends(t *testing.T) {
 		}
 	}
 }
+
+// The filesystem a capability names at create time is kept with the volume
+// and reported in its context, so a later stage without one makes it.
+func TestCapabilityFSTypeIsKept(t *testing.T) {
+	s, pool := newService(t, Options{})
+	r, err := s.CreateVolume(context.Background(), &csi.CreateVolumeRequest{
+		Name:               "x",
+		VolumeCapabilities: []*csi.VolumeCapability{mountCap(csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER, "xfs")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.GetVolume().GetVolumeContext()["fsType"]; got != "xfs" {
+		t.Fatalf("volume context fsType %q, want xfs", got)
+	}
+	v, _ := pool.Get(context.Background(), strings.TrimPrefix(r.GetVolume().GetVolumeId(), "local/"))
+	if v.Parameters["fsType"] != "xfs" {
+		t.Fatalf("stored parameters %v", v.Parameters)
+	}
+}

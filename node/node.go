@@ -223,7 +223,14 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	if err := s.ensureAttached(ctx, b, native, v, c); err != nil {
 		return nil, err
 	}
-	dev, err := b.Connect(ctx, native, req.GetPublishContext(), c.Mode.ReadOnly())
+	// A read-only access mode, or a ControllerPublish with readonly set,
+	// gives this node a read-only device: nothing on it is written, the
+	// filesystem included.
+	readOnly := c.Mode.ReadOnly()
+	if a, ok := v.AttachedTo(s.opt.NodeID); ok && a.ReadOnly {
+		readOnly = true
+	}
+	dev, err := b.Connect(ctx, native, req.GetPublishContext(), readOnly)
 	if err != nil {
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
@@ -247,7 +254,7 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, status.Errorf(codes.AlreadyExists, "staging path %s already has %s mounted, not volume %s (%s)", staging, m.Source, req.GetVolumeId(), dev.Path)
 	}
 
-	fsType, err := s.prepare(ctx, b, native, v, dev, c)
+	fsType, err := s.prepare(ctx, b, native, v, dev, c, readOnly)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +266,7 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	}
 	opts := append([]string{}, c.Flags...)
 	opts = append(opts, dev.MountOptions...)
-	if c.Mode.ReadOnly() {
+	if readOnly {
 		opts = append(opts, "ro")
 	}
 	if err := s.m.Mount(dev.Path, staging, fsType, opts); err != nil {
@@ -288,7 +295,7 @@ func (s *Service) verify(ctx context.Context, b backends.Backend, native string,
 // when the volume has never been formatted (DESIGN.md invariant 1): the
 // backend holds no mark for it, and a probe of the device itself finds no
 // signature of any kind and no data. A probe that fails stops the stage.
-func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap) (string, error) {
+func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap, readOnly bool) (string, error) {
 	id := volIDOf(b, native)
 	want := c.FSType
 	if want == "" {
@@ -321,8 +328,8 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 	if want == "" {
 		want = capability.DefaultFSType
 	}
-	if c.Mode.ReadOnly() {
-		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted, and access mode %s cannot write a filesystem; stage it once with a writer mode first", id, c.Mode)
+	if readOnly {
+		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted, and it is attached read-only here (access mode %s), so no filesystem can be written; stage it once read-write first", id, c.Mode)
 	}
 	if err := s.verify(ctx, b, native, dev); err != nil {
 		return "", err

@@ -604,3 +604,42 @@ func TestAllowedRootsResolveLinks(t *testing.T) {
 		t.Fatalf("stage outside the allowed roots: %v", err)
 	}
 }
+
+// A volume published read-only (ControllerPublish readonly=true) is staged
+// read-only: never formatted through it, and mounted ro once it holds a
+// filesystem.
+func TestReadOnlyPublishStagesReadOnly(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, false)
+	id := f.volume("v", nil, nil)
+	native := strings.TrimPrefix(id, "local/")
+	if _, err := f.pool.Attach(ctx, native, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter, ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	staging, err := f.stage(id, "ext4")
+	if status.Code(err) != codes.FailedPrecondition || f.m.formats != 0 {
+		t.Fatalf("read-only stage of a never-formatted volume: %v, %d formats", err, f.m.formats)
+	}
+	f.unstage(id, staging)
+	// Format it read-write once, then publish it read-only again.
+	if err := f.pool.Detach(ctx, native, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if staging, err = f.stage(id, "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	f.unstage(id, staging)
+	if err := f.pool.Detach(ctx, native, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Attach(ctx, native, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter, ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if staging, err = f.stage(id, "ext4"); err != nil {
+		t.Fatal(err)
+	}
+	defer f.unstage(id, staging)
+	if m, ok, _ := f.m.MountAt(staging); !ok || !m.ReadOnly() {
+		t.Fatalf("staging mount %+v, want read-only", m)
+	}
+}
