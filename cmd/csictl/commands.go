@@ -24,6 +24,7 @@ var groups = []struct{ name, summary string }{
 	{"volume", "volume lifecycle (Controller service)"},
 	{"controller", "attach volumes to nodes (Controller service)"},
 	{"node", "stage and publish volumes on this node (Node service)"},
+	{"snapshot", "point-in-time copies of volumes (Controller service)"},
 }
 
 var commands = []*command{
@@ -37,6 +38,8 @@ var commands = []*command{
 		help: "Prints one page; --all follows next tokens and prints every volume.", setup: setupVolumeList},
 	{path: "volume get", args: []string{"ID"}, summary: "show a volume and where it is published (ControllerGetVolume)", setup: setupVolumeGet},
 	{path: "volume delete", args: []string{"ID"}, summary: "delete a volume (DeleteVolume)", setup: setupVolumeDelete},
+	{path: "volume expand", args: []string{"ID"}, summary: "grow a volume (ControllerExpandVolume); then run node expand where it is staged",
+		help: sizeHelp, setup: setupVolumeExpand},
 	{path: "volume validate", args: []string{"ID"}, summary: "check a volume supports a capability (ValidateVolumeCapabilities); exits 1 if not confirmed", setup: setupVolumeValidate},
 
 	{path: "controller publish", args: []string{"ID"}, summary: "attach a volume to a node and print the publish context (ControllerPublishVolume)", setup: setupControllerPublish},
@@ -46,7 +49,12 @@ var commands = []*command{
 	{path: "node publish", args: []string{"ID"}, summary: "publish a volume at a target path (NodePublishVolume)", setup: setupNodePublish},
 	{path: "node unpublish", args: []string{"ID"}, summary: "unpublish a volume from a target path (NodeUnpublishVolume)", setup: setupNodeUnpublish},
 	{path: "node unstage", args: []string{"ID"}, summary: "unstage a volume from a staging path (NodeUnstageVolume)", setup: setupNodeUnstage},
+	{path: "node expand", args: []string{"ID"}, summary: "grow the device and filesystem of a staged volume (NodeExpandVolume)", setup: setupNodeExpand},
 	{path: "node info", summary: "node ID, volume limit and topology (NodeGetInfo)", setup: setupNodeInfo},
+
+	{path: "snapshot create", args: []string{"NAME"}, summary: "snapshot a volume (CreateSnapshot)", setup: setupSnapshotCreate},
+	{path: "snapshot list", summary: "list snapshots (ListSnapshots)", setup: setupSnapshotList},
+	{path: "snapshot delete", args: []string{"ID"}, summary: "delete a snapshot (DeleteSnapshot)", setup: setupSnapshotDelete},
 
 	{path: "stats", args: []string{"ID"}, summary: "volume usage (NodeGetVolumeStats)", setup: setupStats},
 	{path: "capacity", summary: "available capacity (GetCapacity)",

@@ -15,11 +15,16 @@ func setupVolumeCreate(fs *flag.FlagSet) action {
 	fs.Var(&limit, "limit", "maximum capacity `SIZE` (capacity_range.limit_bytes)")
 	caps := addCapFlags(fs)
 	params := newKV(fs, "param", "creation parameter `KEY=VALUE` (repeatable)")
+	fromSnap := fs.String("from-snapshot", "", "start as a copy of the snapshot `ID`")
+	fromVol := fs.String("from-volume", "", "start as a copy of the volume `ID`")
 	secrets := newSecrets(fs)
 	return func(c *client, args []string) error {
 		vc, err := caps.capability()
 		if err != nil {
 			return err
+		}
+		if *fromSnap != "" && *fromVol != "" {
+			return usagef("--from-snapshot and --from-volume cannot both be given")
 		}
 		if size.bytes > 0 && limit.bytes > 0 && limit.bytes < size.bytes {
 			return usagef("--limit %s is below --size %s", formatSize(limit.bytes), formatSize(size.bytes))
@@ -32,6 +37,12 @@ func setupVolumeCreate(fs *flag.FlagSet) action {
 		}
 		if size.bytes > 0 || limit.bytes > 0 {
 			req.CapacityRange = &csi.CapacityRange{RequiredBytes: size.bytes, LimitBytes: limit.bytes}
+		}
+		switch {
+		case *fromSnap != "":
+			req.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: *fromSnap}}}
+		case *fromVol != "":
+			req.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: *fromVol}}}
 		}
 		resp, err := invoke(c, "CreateVolume", c.ctrl.CreateVolume, req)
 		if err != nil {
