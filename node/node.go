@@ -270,6 +270,9 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		opts = append(opts, "ro")
 	}
 	if err := s.m.Mount(dev.Path, staging, fsType, opts); err != nil {
+		if readOnly && errors.Is(err, unix.EROFS) {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s needs journal recovery (its last writer did not unmount it cleanly), which a read-only stage cannot do: stage it once read-write on one node, then unstage it, and the readers can mount it", req.GetVolumeId())
+		}
 		return nil, status.Errorf(codes.Internal, "mount %s at %s: %v", dev.Path, staging, err)
 	}
 	fault.Point("node.stage.mounted")

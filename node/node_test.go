@@ -643,3 +643,39 @@ func TestReadOnlyPublishStagesReadOnly(t *testing.T) {
 		t.Fatalf("staging mount %+v, want read-only", m)
 	}
 }
+
+// A reader cannot mount a filesystem whose journal needs recovery; it is
+// told so precisely, and a writer's stage recovers it.
+func TestReaderOfDirtyJournal(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, false)
+	id := f.volume("v", nil, nil)
+	native := strings.TrimPrefix(id, "local/")
+	staging, err := f.stage(id, "ext4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.unstage(id, staging)
+	img, _ := f.pool.ImagePath(native)
+	if out, err := exec.Command("debugfs", "-w", "-R", "feature needs_recovery", img).CombinedOutput(); err != nil {
+		t.Fatalf("debugfs: %v %s", err, out)
+	}
+	if err := f.pool.Detach(ctx, native, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pool.Attach(ctx, native, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter, ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.stage(id, "ext4")
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "journal recovery") {
+		t.Fatalf("reader stage of a dirty journal: %v", err)
+	}
+	f.unstage(id, staging)
+	if err := f.pool.Detach(ctx, native, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if staging, err = f.stage(id, "ext4"); err != nil {
+		t.Fatalf("writer stage (recovers the journal): %v", err)
+	}
+	f.unstage(id, staging)
+}
