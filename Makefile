@@ -30,14 +30,15 @@ lint: vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 
 # Unit, integration and conformance tests. Root is needed for loop devices
-# and mounts. csi-sanity prints its pass/skip counts at the end. Packages run
+# and mounts. Everything runs under the race detector, and csi-sanity prints
+# its pass/skip counts at the end. Packages run
 # one at a time (-p 1): the two-agent tests create mount namespaces, and a new
 # namespace takes a copy of every mount present at that moment, which would
 # keep another package's loop device busy after it unmounted it.
 test: deps lint
-	$(GO) test -count=1 -p 1 $$($(GO) list ./... | grep -v '/sanity')
+	$(GO) test -race -count=1 -p 1 $$($(GO) list ./... | grep -v '/sanity')
 	mkdir -p $(VAR)
-	$(GO) test -count=1 -p 1 -v ./sanity/... -ginkgo.no-color 2>&1 | tee $(VAR)/sanity.log \
+	$(GO) test -race -count=1 -p 1 -v ./sanity/... -ginkgo.no-color 2>&1 | tee $(VAR)/sanity.log \
 		| grep -E '^(Ran [0-9]+ of|SUCCESS|FAIL|--- |ok |PASS)|Passed \|'
 
 sanity: deps
