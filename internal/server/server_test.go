@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,5 +190,22 @@ func TestParseEndpoint(t *testing.T) {
 		if n != tt.network || a != tt.addr || (tt.network == "") != (err != nil) {
 			t.Errorf("ParseEndpoint(%q) = %q, %q, %v", tt.in, n, a, err)
 		}
+	}
+}
+
+func TestSocketGroup(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "csi.sock")
+	const gid = 4242
+	s, err := Listen(Options{Endpoint: "unix://" + sock, SocketGID: gid, Identity: &fakeIdentity{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.lis.Close()
+	var st syscall.Stat_t
+	if err := syscall.Stat(sock, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Gid != gid || st.Mode&0o777 != 0o660 {
+		t.Fatalf("socket gid %d mode %o, want gid %d mode 660", st.Gid, st.Mode&0o777, gid)
 	}
 }
