@@ -39,3 +39,14 @@ func TestCheckAttach(t *testing.T) {
 		})
 	}
 }
+
+func TestParseAccessMode(t *testing.T) {
+	for m := SingleNodeWriter; m <= SingleNodeMultiWriter; m++ {
+		if got, ok := ParseAccessMode(m.String()); !ok || got != m {
+			t.Errorf("ParseAccessMode(%q) = %v, %v", m.String(), got, ok)
+		}
+	}
+	if _, ok := ParseAccessMode("AccessMode(99)"); ok {
+		t.Error("an unknown mode parsed")
+	}
+}

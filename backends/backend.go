@@ -76,6 +76,17 @@ func (m AccessMode) String() string {
 	return fmt.Sprintf("AccessMode(%d)", int(m))
 }
 
+// ParseAccessMode reads the name String gives a mode; ok is false for any
+// other text.
+func ParseAccessMode(s string) (AccessMode, bool) {
+	for m := SingleNodeWriter; m <= SingleNodeMultiWriter; m++ {
+		if m.String() == s {
+			return m, true
+		}
+	}
+	return AccessUnknown, false
+}
+
 // MultiNode reports whether the mode lets more than one node use the volume.
 func (m AccessMode) MultiNode() bool {
 	return m == MultiNodeReaderOnly || m == MultiNodeSingleWriter || m == MultiNodeMultiWriter

@@ -105,20 +105,12 @@ func (a attachmentTag) String() string {
 	return strings.Join([]string{a.instance, a.mode.String(), rw, by, a.node}, " ")
 }
 
-var modeNames = map[string]backends.AccessMode{}
-
-func init() {
-	for m := backends.SingleNodeWriter; m <= backends.SingleNodeMultiWriter; m++ {
-		modeNames[m.String()] = m
-	}
-}
-
 func parseAttachmentTag(s string) (attachmentTag, bool) {
 	f := strings.SplitN(s, " ", 5)
 	if len(f) != 5 || !instanceIDRE.MatchString(f[0]) {
 		return attachmentTag{}, false
 	}
-	m, ok := modeNames[f[1]]
+	m, ok := backends.ParseAccessMode(f[1])
 	if !ok {
 		return attachmentTag{}, false
 	}
@@ -170,7 +162,7 @@ func (b *Backend) convert(v *types.Volume) (*backends.Volume, []string) {
 		}
 	}
 	for _, s := range strings.Split(tags[TagModes], ",") {
-		if m, ok := modeNames[s]; ok {
+		if m, ok := backends.ParseAccessMode(s); ok {
 			out.Modes = append(out.Modes, m)
 		}
 	}

@@ -225,14 +225,6 @@ type attachment struct {
 	Connected bool   `json:"connected,omitempty"`
 }
 
-var modeNames = map[string]backends.AccessMode{}
-
-func init() {
-	for m := backends.SingleNodeWriter; m <= backends.SingleNodeMultiWriter; m++ {
-		modeNames[m.String()] = m
-	}
-}
-
 func (m *meta) volume() *backends.Volume {
 	v := &backends.Volume{
 		ID:             m.ID,
@@ -245,10 +237,12 @@ func (m *meta) volume() *backends.Volume {
 		SourceVolume:   m.SourceVolume,
 	}
 	for _, s := range m.Modes {
-		v.Modes = append(v.Modes, modeNames[s])
+		m, _ := backends.ParseAccessMode(s)
+		v.Modes = append(v.Modes, m)
 	}
 	for _, a := range m.Attachments {
-		v.Attachments = append(v.Attachments, backends.Attachment{Node: a.Node, ReadOnly: a.ReadOnly, Mode: modeNames[a.Mode], ByNode: a.ByNode, Connected: a.Connected})
+		mode, _ := backends.ParseAccessMode(a.Mode)
+		v.Attachments = append(v.Attachments, backends.Attachment{Node: a.Node, ReadOnly: a.ReadOnly, Mode: mode, ByNode: a.ByNode, Connected: a.Connected})
 	}
 	return v
 }
