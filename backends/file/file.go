@@ -236,9 +236,9 @@ func (m *meta) volume() *backends.Volume {
 		SourceSnapshot: m.SourceSnapshot,
 		SourceVolume:   m.SourceVolume,
 	}
-	for _, s := range m.Modes {
-		m, _ := backends.ParseAccessMode(s)
-		v.Modes = append(v.Modes, m)
+	for _, name := range m.Modes {
+		mode, _ := backends.ParseAccessMode(name)
+		v.Modes = append(v.Modes, mode)
 	}
 	for _, a := range m.Attachments {
 		mode, _ := backends.ParseAccessMode(a.Mode)
