@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 )
 
 // RequireRoot fails (not skips) a test that needs root without it: CI runs
@@ -40,6 +42,15 @@ func TempDir(t testing.TB) string {
 		ms := mountsUnder(dir)
 		for i := len(ms) - 1; i >= 0; i-- {
 			unix.Unmount(ms[i], unix.MNT_DETACH)
+		}
+		// Loop devices over images below dir that a failed test left:
+		// detach them, so one failure does not use up the machine's.
+		if infos, err := loop.List(); err == nil {
+			for _, d := range infos {
+				if strings.HasPrefix(strings.TrimSuffix(d.BackingFile, " (deleted)"), dir+"/") {
+					loop.Detach(d.Device)
+				}
+			}
 		}
 		os.RemoveAll(dir)
 	})
