@@ -6,28 +6,12 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
 )
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		up := filepath.Dir(dir)
-		if up == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = up
-	}
-}
-
-func k8sDir(t *testing.T) string   { return filepath.Join(repoRoot(t), "deploy", "kubernetes") }
-func nomadDir(t *testing.T) string { return filepath.Join(repoRoot(t), "deploy", "nomad") }
+func k8sDir(t *testing.T) string   { return filepath.Join(testenv.RepoRoot(t), "deploy", "kubernetes") }
+func nomadDir(t *testing.T) string { return filepath.Join(testenv.RepoRoot(t), "deploy", "nomad") }
 
 // readDir returns the files of dir whose names end in ext, by base name.
 func readDir(t *testing.T, dir, ext string) map[string]string {

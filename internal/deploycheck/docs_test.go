@@ -6,11 +6,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
 )
 
 func readDoc(t *testing.T, name string) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", name))
+	raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,11 +30,11 @@ func TestDocsNameShippedFiles(t *testing.T) {
 		for _, m := range re.FindAllStringSubmatch(text, -1) {
 			p := strings.TrimRight(m[1], ".")
 			mentioned[p] = true
-			if _, err := os.Stat(filepath.Join(repoRoot(t), p)); err != nil {
+			if _, err := os.Stat(filepath.Join(testenv.RepoRoot(t), p)); err != nil {
 				t.Errorf("docs/%s names %s, which does not exist", doc, p)
 			}
 		}
-		files, _ := filepath.Glob(filepath.Join(repoRoot(t), "deploy", dir, "*"))
+		files, _ := filepath.Glob(filepath.Join(testenv.RepoRoot(t), "deploy", dir, "*"))
 		if len(files) == 0 {
 			t.Errorf("deploy/%s is empty", dir)
 		}

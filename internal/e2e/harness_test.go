@@ -77,15 +77,11 @@ func TestMain(m *testing.M) {
 }
 
 func repoRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; ; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-		if filepath.Dir(d) == d {
-			return dir
-		}
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		panic(err)
 	}
+	return root
 }
 
 func deployPath(rel string) string { return filepath.Join(repoRoot(), "deploy", "mesos", rel) }

@@ -11,26 +11,9 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
-)
 
-// repoRoot finds the module root from the test's working directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+)
 
 type pluginConfig struct {
 	Backends []struct {
@@ -88,7 +71,7 @@ type deployed struct {
 
 func loadDeploy(t *testing.T) (string, deployed) {
 	t.Helper()
-	root := filepath.Join(repoRoot(t), "deploy", "mesos")
+	root := filepath.Join(testenv.RepoRoot(t), "deploy", "mesos")
 	d := deployed{
 		isolator: map[string]*CSIPluginInfo{}, slrps: map[string]*ResourceProviderInfo{},
 		profiles: map[string]*DiskProfileMapping{}, apps: map[string]*MarathonApp{}, kinds: map[Kind]int{},

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
 )
 
 var deployPathRE = regexp.MustCompile("deploy/mesos/[A-Za-z0-9_./-]*[A-Za-z0-9_/]")
@@ -14,7 +16,7 @@ var deployPathRE = regexp.MustCompile("deploy/mesos/[A-Za-z0-9_./-]*[A-Za-z0-9_/
 // TestDocPathsExist: every deploy/mesos/ path in docs/mesos.md exists, and
 // every shipped file is named in the guide.
 func TestDocPathsExist(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	doc, err := os.ReadFile(filepath.Join(root, "docs", "mesos.md"))
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +48,7 @@ func TestDocPathsExist(t *testing.T) {
 
 // TestDocFacts pins statements the guide must get right.
 func TestDocFacts(t *testing.T) {
-	doc, err := os.ReadFile(filepath.Join(repoRoot(t), "docs", "mesos.md"))
+	doc, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "mesos.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
