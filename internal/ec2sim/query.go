@@ -264,3 +264,45 @@ func lowerFirst(s string) string {
 func ts(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
+
+// describe selects the ids a Describe* call returns: the ones named by
+// idKey.N (each must exist; no paging then) or all of them, narrowed by
+// scope and by Filter.N, then paged with MaxResults up to maxMax.
+func describe[T any](p params, idKey string, maxMax int32, all map[string]T, lookup func(string) *apiError, fields func(T) fieldFunc, scope func([]string) []string) ([]string, string, *apiError) {
+	want := p.list(idKey)
+	if len(want) > 0 && (p.has("MaxResults") || p.has("NextToken")) {
+		return nil, "", errf("InvalidParameterCombination", "The parameter ids cannot be used with the parameter maxResults")
+	}
+	var ids []string
+	if len(want) > 0 {
+		seen := map[string]bool{}
+		for _, id := range want {
+			if err := lookup(id); err != nil {
+				return nil, "", err
+			}
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		for id := range all {
+			ids = append(ids, id)
+		}
+	}
+	if scope != nil {
+		ids = scope(ids)
+	}
+	fs := p.filters()
+	var matched []string
+	for _, id := range ids {
+		ok, err := matchFilters(fs, fields(all[id]))
+		if err != nil {
+			return nil, "", err
+		}
+		if ok {
+			matched = append(matched, id)
+		}
+	}
+	return p.page(matched, 5, maxMax, len(want) > 0)
+}

@@ -110,44 +110,17 @@ func (sn *snapshot) fields(name string) ([]string, bool) {
 }
 
 func (s *Server) describeSnapshots(p params) (response, *apiError) {
-	want := p.list("SnapshotId")
-	var ids []string
-	if len(want) > 0 && (p.has("MaxResults") || p.has("NextToken")) {
-		return nil, errf("InvalidParameterCombination", "The parameter ids cannot be used with the parameter maxResults")
-	}
-	if len(want) > 0 {
-		seen := map[string]bool{}
-		for _, id := range want {
-			if _, err := s.lookupSnapshot(id); err != nil {
-				return nil, err
+	page, next, err := describe(p, "SnapshotId", 1000, s.snapshots,
+		func(id string) *apiError { _, err := s.lookupSnapshot(id); return err },
+		func(sn *snapshot) fieldFunc { return sn.fields },
+		func(ids []string) []string {
+			for _, o := range p.list("Owner") {
+				if o != "self" && o != AccountID {
+					return nil // only this account's snapshots exist
+				}
 			}
-			if !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-	} else {
-		for id := range s.snapshots {
-			ids = append(ids, id)
-		}
-	}
-	for _, o := range p.list("Owner") {
-		if o != "self" && o != AccountID {
-			ids = nil // only this account's snapshots exist
-		}
-	}
-	fs := p.filters()
-	var matched []string
-	for _, id := range ids {
-		ok, err := matchFilters(fs, s.snapshots[id].fields)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			matched = append(matched, id)
-		}
-	}
-	page, next, err := p.page(matched, 5, 1000, len(want) > 0)
+			return ids
+		})
 	if err != nil {
 		return nil, err
 	}

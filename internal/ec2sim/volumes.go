@@ -354,39 +354,9 @@ func (v *volume) fields(name string) ([]string, bool) {
 }
 
 func (s *Server) describeVolumes(p params) (response, *apiError) {
-	want := p.list("VolumeId")
-	var ids []string
-	if len(want) > 0 && (p.has("MaxResults") || p.has("NextToken")) {
-		return nil, errf("InvalidParameterCombination", "The parameter ids cannot be used with the parameter maxResults")
-	}
-	if len(want) > 0 {
-		seen := map[string]bool{}
-		for _, id := range want {
-			if _, err := s.lookupVolume(id); err != nil {
-				return nil, err
-			}
-			if !seen[id] {
-				seen[id] = true
-				ids = append(ids, id)
-			}
-		}
-	} else {
-		for id := range s.volumes {
-			ids = append(ids, id)
-		}
-	}
-	fs := p.filters()
-	var matched []string
-	for _, id := range ids {
-		ok, err := matchFilters(fs, s.volumes[id].fields)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			matched = append(matched, id)
-		}
-	}
-	page, next, err := p.page(matched, 5, 500, len(want) > 0)
+	page, next, err := describe(p, "VolumeId", 500, s.volumes,
+		func(id string) *apiError { _, err := s.lookupVolume(id); return err },
+		func(v *volume) fieldFunc { return v.fields }, nil)
 	if err != nil {
 		return nil, err
 	}
