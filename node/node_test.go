@@ -19,7 +19,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
-	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 )
 
@@ -52,8 +52,8 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, allowOverwrite bool) *fixture {
-	testenv.RequireRoot(t)
-	dir := testenv.TempDir(t)
+	harness.RequireRoot(t)
+	dir := harness.TempDir(t)
 	pool, err := file.New(file.Config{Name: "local", Dir: filepath.Join(dir, "pool")}, file.Options{NodeID: "n1"})
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func TestPathChecks(t *testing.T) {
 			t.Errorf("publish to %q = %v, want %v", tt.target, err, tt.code)
 		}
 	}
-	if ms := testenv.MountsUnder(t, outside); len(ms) != 0 {
+	if ms := harness.MountsUnder(t, outside); len(ms) != 0 {
 		t.Fatalf("something was mounted through the symlink: %v", ms)
 	}
 }
@@ -544,8 +544,8 @@ func TestUnstageRefusedWhilePublished(t *testing.T) {
 }
 
 func TestMagic(t *testing.T) {
-	testenv.RequireRoot(t)
-	dir := testenv.TempDir(t)
+	harness.RequireRoot(t)
+	dir := harness.TempDir(t)
 	m := NewLinuxMounter()
 	for _, fs := range []string{"ext4", "xfs", "btrfs", ""} {
 		img := filepath.Join(dir, "img-"+fs)
@@ -590,13 +590,13 @@ func TestAllowedRootsResolveLinks(t *testing.T) {
 			t.Fatalf("stage %d: %v", i, err)
 		}
 	}
-	if ms := testenv.MountsUnder(t, real); len(ms) != 1 || ms[0] != filepath.Join(real, "staging") {
+	if ms := harness.MountsUnder(t, real); len(ms) != 1 || ms[0] != filepath.Join(real, "staging") {
 		t.Fatalf("mounts under the real directory: %v", ms)
 	}
 	if _, err := rooted.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: filepath.Join(link, "staging")}); err != nil {
 		t.Fatal(err)
 	}
-	if ms := testenv.MountsUnder(t, real); len(ms) != 0 {
+	if ms := harness.MountsUnder(t, real); len(ms) != 0 {
 		t.Fatalf("mounts left: %v", ms)
 	}
 	outside := New(f.svc.set, Options{NodeID: "n1", Mounter: f.m, AllowedRoots: []string{filepath.Join(f.dir, "elsewhere")}})

@@ -14,8 +14,8 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
-	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
 // TestSanity runs every csi-sanity spec that applies to the capabilities the
@@ -33,16 +33,16 @@ import (
 // csi-sanity's pagination spec is marked pending (XIt) upstream; the plugin's
 // own paging test covers it.
 func TestSanity(t *testing.T) {
-	testenv.RequireRoot(t)
-	dir := testenv.TempDir(t)
+	harness.RequireRoot(t)
+	dir := harness.TempDir(t)
 	pool := filepath.Join(dir, "pool")
 	sock := filepath.Join(dir, "csi.sock")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := plugin.New(ctx, plugin.Options{
+	p, err := wiring.New(ctx, wiring.Options{
 		Endpoint: "unix://" + sock,
 		NodeID:   "sanity-node",
-		Mode:     plugin.ModeAll,
+		Mode:     wiring.ModeAll,
 		Config:   config.Default(pool),
 		Logger:   zap.NewNop(),
 	})
@@ -88,7 +88,7 @@ func assertNothingLeft(t *testing.T, dir, pool string) {
 			loop.Detach(d.Device)
 		}
 	}
-	for _, m := range testenv.MountsUnder(t, dir) {
+	for _, m := range harness.MountsUnder(t, dir) {
 		t.Errorf("mount left behind at %s", m)
 	}
 }

@@ -22,8 +22,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
-	"github.com/csi-libstorage/csi-libstorage/internal/ec2sim"
-	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
 const (
@@ -45,8 +45,8 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	testenv.RequireRoot(t)
-	dir := testenv.TempDir(t)
+	harness.RequireRoot(t)
+	dir := harness.TempDir(t)
 	loops := &ec2sim.LoopDevices{ImageDir: filepath.Join(dir, "images"), ByIDDir: filepath.Join(dir, "by-id"), PerInstance: true}
 	sim, err := ec2sim.New(ec2sim.Options{
 		Region: "us-east-1",

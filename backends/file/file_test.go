@@ -10,14 +10,14 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
-	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 )
 
 func newPool(t *testing.T, cfg Config, node string) *Backend {
 	t.Helper()
 	if cfg.Dir == "" {
-		cfg.Dir = filepath.Join(testenv.TempDir(t), "pool")
+		cfg.Dir = filepath.Join(harness.TempDir(t), "pool")
 	}
 	cfg.Name = "local"
 	b, err := New(cfg, Options{NodeID: node})
@@ -204,7 +204,7 @@ func TestAttachRules(t *testing.T) {
 // name lock makes exactly one volume.
 func TestConcurrentCreateAcrossInstances(t *testing.T) {
 	ctx := context.Background()
-	dir := filepath.Join(testenv.TempDir(t), "pool")
+	dir := filepath.Join(harness.TempDir(t), "pool")
 	a := newPool(t, Config{Dir: dir}, "n1")
 	b := newPool(t, Config{Dir: dir}, "n2")
 	var wg sync.WaitGroup
@@ -238,7 +238,7 @@ func TestConcurrentCreateAcrossInstances(t *testing.T) {
 }
 
 func TestPoolSafety(t *testing.T) {
-	dir := filepath.Join(testenv.TempDir(t), "pool")
+	dir := filepath.Join(harness.TempDir(t), "pool")
 	os.MkdirAll(dir, 0o777)
 	os.Chmod(dir, 0o777)
 	if _, err := New(Config{Name: "x", Dir: dir}, Options{}); err == nil {
@@ -267,7 +267,7 @@ func TestPoolSafety(t *testing.T) {
 }
 
 func TestConnectVerifyDisconnect(t *testing.T) {
-	testenv.RequireRoot(t)
+	harness.RequireRoot(t)
 	ctx := context.Background()
 	b := newPool(t, Config{}, "n1")
 	v, _ := b.Create(ctx, req("db", 20*units.MiB))
@@ -332,9 +332,9 @@ func TestConnectVerifyDisconnect(t *testing.T) {
 // After a restart, loop devices that nothing uses and no attachment
 // accounts for are released; a device in use is kept.
 func TestReconcile(t *testing.T) {
-	testenv.RequireRoot(t)
+	harness.RequireRoot(t)
 	ctx := context.Background()
-	dir := filepath.Join(testenv.TempDir(t), "pool")
+	dir := filepath.Join(harness.TempDir(t), "pool")
 	b := newPool(t, Config{Dir: dir}, "n1")
 	connect := func(name string) (string, string) {
 		v, err := b.Create(ctx, req(name, 20*units.MiB))

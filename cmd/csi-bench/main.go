@@ -63,7 +63,7 @@ func main() {
 	flag.StringVar(&h.base, "dir", "/var/tmp", "where the working directory (pools, images, mounts) is made")
 	out := flag.String("out", "", "also write the table into this markdown file (kept text outside the generated markers)")
 	sections := flag.String("sections", "node,control,scale,restart", "sections to run, comma-separated")
-	cpuprofile := flag.String("cpuprofile", "", "run the plugin in this process (internal/plugin) and write a CPU profile of the run here")
+	cpuprofile := flag.String("cpuprofile", "", "run the plugin in this process (internal/wiring) and write a CPU profile of the run here")
 	inproc := flag.Bool("inprocess", false, "run the plugin in this process instead of the binary")
 	trials := flag.Int("trials", 0, "node path trials per side (default 31, quick 5)")
 	flag.StringVar(&h.goBench, "gobench", "", "output of go test -bench to include in the report")
@@ -178,7 +178,7 @@ func (h *harness) profileName() string {
 
 func (h *harness) pluginDesc() string {
 	if h.inProcess {
-		return "in-process (internal/plugin, for profiling)"
+		return "in-process (internal/wiring, for profiling)"
 	}
 	return "built binary " + filepath.Base(h.pluginBin) + " over its unix socket"
 }

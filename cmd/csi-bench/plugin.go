@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // nodeID is the node the benchmark's plugin serves.
@@ -56,8 +56,8 @@ func (h *harness) start(pool string) (*instance, error) {
 			return nil, err
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		p, err := plugin.New(ctx, plugin.Options{
-			Endpoint: "unix://" + sock, NodeID: nodeID, Mode: plugin.ModeAll,
+		p, err := wiring.New(ctx, wiring.Options{
+			Endpoint: "unix://" + sock, NodeID: nodeID, Mode: wiring.ModeAll,
 			Config: config.Default(pool), Logger: log, ShutdownGrace: 30 * time.Second,
 		})
 		if err != nil {

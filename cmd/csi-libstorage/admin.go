@@ -11,7 +11,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // forceDetach is the operator's way to take a volume from a node that died
@@ -47,7 +47,7 @@ func forceDetach(args []string) error {
 		return err
 	}
 	defer log.Sync()
-	set, err := plugin.Backends(cfg, plugin.BackendOptions{Logger: log}, nil)
+	set, err := wiring.Backends(cfg, wiring.BackendOptions{Logger: log}, nil)
 	if err != nil {
 		return err
 	}

@@ -8,21 +8,21 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/ec2sim"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // testFactories, in test builds only, lets the fault matrix run the EBS
 // backend against cmd/ec2sim: the identity check reads the simulated NVMe
 // serial of the test server's loop devices (CSI_LIBSTORAGE_TEST_EC2SIM_IMAGES
 // names their image directory) instead of sysfs.
-func testFactories() map[string]plugin.Factory {
+func testFactories() map[string]wiring.Factory {
 	images := os.Getenv("CSI_LIBSTORAGE_TEST_EC2SIM_IMAGES")
 	if images == "" {
 		return nil
 	}
 	loops := &ec2sim.LoopDevices{ImageDir: images}
-	return map[string]plugin.Factory{ebs.Type: func(e config.Entry, o plugin.BackendOptions) (backends.Backend, error) {
+	return map[string]wiring.Factory{ebs.Type: func(e config.Entry, o wiring.BackendOptions) (backends.Backend, error) {
 		var c ebs.Config
 		if err := e.Decode(&c); err != nil {
 			return nil, err

@@ -17,7 +17,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // DefaultEndpoint is used when neither --endpoint nor $CSI_ENDPOINT is set.
@@ -37,7 +37,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("csi-libstorage", flag.ContinueOnError)
 	endpoint := fs.String("endpoint", envOr("CSI_ENDPOINT", DefaultEndpoint), "CSI endpoint, unix:///path/csi.sock or tcp://host:port (default $CSI_ENDPOINT)")
 	nodeID := fs.String("node-id", "", "this node's id (default $MESOS_AGENT_ID, else the hostname)")
-	mode := fs.String("mode", plugin.ModeAll, "services to serve: controller, node or all")
+	mode := fs.String("mode", wiring.ModeAll, "services to serve: controller, node or all")
 	cfgPath := fs.String("config", "", "configuration file (YAML or JSON); without it, one file backend named local in --pool")
 	pool := fs.String("pool", "/var/lib/csi-libstorage/pool", "pool directory of the default file backend, used only without --config")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -76,7 +76,7 @@ func run(args []string) error {
 	defer stop()
 	log.Info("starting", zap.String("plugin", identity.PluginName), zap.String("version", identity.VendorVersion()),
 		zap.String("mode", *mode), zap.String("node", *nodeID), zap.String("endpoint", *endpoint))
-	p, err := plugin.New(ctx, plugin.Options{
+	p, err := wiring.New(ctx, wiring.Options{
 		Endpoint:       *endpoint,
 		NodeID:         *nodeID,
 		Mode:           *mode,

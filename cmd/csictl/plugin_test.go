@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // startPlugin serves the real plugin's controller over a file pool in a
@@ -21,7 +21,7 @@ func startPlugin(t *testing.T) string {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := plugin.New(ctx, plugin.Options{Endpoint: "unix://" + sock, Mode: plugin.ModeController, Config: config.Default(filepath.Join(dir, "pool")), Logger: zap.NewNop()})
+	p, err := wiring.New(ctx, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")), Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

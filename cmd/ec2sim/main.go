@@ -1,5 +1,5 @@
 // Command ec2sim runs the stateful EC2 and instance-metadata test server of
-// internal/ec2sim as a process of its own: for trying the EBS backend
+// test/sim/ec2 as a process of its own: for trying the EBS backend
 // locally without AWS, and for tests that must kill and restart the plugin
 // while the "cloud" keeps its state. Attached volumes appear as real loop
 // devices behind NVMe-style by-id links.
@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/ec2sim"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 type instances []ec2sim.Instance

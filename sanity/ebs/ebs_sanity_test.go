@@ -1,6 +1,6 @@
 // Package ebs runs csi-sanity against the real plugin server configured
 // with one EBS backend that talks to the in-process EC2/IMDS test server
-// (internal/ec2sim). Attached volumes are real loop devices behind the
+// (test/sim/ec2). Attached volumes are real loop devices behind the
 // Nitro by-id links, so staging formats and mounts real block devices and
 // the NVMe-serial identity check runs on every stage and publish.
 package ebs
@@ -22,9 +22,9 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/ec2sim"
-	"github.com/csi-libstorage/csi-libstorage/internal/plugin"
-	"github.com/csi-libstorage/csi-libstorage/internal/testenv"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	lssanity "github.com/csi-libstorage/csi-libstorage/sanity"
 )
 
@@ -52,11 +52,11 @@ const (
 // Two pagination specs are pending (XIt) upstream; the backend's own paging
 // test (TestListPaged) covers DescribeVolumes paging.
 func TestSanity(t *testing.T) {
-	testenv.RequireRoot(t)
+	harness.RequireRoot(t)
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
 		t.Fatalf("loop devices are needed: %v", err)
 	}
-	dir := testenv.TempDir(t)
+	dir := harness.TempDir(t)
 	loops := &ec2sim.LoopDevices{ImageDir: filepath.Join(dir, "images"), ByIDDir: filepath.Join(dir, "by-id"), PerInstance: true}
 	sim, err := ec2sim.New(ec2sim.Options{
 		Region:     "us-east-1",
@@ -72,7 +72,7 @@ func TestSanity(t *testing.T) {
 
 	// The identity check reads the simulated NVMe serial from the loop
 	// device instead of sysfs.
-	factories := map[string]plugin.Factory{ebs.Type: func(e config.Entry, o plugin.BackendOptions) (backends.Backend, error) {
+	factories := map[string]wiring.Factory{ebs.Type: func(e config.Entry, o wiring.BackendOptions) (backends.Backend, error) {
 		var c ebs.Config
 		if err := e.Decode(&c); err != nil {
 			return nil, err
@@ -107,10 +107,10 @@ func TestSanity(t *testing.T) {
 
 	sock := filepath.Join(dir, "csi.sock")
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := plugin.New(ctx, plugin.Options{
+	p, err := wiring.New(ctx, wiring.Options{
 		Endpoint:  "unix://" + sock,
 		NodeID:    instance,
-		Mode:      plugin.ModeAll,
+		Mode:      wiring.ModeAll,
 		Config:    cfg,
 		Logger:    zap.NewNop(),
 		Factories: factories,
@@ -169,7 +169,7 @@ func assertNothingLeft(t *testing.T, dir string, loops *ec2sim.LoopDevices, sim 
 		}
 		time.Sleep(50 * time.Millisecond) // deletions finish asynchronously
 	}
-	for _, m := range testenv.MountsUnder(t, dir) {
+	for _, m := range harness.MountsUnder(t, dir) {
 		t.Errorf("mount left behind at %s", m)
 	}
 }

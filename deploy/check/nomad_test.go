@@ -1,0 +1,160 @@
+package check
+
+import (
+	"strings"
+	"testing"
+)
+
+const (
+	nomadController = "plugin-controller.nomad.hcl"
+	nomadNode       = "plugin-node.nomad.hcl"
+	nomadVolume     = "volume.hcl"
+	nomadExample    = "example-postgres.nomad.hcl"
+)
+
+func parseNomad(t *testing.T, files map[string]string) (map[string]*Body, error) {
+	t.Helper()
+	out := map[string]*Body{}
+	for name, text := range files {
+		b, err := ParseHCL(text)
+		if err != nil {
+			return nil, &fileErr{name, err}
+		}
+		out[name] = b
+	}
+	return out, nil
+}
+
+type fileErr struct {
+	file string
+	err  error
+}
+
+func (e *fileErr) Error() string { return e.file + ": " + e.err.Error() }
+
+func nomadErrs(t *testing.T, files map[string]string) []error {
+	t.Helper()
+	parsed, err := parseNomad(t, files)
+	if err != nil {
+		return []error{err}
+	}
+	return append(CheckNomadPlugins(parsed, nomadController, nomadNode), CheckNomadVolume(parsed, nomadVolume)...)
+}
+
+func TestHCLParser(t *testing.T) {
+	src := `
+# comment
+job "x" {
+  type = "system" // trailing
+  /* block
+     comment */
+  group "g" {
+    task "t" {
+      config {
+        args = ["--a=${node.unique.name}", "b",]
+        privileged = true
+        n = 3
+        m = { k = "v", "q": 1 }
+      }
+      template {
+        data = <<-EOT
+          backends:
+            - name: x
+        EOT
+      }
+    }
+  }
+}
+`
+	b, err := ParseHCL(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	job := b.BlocksOf("job")
+	if len(job) != 1 || job[0].Labels[0] != "x" || job[0].Body.String("type") != "system" {
+		t.Fatalf("job block misread: %+v", job)
+	}
+	cfg := b.Find("config")[0].Body
+	if got := cfg.Strings("args"); len(got) != 2 || got[0] != "--a=${node.unique.name}" {
+		t.Errorf("args = %q", got)
+	}
+	if p, ok := cfg.Bool("privileged"); !ok || !p {
+		t.Error("privileged misread")
+	}
+	if got := b.Find("template")[0].Body.String("data"); got != "backends:\n  - name: x\n" {
+		t.Errorf("heredoc = %q", got)
+	}
+	for _, bad := range []string{
+		`job "x" {`,              // never closed
+		`job "x" { } }`,          // one too many
+		`a = "unterminated`,      // string
+		`a = upper("x")`,         // function call
+		`a = 1 + 2`,              // operator
+		"a = <<EOT\nno end\n",    // heredoc
+		`a = 1` + "\n" + `a = 2`, // duplicate attribute
+		`block "l" "m" = 3`,      // labels then =
+		`a = [1 2]`,              // list without comma
+	} {
+		if _, err := ParseHCL(bad); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+func TestNomadFiles(t *testing.T) {
+	files := readDir(t, nomadDir(t), ".hcl")
+	for _, f := range []string{nomadController, nomadNode, nomadVolume, nomadExample} {
+		if _, ok := files[f]; !ok {
+			t.Errorf("deploy/nomad/%s is missing", f)
+		}
+	}
+	parsed, err := parseNomad(t, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(PluginTasks(parsed)); n != 2 {
+		t.Errorf("found %d plugin tasks, want 2", n)
+	}
+	report(t, CheckNomadPlugins(parsed, nomadController, nomadNode))
+	report(t, CheckNomadVolume(parsed, nomadVolume))
+}
+
+func TestNomadChecksCatchBreakage(t *testing.T) {
+	cases := []struct {
+		name, file, old, new, want string
+	}{
+		{"unbalanced brace", nomadNode, "    task \"plugin\" {", "    task \"plugin\" {{", "expected an attribute"},
+		{"node plugin not privileged", nomadNode, "        privileged = true\n", "        privileged = false\n", "without privileged = true"},
+		{"node plugin with exec", nomadNode, "driver = \"docker\"", "driver = \"exec\"", "without privileged = true"},
+		{"bad plugin type", nomadNode, "type      = \"node\"", "type      = \"nodes\"", "csi_plugin type \"nodes\""},
+		{"controller file runs a node plugin", nomadController, "type      = \"controller\"", "type      = \"node\"", "want one of [controller monolith]"},
+		{"plugin ids differ", nomadController, "id        = \"csi-libstorage\"", "id        = \"libstorage\"", "different csi_plugin ids"},
+		{"mode does not match type", nomadNode, "--mode=node", "--mode=all", "--mode \"all\""},
+		{"socket outside mount_dir", nomadNode, "mount_dir = \"/csi\"", "mount_dir = \"/plugin\"", "Nomad looks for the socket at unix:///plugin/csi.sock"},
+		{"node plugin as a service", nomadNode, "type        = \"system\"", "type        = \"service\"", "must run on every client"},
+		{"node id from the container", nomadNode, "--node-id=${node.unique.name}", "--node-id=n1", "--node-id=\"n1\""},
+		{"latest plugin image", nomadController, "csi-libstorage:v0.1.0", "csi-libstorage:latest", "not pinned"},
+		{"configs differ", nomadController, "allowOverwrite: false", "allowOverwrite: true", "different plugin configurations"},
+		{"config with unknown backend type", nomadNode, "type: file", "type: nfs", "does not have"},
+		{"pool not at its own path", nomadNode, "target = \"/var/lib/csi-libstorage/pool\"", "target = \"/pool\"", "not bind-mounted"},
+		{"volume for another plugin", nomadVolume, "plugin_id = \"csi-libstorage\"", "plugin_id = \"csi.libstorage.io\"", "plugin_id \"csi.libstorage.io\""},
+		{"volume fs_type disagrees", nomadVolume, "fs_type     = \"ext4\"", "fs_type     = \"xfs\"", "disagrees"},
+		{"volume fs_type unknown", nomadVolume, "fs_type     = \"ext4\"", "fs_type     = \"zfs\"", "fs_type \"zfs\""},
+		{"volume parameter misspelt", nomadVolume, "fsType  = \"ext4\"", "fs_type = \"ext4\"", "parameter \"fs_type\" is not known"},
+		{"volume access mode unknown", nomadVolume, "access_mode     = \"single-node-reader-only\"", "access_mode     = \"single-node-reader\"", "not a Nomad access mode"},
+		{"multi-writer file system", nomadVolume, "access_mode     = \"single-node-reader-only\"", "access_mode     = \"multi-node-multi-writer\"", "does not serve multi-node-multi-writer with file-system"},
+		{"job asks for another volume", nomadExample, "source          = \"pg-data\"", "source          = \"pg\"", "has source \"pg\""},
+		{"job asks for an unoffered capability", nomadExample, "attachment_mode = \"file-system\"", "attachment_mode = \"block-device\"", "does not offer"},
+		{"volume not mounted", nomadExample, "volume      = \"data\"", "volume      = \"pgdata\"", "does not declare"},
+		{"unpinned example image", nomadExample, "postgres:16.4", "postgres", "no tag"},
+	}
+	base := readDir(t, nomadDir(t), ".hcl")
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			errs := nomadErrs(t, mutate(t, base, c.file, c.old, c.new))
+			if !strings.Contains(joinErrs(errs), c.want) {
+				t.Errorf("not reported: %q; the checks said:\n%s", c.want, joinErrs(errs))
+			}
+		})
+	}
+}

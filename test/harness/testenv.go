@@ -1,0 +1,134 @@
+// Package testenv holds what the project's tests need from the machine:
+// root, a scratch directory whose mounts are cleaned up even when a test
+// fails, and a view of the mount table.
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+)
+
+// RequireRoot fails (not skips) a test that needs root without it: CI runs
+// as root, so a silent skip would hide that the test never ran.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test needs root (loop devices, mkfs, mount); run it as root, as CI does")
+	}
+}
+
+// TempDir returns a scratch directory on the disk (not tmpfs, so loop
+// devices can use direct I/O). At cleanup it unmounts whatever is still
+// mounted below it, deepest first, so one failed test does not break the
+// next run.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv("CSI_TEST_DIR")
+	if base == "" {
+		base = "/var/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "csi-libstorage-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ms := mountsUnder(dir)
+		for i := len(ms) - 1; i >= 0; i-- {
+			unix.Unmount(ms[i], unix.MNT_DETACH)
+		}
+		// Loop devices over images below dir that a failed test left:
+		// detach them, so one failure does not use up the machine's.
+		if infos, err := loop.List(); err == nil {
+			for _, d := range infos {
+				if strings.HasPrefix(strings.TrimSuffix(d.BackingFile, " (deleted)"), dir+"/") {
+					loop.Detach(d.Device)
+				}
+			}
+		}
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// MountsUnder lists the mount points at or below dir in this mount
+// namespace, shallowest first.
+func MountsUnder(t testing.TB, dir string) []string {
+	t.Helper()
+	return mountsUnder(dir)
+}
+
+func mountsUnder(dir string) []string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := Unescape(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return len(out[i]) < len(out[j]) })
+	return out
+}
+
+// Unescape undoes the octal escapes mountinfo uses for spaces and the like.
+func Unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			n := (int(s[i+1]-'0') << 6) | (int(s[i+2]-'0') << 3) | int(s[i+3]-'0')
+			b.WriteByte(byte(n))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// ModuleRoot finds the module's root directory (where go.mod is) from the
+// working directory, which go test sets to the package's directory.
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d, nil
+		}
+		if filepath.Dir(d) == d {
+			return "", fmt.Errorf("no go.mod above %s", dir)
+		}
+	}
+}
+
+// RepoRoot is ModuleRoot for a test, which fails if there is none.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
