@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"flag"
 	"fmt"
 	"io"
@@ -33,13 +35,13 @@ var commands = []*command{
 	{path: "probe", summary: "check the plugin is ready (Probe); exits 1 if it is not", setup: setupProbe},
 
 	{path: "volume create", args: []string{"NAME"}, summary: "create a volume (CreateVolume)",
-		help: "Without --size or --limit the plugin chooses the capacity.\n\n" + sizeHelp, setup: setupVolumeCreate},
+		help: "Without --size or --limit the plugin chooses the capacity.\n\n" + units.Help, setup: setupVolumeCreate},
 	{path: "volume list", summary: "list volumes (ListVolumes)",
 		help: "Prints one page; --all follows next tokens and prints every volume.", setup: setupVolumeList},
 	{path: "volume get", args: []string{"ID"}, summary: "show a volume and where it is published (ControllerGetVolume)", setup: setupVolumeGet},
 	{path: "volume delete", args: []string{"ID"}, summary: "delete a volume (DeleteVolume)", setup: setupVolumeDelete},
 	{path: "volume expand", args: []string{"ID"}, summary: "grow a volume (ControllerExpandVolume); then run node expand where it is staged",
-		help: sizeHelp, setup: setupVolumeExpand},
+		help: units.Help, setup: setupVolumeExpand},
 	{path: "volume validate", args: []string{"ID"}, summary: "check a volume supports a capability (ValidateVolumeCapabilities); exits 1 if not confirmed", setup: setupVolumeValidate},
 
 	{path: "controller publish", args: []string{"ID"}, summary: "attach a volume to a node and print the publish context (ControllerPublishVolume)", setup: setupControllerPublish},
@@ -118,7 +120,7 @@ Secrets (--secret) go to the plugin only; they are never printed.
 
 Exit status: 0 success; 1 RPC error ("error: <RPC>: <code>: <message>") or a
 negative result; 2 usage error. Run "csictl COMMAND --help" for its flags.
-`, defaultEndpoint, sizeHelp, strings.Join(accessModes(), ",\n  "))
+`, defaultEndpoint, units.Help, strings.Join(accessModes(), ",\n  "))
 }
 
 func printGroupUsage(w io.Writer, group string) {

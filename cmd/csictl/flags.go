@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"flag"
 	"fmt"
 	"io"
@@ -146,7 +148,7 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-// sizeFlag is a byte size parsed with parseSize.
+// sizeFlag is a byte size parsed with units.ParseSize.
 type sizeFlag struct {
 	bytes int64
 	set   bool
@@ -160,7 +162,7 @@ func (s *sizeFlag) String() string {
 }
 
 func (s *sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
+	n, err := units.ParseSize(v)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -108,7 +110,7 @@ func fmtCapacity(n int64) string {
 	if n == 0 {
 		return "-"
 	}
-	return formatSize(n)
+	return units.Human(n)
 }
 
 func fmtSource(s *csi.VolumeContentSource) string {
