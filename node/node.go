@@ -23,6 +23,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/capability"
 	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
+	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 )
 
@@ -40,6 +41,7 @@ type Options struct {
 	AllowedRoots []string
 	Mounter      Mounter
 	Logger       *zap.Logger
+	Formats      *metrics.Formats // counts formats made and refused; nil counts nothing
 }
 
 // Service is the unlocked node service.
@@ -357,12 +359,14 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 			zap.String("volume", id), zap.String("found", sig.String()))
 		force = true
 	default:
+		s.opt.Formats.Refused(b.Name())
 		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted by this plugin but %s holds %s; refusing to format it. Inspect the device; to overwrite it, create the volume with overwritefs=true and set allowOverwrite: true in the plugin configuration",
 			id, dev.Path, sig)
 	}
 	if err := s.m.Format(ctx, dev.Path, want, force); err != nil {
 		return "", status.Errorf(codes.Internal, "format volume %s: %v", id, err)
 	}
+	s.opt.Formats.Performed(b.Name())
 	fault.Point("node.stage.formatted")
 	if err := b.MarkFormatted(ctx, native, want); err != nil {
 		return "", grpcerr.From(err, "record format of "+id)
