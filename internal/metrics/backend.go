@@ -54,6 +54,10 @@ func (m *Metrics) Backend(b backends.Backend) backends.Backend {
 		seconds: m.backendSeconds.MustCurryWith(name),
 		errors:  m.backendErrors.MustCurryWith(name),
 	}
+	// Known label values start at zero, so rate() and increase() see the
+	// first format of a backend.
+	m.formats.WithLabelValues(b.Name(), "performed")
+	m.formats.WithLabelValues(b.Name(), "refused")
 	return wrapMask(c, maskOf(b))
 }
 

@@ -41,6 +41,9 @@ func (m *Metrics) WatchVolumes(set *backends.Set, o VolumeOptions) {
 			Help: "Scrapes in which a backend instance could not list its volumes; its volume counts are then left out.",
 		}, []string{"backend"}),
 	}
+	for _, b := range set.All() {
+		c.errors.WithLabelValues(b.Name())
+	}
 	m.reg.MustRegister(c, c.errors)
 }
 
