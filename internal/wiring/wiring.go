@@ -115,7 +115,7 @@ type Plugin struct {
 }
 
 // New builds the backends and services and opens the endpoint.
-func New(ctx context.Context, opt Options) (*Plugin, error) {
+func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 	log := opt.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -150,6 +150,11 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 		if p.metricsLis, err = net.Listen("tcp", opt.MetricsAddress); err != nil {
 			return nil, fmt.Errorf("metrics address: %w", err)
 		}
+		defer func() {
+			if err != nil {
+				p.metricsLis.Close()
+			}
+		}()
 		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	locks := new(lock.Keyed)
