@@ -115,6 +115,7 @@ Access modes (--mode, CSI enum names, default SINGLE_NODE_WRITER):
 
 JSON output (-o json) is one document per command: the response in protojson
 form with CSI field names; 64-bit integers are strings, unset fields omitted.
+YAML output (-o yaml) is the same document in YAML.
 
 Secrets (--secret) go to the plugin only; they are never printed.
 

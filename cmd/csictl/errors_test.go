@@ -74,7 +74,7 @@ func TestGlobalFlagErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{[]string{"-o", "yaml", "info"}, "error: -o must be table or json, not \"yaml\"\n"},
+		{[]string{"-o", "xml", "info"}, "error: -o must be table, json or yaml, not \"xml\"\n"},
 		{[]string{"--timeout", "0s", "info"}, "error: --timeout must be positive\n"},
 		{[]string{"--endpoint", "http://x:1", "info"}, "error: invalid --endpoint \"http://x:1\": unsupported scheme"},
 		{[]string{"--endpoint", "unix://relative/sock", "probe"}, "error: invalid --endpoint \"unix://relative/sock\": unix socket path must be absolute"},

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"reflect"
+
+	"gopkg.in/yaml.v3"
 	"strings"
 	"testing"
 
@@ -181,5 +184,82 @@ func TestInterspersedArgs(t *testing.T) {
 	cr := lastReq[*csi.CreateVolumeRequest](t, f, "CreateVolume")
 	if cr.GetName() != "-odd" || cr.GetCapacityRange().GetRequiredBytes() != 1e9 {
 		t.Errorf("CreateVolume: %v", cr)
+	}
+}
+
+// A flag's value may start with "-", and may even be "--": the value is
+// the flag's, and flag parsing goes on after it. Before, a "--" given as
+// a value ended flag parsing, so the flags after it became positional
+// arguments.
+func TestFlagValuesStartingWithDash(t *testing.T) {
+	f := newFakePlugin()
+	ep := startFake(t, f, true)
+	tests := []struct {
+		name       string
+		args       []string
+		volName    string
+		params     map[string]string
+		mountFlags []string
+	}{
+		{"value is --", []string{"volume", "create", "--mount-flag", "--", "v1", "--size", "1Gi"},
+			"v1", nil, []string{"--"}},
+		{"value starts with -", []string{"volume", "create", "--mount-flag", "-o", "v2", "--param", "k=-x", "--size", "1Gi"},
+			"v2", map[string]string{"k": "-x"}, []string{"-o"}},
+		{"--name=value form", []string{"volume", "create", "--mount-flag=--", "v3", "--size=1Gi"},
+			"v3", nil, []string{"--"}},
+		{"-- ends flags", []string{"volume", "create", "--size", "1Gi", "--mount-flag", "-x", "--", "--size"},
+			"--size", nil, []string{"-x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ok(t, ep, tt.args...)
+			cr := lastReq[*csi.CreateVolumeRequest](t, f, "CreateVolume")
+			if cr.GetName() != tt.volName || cr.GetCapacityRange().GetRequiredBytes() != 1<<30 {
+				t.Errorf("name %q, capacity %v", cr.GetName(), cr.GetCapacityRange())
+			}
+			if got := cr.GetVolumeCapabilities()[0].GetMount().GetMountFlags(); strings.Join(got, " ") != strings.Join(tt.mountFlags, " ") {
+				t.Errorf("mount flags %q, want %q", got, tt.mountFlags)
+			}
+			for k, v := range tt.params {
+				if cr.GetParameters()[k] != v {
+					t.Errorf("parameters %v, want %s=%s", cr.GetParameters(), k, v)
+				}
+			}
+		})
+	}
+	// "--param --" is a bad KEY=VALUE: a usage error about that flag.
+	_, errOut, code := csictl(t, ep, "volume", "create", "v", "--param", "--", "--size", "1Gi")
+	if code != 2 || !strings.Contains(errOut, `invalid value "--" for flag -param: want KEY=VALUE`) {
+		t.Errorf("--param --: exit %d, stderr %q", code, errOut)
+	}
+	_, errOut, code = csictl(t, ep, "volume", "create", "v", "--size")
+	if code != 2 || !strings.Contains(errOut, "flag needs an argument: -size") {
+		t.Errorf("a flag without its value: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestYAMLOutput(t *testing.T) {
+	f := newFakePlugin()
+	ep := startFake(t, f, true)
+	out := ok(t, ep, "-o", "yaml", "volume", "create", "vol-y", "--size", "1GiB", "--param", "n=007")
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("not YAML: %v\n%s", err, out)
+	}
+	vol, _ := doc["volume"].(map[string]any)
+	// 64-bit integers are strings in the JSON form, and stay strings.
+	if vol["volume_id"] != "id-vol-y" || vol["capacity_bytes"] != "1073741824" {
+		t.Errorf("volume %v\n%s", vol, out)
+	}
+	if strings.Contains(out, "{") || strings.Contains(out, `"volume_id"`) {
+		t.Errorf("YAML is not in block style:\n%s", out)
+	}
+	js := okJSON(t, ep, "volume", "create", "vol-y", "--size", "1GiB", "--param", "n=007")
+	if !reflect.DeepEqual(js, doc) {
+		t.Errorf("yaml and json documents differ:\n%v\n%v", doc, js)
+	}
+	info := ok(t, ep, "-o", "yaml", "info")
+	if err := yaml.Unmarshal([]byte(info), &doc); err != nil || doc["plugin_info"] == nil {
+		t.Errorf("info as YAML: %v\n%s", err, info)
 	}
 }
