@@ -11,13 +11,17 @@ import (
 )
 
 // command is one csictl command. setup defines its flags on fs and
-// returns the action that runs once they are parsed.
+// returns the action that runs once they are parsed. A command kept in a
+// file of its own adds itself to commands from an init function; help
+// and shell completion are generated from the table.
 type command struct {
 	path    string   // words that name it, e.g. "volume create"
 	args    []string // positional arguments, e.g. {"NAME"}
 	summary string   // one line, with the RPCs it makes
 	help    string   // optional longer text
 	setup   func(fs *flag.FlagSet) action
+	// local commands run without a connection to the plugin (completion).
+	local bool
 }
 
 type action func(c *client, args []string) error

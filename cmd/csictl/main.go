@@ -171,6 +171,10 @@ func runCommand(ctx context.Context, g *globals, cmd *command, args []string, st
 		return 2
 	}
 
+	if cmd.local {
+		c := &client{ctx: ctx, g: g, out: stdout}
+		return reportError(act(c, pos), c, cmd, stderr)
+	}
 	ep, err := parseEndpoint(g.endpoint)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
