@@ -153,6 +153,9 @@ func TestInterceptors(t *testing.T) {
 	_, err = csi.NewControllerClient(conn).CreateVolume(context.Background(), &csi.CreateVolumeRequest{
 		Name: "vol2", Parameters: map[string]string{"backend": "attacker-chosen-" + secret},
 	})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("CreateVolume vol2: %v", err)
+	}
 	rec := httptest.NewRecorder()
 	reg.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	exp := rec.Body.String()
