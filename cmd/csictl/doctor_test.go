@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
 // doctorSetup is a node as doctor finds it: a configuration file, a PATH
@@ -36,15 +36,7 @@ func startPluginWith(t *testing.T, cfgPath, sock string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := wiring.New(ctx, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: cfg, Logger: zap.NewNop()})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	harness.StartPlugin(t, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: cfg, Logger: zap.NewNop()})
 }
 
 // pathWithout returns a directory holding links to every tool doctor may
@@ -69,9 +61,7 @@ func pathWithout(t *testing.T, missing string) string {
 // a socket whose plugin died), and checks it names exactly the failures,
 // each with a fix, in the table and as data.
 func TestDoctor(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("doctor's loop device check needs root; the tests run as root")
-	}
+	harness.RequireRoot(t) // doctor's loop device check opens /dev/loop-control
 	for _, tt := range []doctorSetup{
 		{name: "healthy", filesystems: []string{"ext4"}},
 		{name: "broken", filesystems: []string{"ext4", "nosuchfs"}, missingTool: "blkid", deadSocket: true,

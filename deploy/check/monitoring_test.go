@@ -17,8 +17,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
@@ -143,28 +141,12 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := wiring.New(ctx, wiring.Options{
+	ctx := context.Background()
+	p := harness.StartPlugin(t, wiring.Options{
 		Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")),
 		Logger: zap.NewNop(), MetricsAddress: "127.0.0.1:0", ShutdownGrace: 5 * time.Second,
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := harness.Dial(t, sock)
 	cc := csi.NewControllerClient(conn)
 	if _, err := csi.NewIdentityClient(conn).Probe(ctx, &csi.ProbeRequest{}); err != nil {
 		t.Fatalf("Probe: %v", err)

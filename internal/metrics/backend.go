@@ -28,21 +28,6 @@ func (c *core) start(op string) func(error) {
 	}
 }
 
-// unwrapper lets a caller that needs the concrete backend (a test, an
-// operator's tool) reach past the decorator.
-type unwrapper struct{ c *core }
-
-// Unwrap returns the decorated backend.
-func (u unwrapper) Unwrap() backends.Backend { return u.c.inner }
-
-// Unwrap returns the backend inside b's decorator, or b if it has none.
-func Unwrap(b backends.Backend) backends.Backend {
-	if u, ok := b.(interface{ Unwrap() backends.Backend }); ok {
-		return u.Unwrap()
-	}
-	return b
-}
-
 // Backend returns b with every call that takes a context timed under b's
 // configured name. The result implements exactly the optional interfaces
 // (Expander, Snapshotter, …) that b does, so the services find the same

@@ -149,8 +149,8 @@ func main() {
 				vals = append(vals, "timed"+n+"{c}")
 			}
 		}
-		p("\tcase %d:\n\t\treturn w%d{%s, unwrapper{c}}\n", mask, mask, strings.Join(vals, ", "))
-		types = append(types, fmt.Sprintf("type w%d struct{ %s; unwrapper }\n", mask, strings.Join(fields, "; ")))
+		p("\tcase %d:\n\t\treturn w%d{%s}\n", mask, mask, strings.Join(vals, ", "))
+		types = append(types, fmt.Sprintf("type w%d struct{ %s }\n", mask, strings.Join(fields, "; ")))
 	}
 	p("\t}\n\tpanic(\"wrapMask: mask out of range\")\n}\n\n")
 	p("// One wrapper type per set of optional interfaces.\n")

@@ -210,609 +210,592 @@ func (w timedSnapshotter) ListSnapshots(a0 context.Context) ([]*backends.Snapsho
 func wrapMask(c *core, mask uint) backends.Backend {
 	switch mask {
 	case 0:
-		return w0{timedBackend{c}, unwrapper{c}}
+		return w0{timedBackend{c}}
 	case 1:
-		return w1{timedBackend{c}, timedExpander{c}, unwrapper{c}}
+		return w1{timedBackend{c}, timedExpander{c}}
 	case 2:
-		return w2{timedBackend{c}, timedForceDetacher{c}, unwrapper{c}}
+		return w2{timedBackend{c}, timedForceDetacher{c}}
 	case 3:
-		return w3{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, unwrapper{c}}
+		return w3{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}}
 	case 4:
-		return w4{timedBackend{c}, timedNodeExpander{c}, unwrapper{c}}
+		return w4{timedBackend{c}, timedNodeExpander{c}}
 	case 5:
-		return w5{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, unwrapper{c}}
+		return w5{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}}
 	case 6:
-		return w6{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, unwrapper{c}}
+		return w6{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}}
 	case 7:
-		return w7{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, unwrapper{c}}
+		return w7{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}}
 	case 8:
-		return w8{timedBackend{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w8{timedBackend{c}, timedNodeRegistrar{c}}
 	case 9:
-		return w9{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w9{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}}
 	case 10:
-		return w10{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w10{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}}
 	case 11:
-		return w11{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w11{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}}
 	case 12:
-		return w12{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w12{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}}
 	case 13:
-		return w13{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w13{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}}
 	case 14:
-		return w14{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w14{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}}
 	case 15:
-		return w15{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, unwrapper{c}}
+		return w15{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}}
 	case 16:
-		return w16{timedBackend{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w16{timedBackend{c}, timedNodeZoner{c}}
 	case 17:
-		return w17{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w17{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}}
 	case 18:
-		return w18{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w18{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}}
 	case 19:
-		return w19{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w19{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}}
 	case 20:
-		return w20{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w20{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}}
 	case 21:
-		return w21{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w21{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}}
 	case 22:
-		return w22{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w22{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}}
 	case 23:
-		return w23{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w23{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}}
 	case 24:
-		return w24{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w24{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 25:
-		return w25{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w25{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 26:
-		return w26{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w26{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 27:
-		return w27{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w27{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 28:
-		return w28{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w28{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 29:
-		return w29{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w29{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 30:
-		return w30{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w30{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 31:
-		return w31{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, unwrapper{c}}
+		return w31{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}}
 	case 32:
-		return w32{timedBackend{c}, timedPager{c}, unwrapper{c}}
+		return w32{timedBackend{c}, timedPager{c}}
 	case 33:
-		return w33{timedBackend{c}, timedExpander{c}, timedPager{c}, unwrapper{c}}
+		return w33{timedBackend{c}, timedExpander{c}, timedPager{c}}
 	case 34:
-		return w34{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, unwrapper{c}}
+		return w34{timedBackend{c}, timedForceDetacher{c}, timedPager{c}}
 	case 35:
-		return w35{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, unwrapper{c}}
+		return w35{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}}
 	case 36:
-		return w36{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, unwrapper{c}}
+		return w36{timedBackend{c}, timedNodeExpander{c}, timedPager{c}}
 	case 37:
-		return w37{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, unwrapper{c}}
+		return w37{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}}
 	case 38:
-		return w38{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, unwrapper{c}}
+		return w38{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}}
 	case 39:
-		return w39{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, unwrapper{c}}
+		return w39{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}}
 	case 40:
-		return w40{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w40{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 41:
-		return w41{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w41{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 42:
-		return w42{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w42{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 43:
-		return w43{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w43{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 44:
-		return w44{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w44{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 45:
-		return w45{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w45{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 46:
-		return w46{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w46{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 47:
-		return w47{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, unwrapper{c}}
+		return w47{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}}
 	case 48:
-		return w48{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w48{timedBackend{c}, timedNodeZoner{c}, timedPager{c}}
 	case 49:
-		return w49{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w49{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}}
 	case 50:
-		return w50{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w50{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}}
 	case 51:
-		return w51{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w51{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}}
 	case 52:
-		return w52{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w52{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}}
 	case 53:
-		return w53{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w53{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}}
 	case 54:
-		return w54{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w54{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}}
 	case 55:
-		return w55{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w55{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}}
 	case 56:
-		return w56{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w56{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 57:
-		return w57{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w57{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 58:
-		return w58{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w58{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 59:
-		return w59{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w59{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 60:
-		return w60{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w60{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 61:
-		return w61{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w61{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 62:
-		return w62{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w62{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 63:
-		return w63{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, unwrapper{c}}
+		return w63{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}}
 	case 64:
-		return w64{timedBackend{c}, timedReconciler{c}, unwrapper{c}}
+		return w64{timedBackend{c}, timedReconciler{c}}
 	case 65:
-		return w65{timedBackend{c}, timedExpander{c}, timedReconciler{c}, unwrapper{c}}
+		return w65{timedBackend{c}, timedExpander{c}, timedReconciler{c}}
 	case 66:
-		return w66{timedBackend{c}, timedForceDetacher{c}, timedReconciler{c}, unwrapper{c}}
+		return w66{timedBackend{c}, timedForceDetacher{c}, timedReconciler{c}}
 	case 67:
-		return w67{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedReconciler{c}, unwrapper{c}}
+		return w67{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedReconciler{c}}
 	case 68:
-		return w68{timedBackend{c}, timedNodeExpander{c}, timedReconciler{c}, unwrapper{c}}
+		return w68{timedBackend{c}, timedNodeExpander{c}, timedReconciler{c}}
 	case 69:
-		return w69{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedReconciler{c}, unwrapper{c}}
+		return w69{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedReconciler{c}}
 	case 70:
-		return w70{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}, unwrapper{c}}
+		return w70{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}}
 	case 71:
-		return w71{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}, unwrapper{c}}
+		return w71{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}}
 	case 72:
-		return w72{timedBackend{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w72{timedBackend{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 73:
-		return w73{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w73{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 74:
-		return w74{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w74{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 75:
-		return w75{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w75{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 76:
-		return w76{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w76{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 77:
-		return w77{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w77{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 78:
-		return w78{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w78{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 79:
-		return w79{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, unwrapper{c}}
+		return w79{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}}
 	case 80:
-		return w80{timedBackend{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w80{timedBackend{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 81:
-		return w81{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w81{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 82:
-		return w82{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w82{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 83:
-		return w83{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w83{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 84:
-		return w84{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w84{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 85:
-		return w85{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w85{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 86:
-		return w86{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w86{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 87:
-		return w87{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w87{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 88:
-		return w88{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w88{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 89:
-		return w89{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w89{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 90:
-		return w90{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w90{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 91:
-		return w91{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w91{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 92:
-		return w92{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w92{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 93:
-		return w93{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w93{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 94:
-		return w94{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w94{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 95:
-		return w95{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, unwrapper{c}}
+		return w95{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}}
 	case 96:
-		return w96{timedBackend{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w96{timedBackend{c}, timedPager{c}, timedReconciler{c}}
 	case 97:
-		return w97{timedBackend{c}, timedExpander{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w97{timedBackend{c}, timedExpander{c}, timedPager{c}, timedReconciler{c}}
 	case 98:
-		return w98{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w98{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}}
 	case 99:
-		return w99{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w99{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}}
 	case 100:
-		return w100{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w100{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}}
 	case 101:
-		return w101{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w101{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}}
 	case 102:
-		return w102{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w102{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}}
 	case 103:
-		return w103{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w103{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}}
 	case 104:
-		return w104{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w104{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 105:
-		return w105{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w105{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 106:
-		return w106{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w106{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 107:
-		return w107{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w107{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 108:
-		return w108{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w108{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 109:
-		return w109{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w109{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 110:
-		return w110{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w110{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 111:
-		return w111{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w111{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}}
 	case 112:
-		return w112{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w112{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 113:
-		return w113{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w113{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 114:
-		return w114{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w114{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 115:
-		return w115{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w115{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 116:
-		return w116{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w116{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 117:
-		return w117{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w117{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 118:
-		return w118{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w118{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 119:
-		return w119{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w119{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 120:
-		return w120{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w120{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 121:
-		return w121{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w121{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 122:
-		return w122{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w122{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 123:
-		return w123{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w123{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 124:
-		return w124{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w124{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 125:
-		return w125{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w125{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 126:
-		return w126{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w126{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 127:
-		return w127{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, unwrapper{c}}
+		return w127{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}}
 	case 128:
-		return w128{timedBackend{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w128{timedBackend{c}, timedSnapshotter{c}}
 	case 129:
-		return w129{timedBackend{c}, timedExpander{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w129{timedBackend{c}, timedExpander{c}, timedSnapshotter{c}}
 	case 130:
-		return w130{timedBackend{c}, timedForceDetacher{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w130{timedBackend{c}, timedForceDetacher{c}, timedSnapshotter{c}}
 	case 131:
-		return w131{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w131{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedSnapshotter{c}}
 	case 132:
-		return w132{timedBackend{c}, timedNodeExpander{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w132{timedBackend{c}, timedNodeExpander{c}, timedSnapshotter{c}}
 	case 133:
-		return w133{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w133{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedSnapshotter{c}}
 	case 134:
-		return w134{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w134{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedSnapshotter{c}}
 	case 135:
-		return w135{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w135{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedSnapshotter{c}}
 	case 136:
-		return w136{timedBackend{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w136{timedBackend{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 137:
-		return w137{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w137{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 138:
-		return w138{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w138{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 139:
-		return w139{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w139{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 140:
-		return w140{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w140{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 141:
-		return w141{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w141{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 142:
-		return w142{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w142{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 143:
-		return w143{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w143{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedSnapshotter{c}}
 	case 144:
-		return w144{timedBackend{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w144{timedBackend{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 145:
-		return w145{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w145{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 146:
-		return w146{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w146{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 147:
-		return w147{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w147{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 148:
-		return w148{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w148{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 149:
-		return w149{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w149{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 150:
-		return w150{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w150{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 151:
-		return w151{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w151{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 152:
-		return w152{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w152{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 153:
-		return w153{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w153{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 154:
-		return w154{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w154{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 155:
-		return w155{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w155{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 156:
-		return w156{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w156{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 157:
-		return w157{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w157{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 158:
-		return w158{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w158{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 159:
-		return w159{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w159{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedSnapshotter{c}}
 	case 160:
-		return w160{timedBackend{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w160{timedBackend{c}, timedPager{c}, timedSnapshotter{c}}
 	case 161:
-		return w161{timedBackend{c}, timedExpander{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w161{timedBackend{c}, timedExpander{c}, timedPager{c}, timedSnapshotter{c}}
 	case 162:
-		return w162{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w162{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, timedSnapshotter{c}}
 	case 163:
-		return w163{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w163{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, timedSnapshotter{c}}
 	case 164:
-		return w164{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w164{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}}
 	case 165:
-		return w165{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w165{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}}
 	case 166:
-		return w166{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w166{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}}
 	case 167:
-		return w167{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w167{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedSnapshotter{c}}
 	case 168:
-		return w168{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w168{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 169:
-		return w169{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w169{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 170:
-		return w170{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w170{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 171:
-		return w171{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w171{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 172:
-		return w172{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w172{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 173:
-		return w173{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w173{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 174:
-		return w174{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w174{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 175:
-		return w175{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w175{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedSnapshotter{c}}
 	case 176:
-		return w176{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w176{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 177:
-		return w177{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w177{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 178:
-		return w178{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w178{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 179:
-		return w179{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w179{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 180:
-		return w180{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w180{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 181:
-		return w181{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w181{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 182:
-		return w182{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w182{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 183:
-		return w183{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w183{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 184:
-		return w184{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w184{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 185:
-		return w185{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w185{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 186:
-		return w186{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w186{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 187:
-		return w187{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w187{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 188:
-		return w188{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w188{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 189:
-		return w189{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w189{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 190:
-		return w190{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w190{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 191:
-		return w191{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w191{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedSnapshotter{c}}
 	case 192:
-		return w192{timedBackend{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w192{timedBackend{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 193:
-		return w193{timedBackend{c}, timedExpander{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w193{timedBackend{c}, timedExpander{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 194:
-		return w194{timedBackend{c}, timedForceDetacher{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w194{timedBackend{c}, timedForceDetacher{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 195:
-		return w195{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w195{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 196:
-		return w196{timedBackend{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w196{timedBackend{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 197:
-		return w197{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w197{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 198:
-		return w198{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w198{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 199:
-		return w199{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w199{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 200:
-		return w200{timedBackend{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w200{timedBackend{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 201:
-		return w201{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w201{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 202:
-		return w202{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w202{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 203:
-		return w203{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w203{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 204:
-		return w204{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w204{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 205:
-		return w205{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w205{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 206:
-		return w206{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w206{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 207:
-		return w207{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w207{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 208:
-		return w208{timedBackend{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w208{timedBackend{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 209:
-		return w209{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w209{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 210:
-		return w210{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w210{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 211:
-		return w211{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w211{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 212:
-		return w212{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w212{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 213:
-		return w213{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w213{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 214:
-		return w214{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w214{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 215:
-		return w215{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w215{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 216:
-		return w216{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w216{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 217:
-		return w217{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w217{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 218:
-		return w218{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w218{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 219:
-		return w219{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w219{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 220:
-		return w220{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w220{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 221:
-		return w221{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w221{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 222:
-		return w222{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w222{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 223:
-		return w223{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w223{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 224:
-		return w224{timedBackend{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w224{timedBackend{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 225:
-		return w225{timedBackend{c}, timedExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w225{timedBackend{c}, timedExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 226:
-		return w226{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w226{timedBackend{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 227:
-		return w227{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w227{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 228:
-		return w228{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w228{timedBackend{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 229:
-		return w229{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w229{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 230:
-		return w230{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w230{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 231:
-		return w231{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w231{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 232:
-		return w232{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w232{timedBackend{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 233:
-		return w233{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w233{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 234:
-		return w234{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w234{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 235:
-		return w235{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w235{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 236:
-		return w236{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w236{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 237:
-		return w237{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w237{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 238:
-		return w238{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w238{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 239:
-		return w239{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w239{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 240:
-		return w240{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w240{timedBackend{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 241:
-		return w241{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w241{timedBackend{c}, timedExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 242:
-		return w242{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w242{timedBackend{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 243:
-		return w243{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w243{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 244:
-		return w244{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w244{timedBackend{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 245:
-		return w245{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w245{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 246:
-		return w246{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w246{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 247:
-		return w247{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w247{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 248:
-		return w248{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w248{timedBackend{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 249:
-		return w249{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w249{timedBackend{c}, timedExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 250:
-		return w250{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w250{timedBackend{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 251:
-		return w251{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w251{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 252:
-		return w252{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w252{timedBackend{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 253:
-		return w253{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w253{timedBackend{c}, timedExpander{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 254:
-		return w254{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w254{timedBackend{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	case 255:
-		return w255{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}, unwrapper{c}}
+		return w255{timedBackend{c}, timedExpander{c}, timedForceDetacher{c}, timedNodeExpander{c}, timedNodeRegistrar{c}, timedNodeZoner{c}, timedPager{c}, timedReconciler{c}, timedSnapshotter{c}}
 	}
 	panic("wrapMask: mask out of range")
 }
 
 // One wrapper type per set of optional interfaces.
-type w0 struct {
-	timedBackend
-	unwrapper
-}
+type w0 struct{ timedBackend }
 type w1 struct {
 	timedBackend
 	timedExpander
-	unwrapper
 }
 type w2 struct {
 	timedBackend
 	timedForceDetacher
-	unwrapper
 }
 type w3 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
-	unwrapper
 }
 type w4 struct {
 	timedBackend
 	timedNodeExpander
-	unwrapper
 }
 type w5 struct {
 	timedBackend
 	timedExpander
 	timedNodeExpander
-	unwrapper
 }
 type w6 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeExpander
-	unwrapper
 }
 type w7 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
 	timedNodeExpander
-	unwrapper
 }
 type w8 struct {
 	timedBackend
 	timedNodeRegistrar
-	unwrapper
 }
 type w9 struct {
 	timedBackend
 	timedExpander
 	timedNodeRegistrar
-	unwrapper
 }
 type w10 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeRegistrar
-	unwrapper
 }
 type w11 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
 	timedNodeRegistrar
-	unwrapper
 }
 type w12 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeRegistrar
-	unwrapper
 }
 type w13 struct {
 	timedBackend
 	timedExpander
 	timedNodeExpander
 	timedNodeRegistrar
-	unwrapper
 }
 type w14 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeExpander
 	timedNodeRegistrar
-	unwrapper
 }
 type w15 struct {
 	timedBackend
@@ -820,51 +803,43 @@ type w15 struct {
 	timedForceDetacher
 	timedNodeExpander
 	timedNodeRegistrar
-	unwrapper
 }
 type w16 struct {
 	timedBackend
 	timedNodeZoner
-	unwrapper
 }
 type w17 struct {
 	timedBackend
 	timedExpander
 	timedNodeZoner
-	unwrapper
 }
 type w18 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeZoner
-	unwrapper
 }
 type w19 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
 	timedNodeZoner
-	unwrapper
 }
 type w20 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeZoner
-	unwrapper
 }
 type w21 struct {
 	timedBackend
 	timedExpander
 	timedNodeExpander
 	timedNodeZoner
-	unwrapper
 }
 type w22 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeExpander
 	timedNodeZoner
-	unwrapper
 }
 type w23 struct {
 	timedBackend
@@ -872,27 +847,23 @@ type w23 struct {
 	timedForceDetacher
 	timedNodeExpander
 	timedNodeZoner
-	unwrapper
 }
 type w24 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w25 struct {
 	timedBackend
 	timedExpander
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w26 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w27 struct {
 	timedBackend
@@ -900,14 +871,12 @@ type w27 struct {
 	timedForceDetacher
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w28 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w29 struct {
 	timedBackend
@@ -915,7 +884,6 @@ type w29 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w30 struct {
 	timedBackend
@@ -923,7 +891,6 @@ type w30 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w31 struct {
 	timedBackend
@@ -932,51 +899,43 @@ type w31 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedNodeZoner
-	unwrapper
 }
 type w32 struct {
 	timedBackend
 	timedPager
-	unwrapper
 }
 type w33 struct {
 	timedBackend
 	timedExpander
 	timedPager
-	unwrapper
 }
 type w34 struct {
 	timedBackend
 	timedForceDetacher
 	timedPager
-	unwrapper
 }
 type w35 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
 	timedPager
-	unwrapper
 }
 type w36 struct {
 	timedBackend
 	timedNodeExpander
 	timedPager
-	unwrapper
 }
 type w37 struct {
 	timedBackend
 	timedExpander
 	timedNodeExpander
 	timedPager
-	unwrapper
 }
 type w38 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeExpander
 	timedPager
-	unwrapper
 }
 type w39 struct {
 	timedBackend
@@ -984,27 +943,23 @@ type w39 struct {
 	timedForceDetacher
 	timedNodeExpander
 	timedPager
-	unwrapper
 }
 type w40 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w41 struct {
 	timedBackend
 	timedExpander
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w42 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w43 struct {
 	timedBackend
@@ -1012,14 +967,12 @@ type w43 struct {
 	timedForceDetacher
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w44 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w45 struct {
 	timedBackend
@@ -1027,7 +980,6 @@ type w45 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w46 struct {
 	timedBackend
@@ -1035,7 +987,6 @@ type w46 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w47 struct {
 	timedBackend
@@ -1044,27 +995,23 @@ type w47 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedPager
-	unwrapper
 }
 type w48 struct {
 	timedBackend
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w49 struct {
 	timedBackend
 	timedExpander
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w50 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w51 struct {
 	timedBackend
@@ -1072,14 +1019,12 @@ type w51 struct {
 	timedForceDetacher
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w52 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w53 struct {
 	timedBackend
@@ -1087,7 +1032,6 @@ type w53 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w54 struct {
 	timedBackend
@@ -1095,7 +1039,6 @@ type w54 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w55 struct {
 	timedBackend
@@ -1104,14 +1047,12 @@ type w55 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w56 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w57 struct {
 	timedBackend
@@ -1119,7 +1060,6 @@ type w57 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w58 struct {
 	timedBackend
@@ -1127,7 +1067,6 @@ type w58 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w59 struct {
 	timedBackend
@@ -1136,7 +1075,6 @@ type w59 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w60 struct {
 	timedBackend
@@ -1144,7 +1082,6 @@ type w60 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w61 struct {
 	timedBackend
@@ -1153,7 +1090,6 @@ type w61 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w62 struct {
 	timedBackend
@@ -1162,7 +1098,6 @@ type w62 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w63 struct {
 	timedBackend
@@ -1172,51 +1107,43 @@ type w63 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedPager
-	unwrapper
 }
 type w64 struct {
 	timedBackend
 	timedReconciler
-	unwrapper
 }
 type w65 struct {
 	timedBackend
 	timedExpander
 	timedReconciler
-	unwrapper
 }
 type w66 struct {
 	timedBackend
 	timedForceDetacher
 	timedReconciler
-	unwrapper
 }
 type w67 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
 	timedReconciler
-	unwrapper
 }
 type w68 struct {
 	timedBackend
 	timedNodeExpander
 	timedReconciler
-	unwrapper
 }
 type w69 struct {
 	timedBackend
 	timedExpander
 	timedNodeExpander
 	timedReconciler
-	unwrapper
 }
 type w70 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeExpander
 	timedReconciler
-	unwrapper
 }
 type w71 struct {
 	timedBackend
@@ -1224,27 +1151,23 @@ type w71 struct {
 	timedForceDetacher
 	timedNodeExpander
 	timedReconciler
-	unwrapper
 }
 type w72 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w73 struct {
 	timedBackend
 	timedExpander
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w74 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w75 struct {
 	timedBackend
@@ -1252,14 +1175,12 @@ type w75 struct {
 	timedForceDetacher
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w76 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w77 struct {
 	timedBackend
@@ -1267,7 +1188,6 @@ type w77 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w78 struct {
 	timedBackend
@@ -1275,7 +1195,6 @@ type w78 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w79 struct {
 	timedBackend
@@ -1284,27 +1203,23 @@ type w79 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedReconciler
-	unwrapper
 }
 type w80 struct {
 	timedBackend
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w81 struct {
 	timedBackend
 	timedExpander
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w82 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w83 struct {
 	timedBackend
@@ -1312,14 +1227,12 @@ type w83 struct {
 	timedForceDetacher
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w84 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w85 struct {
 	timedBackend
@@ -1327,7 +1240,6 @@ type w85 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w86 struct {
 	timedBackend
@@ -1335,7 +1247,6 @@ type w86 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w87 struct {
 	timedBackend
@@ -1344,14 +1255,12 @@ type w87 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w88 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w89 struct {
 	timedBackend
@@ -1359,7 +1268,6 @@ type w89 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w90 struct {
 	timedBackend
@@ -1367,7 +1275,6 @@ type w90 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w91 struct {
 	timedBackend
@@ -1376,7 +1283,6 @@ type w91 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w92 struct {
 	timedBackend
@@ -1384,7 +1290,6 @@ type w92 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w93 struct {
 	timedBackend
@@ -1393,7 +1298,6 @@ type w93 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w94 struct {
 	timedBackend
@@ -1402,7 +1306,6 @@ type w94 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w95 struct {
 	timedBackend
@@ -1412,27 +1315,23 @@ type w95 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedReconciler
-	unwrapper
 }
 type w96 struct {
 	timedBackend
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w97 struct {
 	timedBackend
 	timedExpander
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w98 struct {
 	timedBackend
 	timedForceDetacher
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w99 struct {
 	timedBackend
@@ -1440,14 +1339,12 @@ type w99 struct {
 	timedForceDetacher
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w100 struct {
 	timedBackend
 	timedNodeExpander
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w101 struct {
 	timedBackend
@@ -1455,7 +1352,6 @@ type w101 struct {
 	timedNodeExpander
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w102 struct {
 	timedBackend
@@ -1463,7 +1359,6 @@ type w102 struct {
 	timedNodeExpander
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w103 struct {
 	timedBackend
@@ -1472,14 +1367,12 @@ type w103 struct {
 	timedNodeExpander
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w104 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w105 struct {
 	timedBackend
@@ -1487,7 +1380,6 @@ type w105 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w106 struct {
 	timedBackend
@@ -1495,7 +1387,6 @@ type w106 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w107 struct {
 	timedBackend
@@ -1504,7 +1395,6 @@ type w107 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w108 struct {
 	timedBackend
@@ -1512,7 +1402,6 @@ type w108 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w109 struct {
 	timedBackend
@@ -1521,7 +1410,6 @@ type w109 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w110 struct {
 	timedBackend
@@ -1530,7 +1418,6 @@ type w110 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w111 struct {
 	timedBackend
@@ -1540,14 +1427,12 @@ type w111 struct {
 	timedNodeRegistrar
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w112 struct {
 	timedBackend
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w113 struct {
 	timedBackend
@@ -1555,7 +1440,6 @@ type w113 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w114 struct {
 	timedBackend
@@ -1563,7 +1447,6 @@ type w114 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w115 struct {
 	timedBackend
@@ -1572,7 +1455,6 @@ type w115 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w116 struct {
 	timedBackend
@@ -1580,7 +1462,6 @@ type w116 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w117 struct {
 	timedBackend
@@ -1589,7 +1470,6 @@ type w117 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w118 struct {
 	timedBackend
@@ -1598,7 +1478,6 @@ type w118 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w119 struct {
 	timedBackend
@@ -1608,7 +1487,6 @@ type w119 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w120 struct {
 	timedBackend
@@ -1616,7 +1494,6 @@ type w120 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w121 struct {
 	timedBackend
@@ -1625,7 +1502,6 @@ type w121 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w122 struct {
 	timedBackend
@@ -1634,7 +1510,6 @@ type w122 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w123 struct {
 	timedBackend
@@ -1644,7 +1519,6 @@ type w123 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w124 struct {
 	timedBackend
@@ -1653,7 +1527,6 @@ type w124 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w125 struct {
 	timedBackend
@@ -1663,7 +1536,6 @@ type w125 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w126 struct {
 	timedBackend
@@ -1673,7 +1545,6 @@ type w126 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w127 struct {
 	timedBackend
@@ -1684,51 +1555,43 @@ type w127 struct {
 	timedNodeZoner
 	timedPager
 	timedReconciler
-	unwrapper
 }
 type w128 struct {
 	timedBackend
 	timedSnapshotter
-	unwrapper
 }
 type w129 struct {
 	timedBackend
 	timedExpander
 	timedSnapshotter
-	unwrapper
 }
 type w130 struct {
 	timedBackend
 	timedForceDetacher
 	timedSnapshotter
-	unwrapper
 }
 type w131 struct {
 	timedBackend
 	timedExpander
 	timedForceDetacher
 	timedSnapshotter
-	unwrapper
 }
 type w132 struct {
 	timedBackend
 	timedNodeExpander
 	timedSnapshotter
-	unwrapper
 }
 type w133 struct {
 	timedBackend
 	timedExpander
 	timedNodeExpander
 	timedSnapshotter
-	unwrapper
 }
 type w134 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeExpander
 	timedSnapshotter
-	unwrapper
 }
 type w135 struct {
 	timedBackend
@@ -1736,27 +1599,23 @@ type w135 struct {
 	timedForceDetacher
 	timedNodeExpander
 	timedSnapshotter
-	unwrapper
 }
 type w136 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w137 struct {
 	timedBackend
 	timedExpander
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w138 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w139 struct {
 	timedBackend
@@ -1764,14 +1623,12 @@ type w139 struct {
 	timedForceDetacher
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w140 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w141 struct {
 	timedBackend
@@ -1779,7 +1636,6 @@ type w141 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w142 struct {
 	timedBackend
@@ -1787,7 +1643,6 @@ type w142 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w143 struct {
 	timedBackend
@@ -1796,27 +1651,23 @@ type w143 struct {
 	timedNodeExpander
 	timedNodeRegistrar
 	timedSnapshotter
-	unwrapper
 }
 type w144 struct {
 	timedBackend
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w145 struct {
 	timedBackend
 	timedExpander
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w146 struct {
 	timedBackend
 	timedForceDetacher
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w147 struct {
 	timedBackend
@@ -1824,14 +1675,12 @@ type w147 struct {
 	timedForceDetacher
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w148 struct {
 	timedBackend
 	timedNodeExpander
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w149 struct {
 	timedBackend
@@ -1839,7 +1688,6 @@ type w149 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w150 struct {
 	timedBackend
@@ -1847,7 +1695,6 @@ type w150 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w151 struct {
 	timedBackend
@@ -1856,14 +1703,12 @@ type w151 struct {
 	timedNodeExpander
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w152 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w153 struct {
 	timedBackend
@@ -1871,7 +1716,6 @@ type w153 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w154 struct {
 	timedBackend
@@ -1879,7 +1723,6 @@ type w154 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w155 struct {
 	timedBackend
@@ -1888,7 +1731,6 @@ type w155 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w156 struct {
 	timedBackend
@@ -1896,7 +1738,6 @@ type w156 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w157 struct {
 	timedBackend
@@ -1905,7 +1746,6 @@ type w157 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w158 struct {
 	timedBackend
@@ -1914,7 +1754,6 @@ type w158 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w159 struct {
 	timedBackend
@@ -1924,27 +1763,23 @@ type w159 struct {
 	timedNodeRegistrar
 	timedNodeZoner
 	timedSnapshotter
-	unwrapper
 }
 type w160 struct {
 	timedBackend
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w161 struct {
 	timedBackend
 	timedExpander
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w162 struct {
 	timedBackend
 	timedForceDetacher
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w163 struct {
 	timedBackend
@@ -1952,14 +1787,12 @@ type w163 struct {
 	timedForceDetacher
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w164 struct {
 	timedBackend
 	timedNodeExpander
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w165 struct {
 	timedBackend
@@ -1967,7 +1800,6 @@ type w165 struct {
 	timedNodeExpander
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w166 struct {
 	timedBackend
@@ -1975,7 +1807,6 @@ type w166 struct {
 	timedNodeExpander
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w167 struct {
 	timedBackend
@@ -1984,14 +1815,12 @@ type w167 struct {
 	timedNodeExpander
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w168 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w169 struct {
 	timedBackend
@@ -1999,7 +1828,6 @@ type w169 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w170 struct {
 	timedBackend
@@ -2007,7 +1835,6 @@ type w170 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w171 struct {
 	timedBackend
@@ -2016,7 +1843,6 @@ type w171 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w172 struct {
 	timedBackend
@@ -2024,7 +1850,6 @@ type w172 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w173 struct {
 	timedBackend
@@ -2033,7 +1858,6 @@ type w173 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w174 struct {
 	timedBackend
@@ -2042,7 +1866,6 @@ type w174 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w175 struct {
 	timedBackend
@@ -2052,14 +1875,12 @@ type w175 struct {
 	timedNodeRegistrar
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w176 struct {
 	timedBackend
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w177 struct {
 	timedBackend
@@ -2067,7 +1888,6 @@ type w177 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w178 struct {
 	timedBackend
@@ -2075,7 +1895,6 @@ type w178 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w179 struct {
 	timedBackend
@@ -2084,7 +1903,6 @@ type w179 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w180 struct {
 	timedBackend
@@ -2092,7 +1910,6 @@ type w180 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w181 struct {
 	timedBackend
@@ -2101,7 +1918,6 @@ type w181 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w182 struct {
 	timedBackend
@@ -2110,7 +1926,6 @@ type w182 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w183 struct {
 	timedBackend
@@ -2120,7 +1935,6 @@ type w183 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w184 struct {
 	timedBackend
@@ -2128,7 +1942,6 @@ type w184 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w185 struct {
 	timedBackend
@@ -2137,7 +1950,6 @@ type w185 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w186 struct {
 	timedBackend
@@ -2146,7 +1958,6 @@ type w186 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w187 struct {
 	timedBackend
@@ -2156,7 +1967,6 @@ type w187 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w188 struct {
 	timedBackend
@@ -2165,7 +1975,6 @@ type w188 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w189 struct {
 	timedBackend
@@ -2175,7 +1984,6 @@ type w189 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w190 struct {
 	timedBackend
@@ -2185,7 +1993,6 @@ type w190 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w191 struct {
 	timedBackend
@@ -2196,27 +2003,23 @@ type w191 struct {
 	timedNodeZoner
 	timedPager
 	timedSnapshotter
-	unwrapper
 }
 type w192 struct {
 	timedBackend
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w193 struct {
 	timedBackend
 	timedExpander
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w194 struct {
 	timedBackend
 	timedForceDetacher
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w195 struct {
 	timedBackend
@@ -2224,14 +2027,12 @@ type w195 struct {
 	timedForceDetacher
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w196 struct {
 	timedBackend
 	timedNodeExpander
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w197 struct {
 	timedBackend
@@ -2239,7 +2040,6 @@ type w197 struct {
 	timedNodeExpander
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w198 struct {
 	timedBackend
@@ -2247,7 +2047,6 @@ type w198 struct {
 	timedNodeExpander
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w199 struct {
 	timedBackend
@@ -2256,14 +2055,12 @@ type w199 struct {
 	timedNodeExpander
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w200 struct {
 	timedBackend
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w201 struct {
 	timedBackend
@@ -2271,7 +2068,6 @@ type w201 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w202 struct {
 	timedBackend
@@ -2279,7 +2075,6 @@ type w202 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w203 struct {
 	timedBackend
@@ -2288,7 +2083,6 @@ type w203 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w204 struct {
 	timedBackend
@@ -2296,7 +2090,6 @@ type w204 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w205 struct {
 	timedBackend
@@ -2305,7 +2098,6 @@ type w205 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w206 struct {
 	timedBackend
@@ -2314,7 +2106,6 @@ type w206 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w207 struct {
 	timedBackend
@@ -2324,14 +2115,12 @@ type w207 struct {
 	timedNodeRegistrar
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w208 struct {
 	timedBackend
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w209 struct {
 	timedBackend
@@ -2339,7 +2128,6 @@ type w209 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w210 struct {
 	timedBackend
@@ -2347,7 +2135,6 @@ type w210 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w211 struct {
 	timedBackend
@@ -2356,7 +2143,6 @@ type w211 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w212 struct {
 	timedBackend
@@ -2364,7 +2150,6 @@ type w212 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w213 struct {
 	timedBackend
@@ -2373,7 +2158,6 @@ type w213 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w214 struct {
 	timedBackend
@@ -2382,7 +2166,6 @@ type w214 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w215 struct {
 	timedBackend
@@ -2392,7 +2175,6 @@ type w215 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w216 struct {
 	timedBackend
@@ -2400,7 +2182,6 @@ type w216 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w217 struct {
 	timedBackend
@@ -2409,7 +2190,6 @@ type w217 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w218 struct {
 	timedBackend
@@ -2418,7 +2198,6 @@ type w218 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w219 struct {
 	timedBackend
@@ -2428,7 +2207,6 @@ type w219 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w220 struct {
 	timedBackend
@@ -2437,7 +2215,6 @@ type w220 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w221 struct {
 	timedBackend
@@ -2447,7 +2224,6 @@ type w221 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w222 struct {
 	timedBackend
@@ -2457,7 +2233,6 @@ type w222 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w223 struct {
 	timedBackend
@@ -2468,14 +2243,12 @@ type w223 struct {
 	timedNodeZoner
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w224 struct {
 	timedBackend
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w225 struct {
 	timedBackend
@@ -2483,7 +2256,6 @@ type w225 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w226 struct {
 	timedBackend
@@ -2491,7 +2263,6 @@ type w226 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w227 struct {
 	timedBackend
@@ -2500,7 +2271,6 @@ type w227 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w228 struct {
 	timedBackend
@@ -2508,7 +2278,6 @@ type w228 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w229 struct {
 	timedBackend
@@ -2517,7 +2286,6 @@ type w229 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w230 struct {
 	timedBackend
@@ -2526,7 +2294,6 @@ type w230 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w231 struct {
 	timedBackend
@@ -2536,7 +2303,6 @@ type w231 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w232 struct {
 	timedBackend
@@ -2544,7 +2310,6 @@ type w232 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w233 struct {
 	timedBackend
@@ -2553,7 +2318,6 @@ type w233 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w234 struct {
 	timedBackend
@@ -2562,7 +2326,6 @@ type w234 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w235 struct {
 	timedBackend
@@ -2572,7 +2335,6 @@ type w235 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w236 struct {
 	timedBackend
@@ -2581,7 +2343,6 @@ type w236 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w237 struct {
 	timedBackend
@@ -2591,7 +2352,6 @@ type w237 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w238 struct {
 	timedBackend
@@ -2601,7 +2361,6 @@ type w238 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w239 struct {
 	timedBackend
@@ -2612,7 +2371,6 @@ type w239 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w240 struct {
 	timedBackend
@@ -2620,7 +2378,6 @@ type w240 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w241 struct {
 	timedBackend
@@ -2629,7 +2386,6 @@ type w241 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w242 struct {
 	timedBackend
@@ -2638,7 +2394,6 @@ type w242 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w243 struct {
 	timedBackend
@@ -2648,7 +2403,6 @@ type w243 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w244 struct {
 	timedBackend
@@ -2657,7 +2411,6 @@ type w244 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w245 struct {
 	timedBackend
@@ -2667,7 +2420,6 @@ type w245 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w246 struct {
 	timedBackend
@@ -2677,7 +2429,6 @@ type w246 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w247 struct {
 	timedBackend
@@ -2688,7 +2439,6 @@ type w247 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w248 struct {
 	timedBackend
@@ -2697,7 +2447,6 @@ type w248 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w249 struct {
 	timedBackend
@@ -2707,7 +2456,6 @@ type w249 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w250 struct {
 	timedBackend
@@ -2717,7 +2465,6 @@ type w250 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w251 struct {
 	timedBackend
@@ -2728,7 +2475,6 @@ type w251 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w252 struct {
 	timedBackend
@@ -2738,7 +2484,6 @@ type w252 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w253 struct {
 	timedBackend
@@ -2749,7 +2494,6 @@ type w253 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w254 struct {
 	timedBackend
@@ -2760,7 +2504,6 @@ type w254 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 type w255 struct {
 	timedBackend
@@ -2772,7 +2515,6 @@ type w255 struct {
 	timedPager
 	timedReconciler
 	timedSnapshotter
-	unwrapper
 }
 
 // maskOf sets the bit of every optional interface b implements.

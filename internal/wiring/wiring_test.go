@@ -12,9 +12,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
@@ -33,28 +31,12 @@ func TestMetricsOfAPlugin(t *testing.T) {
 	dir := harness.TempDir(t)
 	pool := filepath.Join(dir, "pool")
 	sock := filepath.Join(dir, "csi.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := wiring.New(ctx, wiring.Options{
+	ctx := context.Background()
+	p := harness.StartPlugin(t, wiring.Options{
 		Endpoint: "unix://" + sock, NodeID: "n1", Mode: wiring.ModeAll, Config: config.Default(pool),
 		Logger: zap.NewNop(), MetricsAddress: "127.0.0.1:0", ShutdownGrace: 5 * time.Second,
 	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	}()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := harness.Dial(t, sock)
 	cc, nc := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
 
 	caps, err := cc.ControllerGetCapabilities(ctx, &csi.ControllerGetCapabilitiesRequest{})
