@@ -16,6 +16,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
 // doctorSetup is a node as doctor finds it: a configuration file, a PATH
@@ -36,7 +37,7 @@ func startPluginWith(t *testing.T, cfgPath, sock string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	harness.StartPlugin(t, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: cfg, Logger: zap.NewNop()})
+	inproc.Start(t, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: cfg, Logger: zap.NewNop()})
 }
 
 // pathWithout returns a directory holding links to every tool doctor may

@@ -12,7 +12,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
-	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
 // startPlugin serves the real plugin's controller over a file pool in a
@@ -21,7 +21,7 @@ func startPlugin(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")
-	harness.StartPlugin(t, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")), Logger: zap.NewNop()})
+	inproc.Start(t, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")), Logger: zap.NewNop()})
 	return "unix://" + sock
 }
 

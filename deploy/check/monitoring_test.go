@@ -21,6 +21,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
 // dashboard is the part of a Grafana dashboard that carries queries.
@@ -142,11 +143,11 @@ func TestDashboardQueriesExportedMetrics(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")
 	ctx := context.Background()
-	p := harness.StartPlugin(t, wiring.Options{
+	p := inproc.Start(t, wiring.Options{
 		Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")),
 		Logger: zap.NewNop(), MetricsAddress: "127.0.0.1:0", ShutdownGrace: 5 * time.Second,
 	})
-	conn := harness.Dial(t, sock)
+	conn := inproc.Dial(t, sock)
 	cc := csi.NewControllerClient(conn)
 	if _, err := csi.NewIdentityClient(conn).Probe(ctx, &csi.ProbeRequest{}); err != nil {
 		t.Fatalf("Probe: %v", err)

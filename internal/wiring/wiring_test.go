@@ -19,6 +19,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
 // TestMetricsOfAPlugin runs a plugin with metrics on a real file pool: a
@@ -32,11 +33,11 @@ func TestMetricsOfAPlugin(t *testing.T) {
 	pool := filepath.Join(dir, "pool")
 	sock := filepath.Join(dir, "csi.sock")
 	ctx := context.Background()
-	p := harness.StartPlugin(t, wiring.Options{
+	p := inproc.Start(t, wiring.Options{
 		Endpoint: "unix://" + sock, NodeID: "n1", Mode: wiring.ModeAll, Config: config.Default(pool),
 		Logger: zap.NewNop(), MetricsAddress: "127.0.0.1:0", ShutdownGrace: 5 * time.Second,
 	})
-	conn := harness.Dial(t, sock)
+	conn := inproc.Dial(t, sock)
 	cc, nc := csi.NewControllerClient(conn), csi.NewNodeClient(conn)
 
 	caps, err := cc.ControllerGetCapabilities(ctx, &csi.ControllerGetCapabilitiesRequest{})

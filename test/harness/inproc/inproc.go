@@ -1,4 +1,7 @@
-package harness
+// Package inproc starts the plugin inside a test's process, as the binary
+// would. It is apart from package harness because it links the whole
+// plugin, which the services' own tests (importing harness) cannot.
+package inproc
 
 import (
 	"context"
@@ -10,9 +13,9 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
-// StartPlugin assembles and serves a plugin in-process as the binary does,
+// Start assembles and serves a plugin in-process as the binary does,
 // and at cleanup stops it and fails the test if Serve returned an error.
-func StartPlugin(t testing.TB, opt wiring.Options) *wiring.Plugin {
+func Start(t testing.TB, opt wiring.Options) *wiring.Plugin {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p, err := wiring.New(ctx, opt)
