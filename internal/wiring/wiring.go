@@ -139,9 +139,13 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 	p := &Plugin{Set: set, log: log}
 	if opt.MetricsAddress != "" {
 		p.Metrics = metrics.New()
-		p.Metrics.WatchVolumes(set, metrics.VolumeOptions{})
-		// The services see every backend through the timing decorator;
-		// the volume counts above ask the backends directly.
+		// Volumes are counted where the controller runs: one List per
+		// backend per scrape interval for the cluster, not one per node.
+		// The counts ask the backends directly; the services see every
+		// backend through the timing decorator.
+		if opt.Mode != ModeNode {
+			p.Metrics.WatchVolumes(set, metrics.VolumeOptions{})
+		}
 		if set, err = p.Metrics.Set(set); err != nil {
 			return nil, err
 		}
