@@ -67,6 +67,7 @@ func ParseEnvFile(data []byte) (map[string]string, error) {
 			continue
 		}
 		k, v, ok := strings.Cut(line, "=")
+		k = strings.TrimSpace(k)
 		if !ok || k == "" || strings.ContainsAny(k, " \t") {
 			return nil, fmt.Errorf("line %d: %q is not KEY=VALUE", n, line)
 		}

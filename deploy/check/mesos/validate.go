@@ -262,6 +262,10 @@ func checkOurCommand(cmd *CommandInfo, services []string) error {
 	}
 	if id, ok := flags["node-id"]; ok && !isEnvRef(id, "MESOS_AGENT_ID") {
 		p.add("--node-id must be $MESOS_AGENT_ID (one file serves every agent), not %q", id)
+	} else if ok && !slices.Contains(services, NodeService) {
+		// Mesos (service_manager.cpp) sets MESOS_AGENT_ID only in
+		// containers that serve NODE_SERVICE.
+		p.add("--node-id=$MESOS_AGENT_ID on a container without NODE_SERVICE: Mesos sets MESOS_AGENT_ID only for node containers, so it expands to nothing")
 	}
 	mode, ok := flags["mode"]
 	if !ok {
