@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,8 +28,8 @@ import (
 	"google.golang.org/grpc/status"
 	"gopkg.in/yaml.v3"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -60,11 +59,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(tmp, "csi-libstorage")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage")
+	// go test puts the GOROOT/bin of the toolchain running it first on
+	// $PATH, so "go" is that toolchain.
+	build := exec.Command("go", "build", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage")
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the plugin: %v\n%s", err, out)
@@ -736,14 +733,6 @@ func readMeta(t *testing.T, pool, volID string) poolMeta {
 		t.Fatal(err)
 	}
 	return m
-}
-
-func attachedNodes(m poolMeta) []string {
-	var out []string
-	for _, a := range m.Attachments {
-		out = append(out, a.Node)
-	}
-	return out
 }
 
 // volumeLoops lists the loop devices of a volume's image.

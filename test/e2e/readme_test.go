@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -42,8 +41,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if err := os.Symlink(binary, filepath.Join(bin, "csi-libstorage")); err != nil {
 		t.Fatal(err)
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := exec.Command(gobin, "build", "-o", filepath.Join(bin, "csictl"), "github.com/csi-libstorage/csi-libstorage/cmd/csictl")
+	// go test puts its own toolchain first on $PATH.
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "csictl"), "github.com/csi-libstorage/csi-libstorage/cmd/csictl")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build csictl: %v\n%s", err, out)
