@@ -356,21 +356,13 @@ func (e *env) start(l launch) *plugin {
 	appeared := time.Since(began)
 	// The socket file exists from bind(2); connections are accepted from
 	// listen(2). Mesos connects as soon as it sees the file; a refused
-	// first connection is logged and retried briefly, so that the tests do
-	// not flake on that window.
-	for i := 0; ; i++ {
-		c, err := net.Dial("unix", p.sock)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 0 {
-			t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
-		}
-		if i >= 100 {
-			t.Fatalf("%s: cannot connect to %s: %v", l.name, p.sock, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// first connection is logged, and the plugin is then waited for through
+	// gRPC's own readiness (a Probe that waits for the channel to be ready),
+	// so that the tests do not flake on that window.
+	if c, err := net.Dial("unix", p.sock); err != nil {
+		t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
+	} else {
+		c.Close()
 	}
 	t.Logf("%s: pid %d, socket after %v, command %q", l.name, p.pid, appeared.Round(time.Millisecond), value)
 	// Mesos hands CSI_ENDPOINT to gRPC unchanged.
@@ -381,6 +373,11 @@ func (e *env) start(l launch) *plugin {
 	p.id = csi.NewIdentityClient(p.conn)
 	p.ctl = csi.NewControllerClient(p.conn)
 	p.node = csi.NewNodeClient(p.conn)
+	ready, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.id.Probe(ready, &csi.ProbeRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("%s: no answer on %s: %v", l.name, p.sock, err)
+	}
 	return p
 }
 
