@@ -1,7 +1,6 @@
 package check
 
 import (
-	"flag"
 	"go/ast"
 	"go/parser"
 	gotoken "go/token"
@@ -12,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -74,15 +72,6 @@ func invocations(doc string) []invocation {
 		}
 	}
 	return out
-}
-
-// pluginFlagNames are the flags of the plugin binary.
-func pluginFlagNames() []string {
-	fs := flag.NewFlagSet("csi-libstorage", flag.ContinueOnError)
-	wiring.RegisterFlags(fs, nil)
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
-	return names
 }
 
 // forceDetachFlagNames reads the flags of `csi-libstorage force-detach`

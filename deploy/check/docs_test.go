@@ -11,6 +11,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
@@ -81,7 +82,7 @@ func TestDocsListImages(t *testing.T) {
 // csi-libstorage force-detach, is one the binary defines; and the README
 // names every flag the binary has.
 func TestDocsFlagsExist(t *testing.T) {
-	plugin := pluginFlagNames()
+	plugin := mesos.PluginFlags()
 	detach := forceDetachFlagNames(t)
 	if len(detach) == 0 {
 		t.Fatal("found no flags of csi-libstorage force-detach in cmd/csi-libstorage")
