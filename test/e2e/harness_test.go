@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,8 +28,8 @@ import (
 	"google.golang.org/grpc/status"
 	"gopkg.in/yaml.v3"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -60,11 +59,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(tmp, "csi-libstorage")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage")
+	// go test puts the GOROOT/bin of the toolchain running it first on
+	// $PATH, so "go" is that toolchain.
+	build := exec.Command("go", "build", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage")
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the plugin: %v\n%s", err, out)
@@ -359,21 +356,13 @@ func (e *env) start(l launch) *plugin {
 	appeared := time.Since(began)
 	// The socket file exists from bind(2); connections are accepted from
 	// listen(2). Mesos connects as soon as it sees the file; a refused
-	// first connection is logged and retried briefly, so that the tests do
-	// not flake on that window.
-	for i := 0; ; i++ {
-		c, err := net.Dial("unix", p.sock)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 0 {
-			t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
-		}
-		if i >= 100 {
-			t.Fatalf("%s: cannot connect to %s: %v", l.name, p.sock, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// first connection is logged, and the plugin is then waited for through
+	// gRPC's own readiness (a Probe that waits for the channel to be ready),
+	// so that the tests do not flake on that window.
+	if c, err := net.Dial("unix", p.sock); err != nil {
+		t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
+	} else {
+		c.Close()
 	}
 	t.Logf("%s: pid %d, socket after %v, command %q", l.name, p.pid, appeared.Round(time.Millisecond), value)
 	// Mesos hands CSI_ENDPOINT to gRPC unchanged.
@@ -384,6 +373,11 @@ func (e *env) start(l launch) *plugin {
 	p.id = csi.NewIdentityClient(p.conn)
 	p.ctl = csi.NewControllerClient(p.conn)
 	p.node = csi.NewNodeClient(p.conn)
+	ready, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.id.Probe(ready, &csi.ProbeRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("%s: no answer on %s: %v", l.name, p.sock, err)
+	}
 	return p
 }
 
@@ -736,14 +730,6 @@ func readMeta(t *testing.T, pool, volID string) poolMeta {
 		t.Fatal(err)
 	}
 	return m
-}
-
-func attachedNodes(m poolMeta) []string {
-	var out []string
-	for _, a := range m.Attachments {
-		out = append(out, a.Node)
-	}
-	return out
 }
 
 // volumeLoops lists the loop devices of a volume's image.
