@@ -224,6 +224,12 @@ func TestReadOnlyBlockRefusesWrites(t *testing.T) {
 	if got := readDev(t, ro); got != 0x42 {
 		t.Errorf("the read-only target reads %#x, want the writer's 0x42", got)
 	}
+	if r, err := f.svc.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: ro}); err != nil || r.GetUsage()[0].GetTotal() != 32*units.MiB {
+		t.Errorf("stats of the read-only target: %v, %v", r, err)
+	}
+	if r, err := f.svc.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: ro}); err != nil || r.GetCapacityBytes() != 32*units.MiB {
+		t.Errorf("expand through the read-only target: %v, %v", r, err)
+	}
 	if err := f.publish(id, staging, ro, blockCap, false); status.Code(err) != codes.AlreadyExists {
 		t.Errorf("read-write publish at the read-only target: %v, want AlreadyExists", err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/capability"
 	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 )
 
@@ -845,7 +846,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 	block := fi.Mode()&os.ModeDevice != 0
 	dev := backends.Device{Path: m.Source}
 	if block {
-		dev.Path = p
+		dev.Path = s.blockSource(p)
 	}
 	// Another volume's mount at this path must not be reported as this one.
 	if b.Capabilities().FilesystemTypes == nil && b.Verify(ctx, native, dev) != nil {
@@ -888,6 +889,9 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	dev := backends.Device{Path: p}
 	var m Mount
 	block := fi.Mode()&os.ModeDevice != 0
+	if block {
+		dev.Path = s.blockSource(p)
+	}
 	if !block {
 		var ok bool
 		if m, ok, err = s.m.MountAt(p); err != nil {
@@ -903,6 +907,12 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	if r, ok := b.(backends.NodeExpander); ok {
 		if err := r.RefreshDevice(ctx, native, dev); err != nil {
 			return nil, grpcerr.From(err, "refresh device size of "+req.GetVolumeId())
+		}
+	}
+	if dev.Path != p && block {
+		// A read-only target's own loop device learns the new size too.
+		if err := loop.SetCapacity(p); err != nil {
+			return nil, status.Errorf(codes.Internal, "refresh size of %s: %v", p, err)
 		}
 	}
 	if !block {

@@ -290,3 +290,25 @@ func elsewhere(id string, points, records []string) error {
 	}
 	return status.Errorf(codes.FailedPrecondition, "volume %s is already staged on this node at another staging path (it is mounted at %s); a volume is staged at one staging path per node: unstage it there first", id, strings.Join(points, ", "))
 }
+
+// blockSource returns the device that a block target at p shows the volume
+// through: p itself, or for a read-only target the volume's device under
+// the target's own read-only loop device.
+func (s *Service) blockSource(p string) string {
+	n, err := blockDevNum(p)
+	if err != nil {
+		return p
+	}
+	ls, err := readOnlyLoops(roLoopName(s.opt.NodeID, p))
+	if err != nil {
+		return p
+	}
+	for _, l := range ls {
+		if d, err := blockDevNum(l.Device); err == nil && d == n {
+			if under, err := devNode(l.BackingRdev); err == nil {
+				return under
+			}
+		}
+	}
+	return p
+}
