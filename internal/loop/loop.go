@@ -183,7 +183,7 @@ func Attach(path string, opt Options) (Info, error) {
 		dev := "/dev/loop" + strconv.Itoa(n)
 		err = configure(dev, n, file, opt)
 		if err == nil {
-			return Info{Device: dev, BackingDev: st.Dev, BackingInode: st.Ino, BackingRdev: st.Rdev, ReadOnly: opt.ReadOnly, BackingFile: path, Name: opt.Name}, nil
+			return Info{Device: dev, BackingDev: st.Dev, BackingInode: st.Ino, ReadOnly: opt.ReadOnly, BackingFile: path}, nil
 		}
 		if !errors.Is(err, unix.EBUSY) {
 			return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
