@@ -343,6 +343,10 @@ func TestUndoOfUnresolvablePaths(t *testing.T) {
 	if err := unix.Mount("tmpfs", filepath.Join(real, "mounted"), "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
 	}
+	// A link reached through another link is not the plugin's to remove.
+	if err := os.Symlink("/etc", filepath.Join(real, "inner-link")); err != nil {
+		t.Fatal(err)
+	}
 	loopy := filepath.Join(f.dir, "loopy")
 	if err := os.Symlink(loopy, loopy); err != nil {
 		t.Fatal(err)
@@ -354,6 +358,7 @@ func TestUndoOfUnresolvablePaths(t *testing.T) {
 		{"absent behind a link", filepath.Join(link, "absent"), true},
 		{"mounted behind a link", filepath.Join(link, "mounted"), false},
 		{"behind a link loop", filepath.Join(loopy, "x"), false},
+		{"a link behind a link", filepath.Join(link, "inner-link"), false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			for call, err := range map[string]error{
@@ -368,6 +373,9 @@ func TestUndoOfUnresolvablePaths(t *testing.T) {
 				}
 			}
 		})
+	}
+	if _, err := os.Lstat(filepath.Join(real, "inner-link")); err != nil {
+		t.Errorf("a link behind a link was removed: %v", err)
 	}
 	if ms := harness.MountsUnder(t, real); len(ms) != 1 {
 		t.Fatalf("mounts under %s: %v, want the test's tmpfs only", real, ms)

@@ -562,7 +562,14 @@ func (s *Service) existingPath(field, p string) (string, error) {
 	case lerr != nil:
 		return "", status.Errorf(codes.Internal, "%s %s: %v", field, p, lerr)
 	case fi.Mode()&os.ModeSymlink != 0:
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Only a link in a directory the path really names: one reached
+		// through another link may be anyone's.
+		parent, perr := s.realPath(field, filepath.Dir(p))
+		if perr != nil {
+			return "", err
+		}
+		link := filepath.Join(parent, filepath.Base(p))
+		if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", status.Errorf(codes.Internal, "%s %s is a symbolic link that cannot be removed: %v", field, p, err)
 		}
 		s.log.Warn("removed a symbolic link the plugin never mounts through", zap.String(field, p))

@@ -70,6 +70,16 @@ func newFixture(t *testing.T, allowOverwrite bool) *fixture {
 	f := &fixture{t: t, dir: dir, pool: pool, svc: svc, m: m}
 	t.Cleanup(func() {
 		devs, _ := loop.List()
+		// Read-only devices of targets first: they hold the volumes'.
+		for _, d := range devs {
+			if strings.HasPrefix(d.Name, "csi-libstorage-ro ") && d.BackingRdev != 0 {
+				for _, under := range devs {
+					if n, err := blockDevNum(under.Device); err == nil && n == d.BackingRdev && strings.HasPrefix(under.BackingFile, dir) {
+						loop.Detach(d.Device)
+					}
+				}
+			}
+		}
 		for _, d := range devs {
 			if strings.HasPrefix(d.BackingFile, dir) {
 				loop.Detach(d.Device)
