@@ -71,12 +71,12 @@ func New(set *backends.Set, opt Options) *Service {
 // each backend release what an earlier run left behind.
 func (s *Service) Start(ctx context.Context) error {
 	for _, b := range s.set.All() {
-		if r, ok := b.(backends.NodeRegistrar); ok {
+		if r, ok := backends.As[backends.NodeRegistrar](b); ok {
 			if err := r.RegisterNode(ctx, s.opt.NodeID); err != nil {
 				return fmt.Errorf("register node %s with backend %s: %w", s.opt.NodeID, b.Name(), err)
 			}
 		}
-		if r, ok := b.(backends.Reconciler); ok {
+		if r, ok := backends.As[backends.Reconciler](b); ok {
 			done, err := r.Reconcile(ctx)
 			if err != nil {
 				return fmt.Errorf("reconcile backend %s: %w", b.Name(), err)
@@ -915,7 +915,7 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	if err := s.verify(ctx, b, native, dev); err != nil {
 		return nil, err
 	}
-	if r, ok := b.(backends.NodeExpander); ok {
+	if r, ok := backends.As[backends.NodeExpander](b); ok {
 		if err := r.RefreshDevice(ctx, native, dev); err != nil {
 			return nil, grpcerr.From(err, "refresh device size of "+req.GetVolumeId())
 		}
@@ -959,7 +959,7 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
 	for _, b := range s.set.All() {
-		if z, ok := b.(backends.NodeZoner); ok {
+		if z, ok := backends.As[backends.NodeZoner](b); ok {
 			zone, err := z.NodeZone(ctx)
 			if err != nil {
 				return nil, grpcerr.From(err, "zone of this node from backend "+b.Name())

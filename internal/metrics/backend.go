@@ -43,7 +43,7 @@ func (m *Metrics) Backend(b backends.Backend) backends.Backend {
 	// first format of a backend.
 	m.formats.WithLabelValues(b.Name(), "performed")
 	m.formats.WithLabelValues(b.Name(), "refused")
-	return wrapMask(c, maskOf(b))
+	return timed{c}
 }
 
 // Set returns a set of the backends of s, each wrapped by Backend.

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +46,20 @@ func (f *fake) Probe(ctx context.Context) error {
 }
 
 type fakeExpander struct{ *fake }
+
+// allAbilities has every optional interface (as nil embedded values: only
+// their presence is looked at).
+type allAbilities struct {
+	*fake
+	backends.Expander
+	backends.ForceDetacher
+	backends.NodeExpander
+	backends.NodeRegistrar
+	backends.NodeZoner
+	backends.Pager
+	backends.Reconciler
+	backends.Snapshotter
+}
 
 func (fakeExpander) Expand(context.Context, string, int64, int64) (int64, error) { return 1, nil }
 
@@ -135,14 +148,14 @@ func TestBackendCallsTimedByBackendAndOperation(t *testing.T) {
 	if err := b.Probe(context.Background()); err != f.err {
 		t.Fatalf("Probe through the decorator = %v, want the backend's error unchanged", err)
 	}
-	x, ok := b.(backends.Expander)
+	x, ok := backends.As[backends.Expander](b)
 	if !ok {
 		t.Fatal("the decorator hides Expander")
 	}
 	if n, err := x.Expand(context.Background(), "vol-1234-secret", 1, 0); n != 1 || err != nil {
 		t.Fatalf("Expand through the decorator = %d, %v", n, err)
 	}
-	if _, ok := b.(backends.Snapshotter); ok {
+	if _, ok := backends.As[backends.Snapshotter](b); ok {
 		t.Fatal("the decorator claims Snapshotter, which the backend lacks")
 	}
 	exp := scrape(t, m)
@@ -157,37 +170,39 @@ func TestBackendCallsTimedByBackendAndOperation(t *testing.T) {
 	}
 }
 
-// Every combination of optional interfaces survives the decorator exactly:
-// the services detect abilities by type assertion (b.(backends.Expander)),
-// so a lost interface would silently switch a feature off and a gained one
-// would advertise a feature the backend lacks.
-func TestWrapperKeepsExactlyTheOptionalInterfaces(t *testing.T) {
-	optional := map[string]reflect.Type{
-		"Expander":      reflect.TypeFor[backends.Expander](),
-		"ForceDetacher": reflect.TypeFor[backends.ForceDetacher](),
-		"NodeExpander":  reflect.TypeFor[backends.NodeExpander](),
-		"NodeRegistrar": reflect.TypeFor[backends.NodeRegistrar](),
-		"NodeZoner":     reflect.TypeFor[backends.NodeZoner](),
-		"Pager":         reflect.TypeFor[backends.Pager](),
-		"Reconciler":    reflect.TypeFor[backends.Reconciler](),
-		"Snapshotter":   reflect.TypeFor[backends.Snapshotter](),
+// Through the decorator, backends.As finds exactly the optional interfaces
+// the backend has: a lost one would silently switch a feature off, a gained
+// one would advertise a feature the backend lacks. Every optional interface
+// of package backends is checked, with and without the ability.
+func TestDecoratorKeepsExactlyTheOptionalInterfaces(t *testing.T) {
+	has := map[string]func(backends.Backend) bool{
+		"Expander":      func(b backends.Backend) bool { _, ok := backends.As[backends.Expander](b); return ok },
+		"ForceDetacher": func(b backends.Backend) bool { _, ok := backends.As[backends.ForceDetacher](b); return ok },
+		"NodeExpander":  func(b backends.Backend) bool { _, ok := backends.As[backends.NodeExpander](b); return ok },
+		"NodeRegistrar": func(b backends.Backend) bool { _, ok := backends.As[backends.NodeRegistrar](b); return ok },
+		"NodeZoner":     func(b backends.Backend) bool { _, ok := backends.As[backends.NodeZoner](b); return ok },
+		"Pager":         func(b backends.Backend) bool { _, ok := backends.As[backends.Pager](b); return ok },
+		"Reconciler":    func(b backends.Backend) bool { _, ok := backends.As[backends.Reconciler](b); return ok },
+		"Snapshotter":   func(b backends.Backend) bool { _, ok := backends.As[backends.Snapshotter](b); return ok },
 	}
-	if len(optional) != len(optionalNames) {
-		t.Fatalf("package backends declares %v; this test knows %d of them: add the new one here", optionalNames, len(optional))
-	}
-	for mask := uint(0); mask < 1<<len(optionalNames); mask++ {
-		w := reflect.TypeOf(wrapMask(&core{}, mask))
-		if !w.Implements(reflect.TypeFor[backends.Backend]()) {
-			t.Fatalf("mask %b: %v is no Backend", mask, w)
+	m := New()
+	bare := m.Backend(&fake{name: "bare"})
+	for _, name := range optionalNames {
+		check, ok := has[name]
+		if !ok {
+			t.Fatalf("optional interface %s unknown to this test: add it to the table", name)
 		}
-		for i, name := range optionalNames {
-			it, ok := optional[name]
-			if !ok {
-				t.Fatalf("optional interface %s unknown to this test", name)
-			}
-			if got, want := w.Implements(it), mask&(1<<i) != 0; got != want {
-				t.Errorf("mask %b: implements %s = %v, want %v", mask, name, got, want)
-			}
+		if check(bare) {
+			t.Errorf("a backend without %s has it through the decorator", name)
+		}
+	}
+	if len(has) != len(optionalNames) {
+		t.Fatalf("package backends declares %v; this test knows %d", optionalNames, len(has))
+	}
+	full := m.Backend(allAbilities{fake: &fake{name: "full"}})
+	for _, name := range optionalNames {
+		if !has[name](full) {
+			t.Errorf("a backend with %s loses it through the decorator", name)
 		}
 	}
 }
