@@ -235,6 +235,9 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
 	fault.Point("node.stage.connected")
+	if dev.Dir {
+		return s.stageDir(ctx, b, native, staging, dev, readOnly)
+	}
 	if c.Block {
 		// The device itself is published; nothing is mounted at staging.
 		if v.Formatted == "" {
@@ -531,16 +534,19 @@ func (s *Service) stillPublished(ctx context.Context, b backends.Backend, native
 	if err != nil {
 		return "", status.Errorf(codes.Internal, "read mount table: %v", err)
 	}
-	staged := ""
+	var staged Mount
 	for _, m := range ms {
 		if m.Point == staging {
-			staged = m.Source
+			staged = m
 		}
 	}
 	for _, m := range ms {
 		switch {
 		case m.Point == staging:
-		case staged != "" && m.Source == staged:
+		// The root within the filesystem counts too: a bind of a
+		// directory at staging shares its source with every other mount
+		// of that filesystem.
+		case staged.Source != "" && m.Source == staged.Source && m.Root == staged.Root:
 			return m.Point, nil
 		case m.FSType == "devtmpfs" && len(m.Root) > 1:
 			if b.Verify(ctx, native, backends.Device{Path: "/dev" + m.Root}) == nil {
