@@ -46,9 +46,9 @@ func (b *Backend) selfID() string {
 }
 
 // instanceOf maps a CO node id to the instance the driver knows: this
-// node's own id is the instance its driver computes; any other node id is
-// taken as the instance id (run those nodes with the instance id as node
-// id, or configure instanceID to equal their node id).
+// node's own id is the instance its driver computes; another node must be
+// listed under nodes in the configuration. libStorage cannot say which
+// instances exist, so any other node is unknown.
 func (b *Backend) instanceOf(ctx context.Context, node string) (instance, error) {
 	if node == "" {
 		return instance{}, fmt.Errorf("%w: a node id is required", backends.ErrInvalid)
@@ -59,7 +59,10 @@ func (b *Backend) instanceOf(ctx context.Context, node string) (instance, error)
 	if node == b.node {
 		return b.selfInstance(ctx)
 	}
-	return instance{id: node}, nil
+	if id, ok := b.cfg.Nodes[node]; ok {
+		return instance{id: id}, nil
+	}
+	return instance{}, fmt.Errorf("%w: node %q is not this node (%q) and not listed under nodes in backend %s's configuration, so its libStorage instance id is unknown", backends.ErrNodeNotFound, node, b.node, b.cfg.Name)
 }
 
 // attachmentOf returns the attachment of instance id, if any.

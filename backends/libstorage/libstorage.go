@@ -91,6 +91,10 @@ type Config struct {
 	// the driver computes it (ebs: IMDS, scaleio: SDC GUID, vfs: the
 	// hostname), else the CSI node id.
 	InstanceID string `yaml:"instanceID"`
+	// Nodes maps the CO node ids of other nodes to their instance ids, for
+	// a controller that publishes volumes to nodes other than its own (a
+	// node's own id needs no entry). A node in neither is unknown.
+	Nodes map[string]string `yaml:"nodes"`
 	// VFSRoot is where this node sees the server's vfs root (vfs only).
 	VFSRoot string `yaml:"vfsRoot"`
 	// StateDir keeps this node's record of the attachments it made itself.
@@ -438,6 +442,12 @@ func (b *Backend) toVolume(w *wireVolume) *backends.Volume {
 		if selfID != "" && node == selfID && b.node != "" {
 			node = b.node
 			byNode = b.byNode(w.ID)
+		} else {
+			for n, in := range b.cfg.Nodes {
+				if in == a.InstanceID.ID {
+					node = n
+				}
+			}
 		}
 		if slices.ContainsFunc(v.Attachments, func(x backends.Attachment) bool { return x.Node == node }) {
 			continue
