@@ -30,7 +30,12 @@ import (
 	libstoragesim "github.com/csi-libstorage/csi-libstorage/test/sim/libstorage"
 )
 
-const nodeID = "node-a"
+const (
+	nodeID = "node-a"
+	// otherNode is a second node the configuration maps to an instance.
+	otherNode     = "node-b"
+	otherInstance = "node-b-instance"
+)
 
 // env is one test server and one plugin (mode all) in front of it.
 type env struct {
@@ -93,12 +98,14 @@ func newEnv(t *testing.T, o envOptions) *env {
     devDir: %s
     stateDir: %s
     attachTimeout: 10s
+    nodes: {node-b: node-b-instance}
   - name: vfs
     type: libstorage
     host: %s
     service: vfs
     vfsRoot: %s
     stateDir: %s
+    nodes: {node-b: node-b-instance}
 `, host, timeout, e.loops.LinkDir(nodeID), filepath.Join(e.dir, "dev"), filepath.Join(e.dir, "state"),
 		host, e.vfsRoot, filepath.Join(e.dir, "state-vfs"))
 	cfgPath := filepath.Join(e.dir, "config.yaml")
@@ -164,3 +171,7 @@ func (e *env) assertNoVolumes(t *testing.T, svc string) {
 		t.Errorf("loop devices left: %v", devs)
 	}
 }
+
+type libstoragesimVolume = libstoragesim.Volume
+
+func simVolumes(e *env, svc string) []libstoragesim.Volume { return e.sim.Volumes(svc) }
