@@ -96,16 +96,36 @@ func TestCreateRetries(t *testing.T) {
 
 	t.Run("deadline then retry", func(t *testing.T) {
 		release := e.sim.Hold("cinder")
+		defer release()
 		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
 		_, err := e.create(ctx, "late", "rexray")
 		cancel()
 		if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded {
 			t.Errorf("create past its deadline: %v, want UNAVAILABLE or DEADLINE_EXCEEDED (never ABORTED)", err)
 		}
+		<-timeouts
+		// The retry comes while the first task still waits in the
+		// server's queue: it must follow that task, not queue another.
+		mark := len(e.sim.Calls())
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.create(context.Background(), "late", "rexray")
+			done <- err
+		}()
+		waitFor(t, func() bool {
+			for _, c := range e.sim.Calls()[mark:] {
+				if strings.HasPrefix(c.Path, "/tasks/") || c.Method == "POST" {
+					return true
+				}
+			}
+			return false
+		})
 		release()
-		v := e.mustCreate(t, "late", "rexray")
+		if err := <-done; err != nil {
+			t.Fatalf("retry: %v", err)
+		}
 		if n := named(simVolumes(e, "cinder"), "late"); n != 1 {
-			t.Errorf("server holds %d volumes called late, want 1 (%s)", n, v.VolumeId)
+			t.Errorf("server holds %d volumes called late, want 1", n)
 		}
 	})
 
@@ -256,4 +276,17 @@ func TestVFSEndToEnd(t *testing.T) {
 		t.Errorf("volume directory after delete: %v", err)
 	}
 	e.assertNoVolumes(t, "vfs")
+}
+
+// waitFor polls cond, which watches state another goroutine changes, for
+// up to 10 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
