@@ -41,6 +41,10 @@ type Service struct {
 	VFSRoot string
 	// Devices, for a block service, makes attached volumes appear.
 	Devices Devices
+	// Export, for a nas service, is the NFS export (host:/path) under
+	// which attachments name a volume: its device name is Export/<id>, as
+	// the efs and isilon drivers give the mount source.
+	Export string
 	// IDFormat formats the n-th volume id; default "<driver>-%03d".
 	IDFormat string
 }
@@ -770,6 +774,9 @@ func (s *Server) attach(sv *service, id string, me InstanceID, req attachRequest
 	name := ""
 	if req.NextDeviceName != nil {
 		name = *req.NextDeviceName
+	}
+	if sv.cfg.Type == TypeNAS && sv.cfg.Export != "" {
+		name = sv.cfg.Export + "/" + id
 	}
 	me.Service = ""
 	v.Attachments = append(v.Attachments, Attachment{VolumeID: id, InstanceID: InstanceID{ID: me.ID, Driver: sv.cfg.Driver}, DeviceName: name, Status: "attached"})
