@@ -229,6 +229,9 @@ func New(cfg Config, opt Options) (backends.Backend, error) {
 		return fail("service %q is a vfs service: set vfsRoot to where this node sees the server's vfs root", b.svc)
 	}
 	b.log.Info("libStorage service", zap.String("service", b.svc), zap.String("driver", b.driver), zap.String("type", b.stype))
+	if b.stype == TypeBlock && snapshotDrivers[b.driver] {
+		return snapBackend{b}, nil
+	}
 	return b, nil
 }
 
@@ -557,6 +560,15 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if req.SourceSnapshot != "" || req.SourceVolume != "" {
 		return nil, fmt.Errorf("%w: creating from a snapshot or volume", backends.ErrUnsupported)
 	}
+	return b.create(ctx, req, func(body createBody, out *wireVolume) error {
+		_, err := b.c.call(ctx, request{method: http.MethodPost, path: "/volumes/" + b.svc, body: body}, out)
+		return err
+	})
+}
+
+// create runs the idempotent create around send, which makes the volume
+// from the body.
+func (b *Backend) create(ctx context.Context, req backends.CreateRequest, send func(createBody, *wireVolume) error) (*backends.Volume, error) {
 	body, err := createFields(req.Parameters)
 	if err != nil {
 		return nil, err
@@ -598,19 +610,20 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 				body.Opts[FieldParamPrefix+k] = v
 			}
 		}
-		_, err = b.c.call(ctx, request{method: http.MethodPost, path: "/volumes/" + b.svc, body: body}, &w)
+		err = send(body, &w)
 	}
 	var p *stillRunning
+	b.mu.Lock()
 	if errors.As(err, &p) {
-		b.mu.Lock()
 		b.pending[req.Name] = p.id
-		b.mu.Unlock()
 	} else {
-		b.mu.Lock()
 		delete(b.pending, req.Name)
-		b.mu.Unlock()
 	}
+	b.mu.Unlock()
 	if err != nil {
+		if errors.Is(err, backends.ErrNotFound) || errors.Is(err, backends.ErrOutOfRange) {
+			return nil, fmt.Errorf("create volume %q: %w", req.Name, err)
+		}
 		// The server may have made the volume although the answer was
 		// lost: look again, with a deadline of its own.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.c.timeout)

@@ -51,6 +51,9 @@ func newBackend(t *testing.T, cfg Config, opt Options) *Backend {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s, ok := b.(snapBackend); ok {
+		return s.Backend
+	}
 	return b.(*Backend)
 }
 
@@ -99,8 +102,9 @@ func TestNewAndCapabilities(t *testing.T) {
 			if caps.Supports(backends.MultiNodeMultiWriter, false) != c.multi {
 				t.Errorf("multi-node mount support = %t, want %t", !c.multi, c.multi)
 			}
-			if caps.Clone {
-				t.Error("clone advertised")
+			_, snaps := b.(backends.Snapshotter)
+			if caps.Clone != c.block || snaps != c.block {
+				t.Errorf("clone %t, snapshots %t: want both only for the cinder block service", caps.Clone, snaps)
 			}
 		})
 	}

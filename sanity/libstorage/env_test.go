@@ -170,6 +170,9 @@ func (e *env) assertNoVolumes(t *testing.T, svc string) {
 	if devs, err := e.loops.Leaked(); err == nil && len(devs) > 0 {
 		t.Errorf("loop devices left: %v", devs)
 	}
+	if imgs, _ := filepath.Glob(filepath.Join(e.loops.ImageDir, "*")); len(imgs) > 0 {
+		t.Errorf("images of deleted volumes or snapshots left: %v", imgs)
+	}
 }
 
 type libstoragesimVolume = libstoragesim.Volume

@@ -13,10 +13,10 @@ import (
 
 // TestSanity runs every csi-sanity spec that applies to what the plugin
 // advertises with a libStorage block service (cinder, real loop devices)
-// as its default backend, for mount and block. Skipped specs and why:
-//   - snapshots and cloning (CREATE_DELETE_SNAPSHOT, CLONE_VOLUME): not
-//     advertised; the backend does not offer them yet;
+// as its default backend, for mount and block: snapshots and clones
+// included. Skipped specs and why:
 //   - expansion: libStorage has no resize call;
+//   - snapshot accessibility constraints: not advertised;
 //   - ModifyVolume and volume attribute classes: no mutable parameters;
 //   - group snapshots: no GROUP_CONTROLLER_SERVICE;
 //   - volume and storage health (spec 1.13 alpha): not implemented;

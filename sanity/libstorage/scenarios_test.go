@@ -290,3 +290,71 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestCopiesCarryData: a volume made from a snapshot, or cloned from a
+// volume, of a block service stages with the source's filesystem and data
+// (the test server copies the volume's image, as the real drivers copy
+// the disk).
+func TestCopiesCarryData(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	ext4 := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{FsType: "ext4"}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER},
+	}
+	use := func(id string, write bool) string {
+		t.Helper()
+		staging := filepath.Join(e.dir, "use", strings.ReplaceAll(id, "/", "_"), "staging")
+		target := filepath.Join(e.dir, "use", strings.ReplaceAll(id, "/", "_"), "target")
+		if _, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: ext4}); err != nil {
+			t.Fatalf("stage %s: %v", id, err)
+		}
+		if _, err := e.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: ext4}); err != nil {
+			t.Fatalf("publish %s: %v", id, err)
+		}
+		if write {
+			if err := os.WriteFile(filepath.Join(target, "data"), []byte("from the source"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, _ := os.ReadFile(filepath.Join(target, "data"))
+		if _, err := e.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+			t.Fatalf("unpublish %s: %v", id, err)
+		}
+		if _, err := e.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+			t.Fatalf("unstage %s: %v", id, err)
+		}
+		return string(got)
+	}
+	create := func(name string, src *csi.VolumeContentSource) string {
+		t.Helper()
+		resp, err := e.ctl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 30},
+			VolumeCapabilities: []*csi.VolumeCapability{ext4}, VolumeContentSource: src})
+		if err != nil {
+			t.Fatalf("create %s: %v", name, err)
+		}
+		return resp.GetVolume().GetVolumeId()
+	}
+	src := create("source", nil)
+	use(src, true)
+	snap, err := e.ctl.CreateSnapshot(ctx, &csi.CreateSnapshotRequest{SourceVolumeId: src, Name: "snap"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromSnap := create("from-snap", &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Snapshot{Snapshot: &csi.VolumeContentSource_SnapshotSource{SnapshotId: snap.GetSnapshot().GetSnapshotId()}}})
+	clone := create("clone", &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: src}}})
+	for _, id := range []string{fromSnap, clone} {
+		if got := use(id, false); got != "from the source" {
+			t.Errorf("%s holds %q, want the source's data", id, got)
+		}
+	}
+	if _, err := e.ctl.DeleteSnapshot(ctx, &csi.DeleteSnapshotRequest{SnapshotId: snap.GetSnapshot().GetSnapshotId()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{src, fromSnap, clone} {
+		if _, err := e.ctl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+			t.Fatalf("delete %s: %v", id, err)
+		}
+	}
+	e.assertNoVolumes(t, "cinder")
+}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/csi-libstorage/csi-libstorage/test/sim/simloop"
 )
 
@@ -130,3 +132,61 @@ func (l *LoopDevices) Close() error {
 
 // Leaked lists the loop devices still backed by images in ImageDir.
 func (l *LoopDevices) Leaked() ([]string, error) { return simloop.BackedBy(l.ImageDir) }
+
+// Copy implements Copier: the image of src (a volume or snapshot) is
+// copied to dst's image, data extents only, so copies stay sparse. A
+// source that was never attached has no image and gives none.
+func (l *LoopDevices) Copy(src, dst string) error {
+	in, err := os.Open(filepath.Join(l.ImageDir, src+".img"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(l.ImageDir, 0o700); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(filepath.Join(l.ImageDir, dst+".img"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	st, err := in.Stat()
+	if err == nil {
+		err = copyExtents(in, out, st.Size())
+	}
+	if err == nil {
+		err = out.Truncate(st.Size())
+	}
+	return errors.Join(err, out.Close())
+}
+
+func copyExtents(in, out *os.File, size int64) error {
+	for off := int64(0); off < size; {
+		data, err := unix.Seek(int(in.Fd()), off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			return nil // only a hole is left
+		}
+		if err != nil {
+			return err
+		}
+		hole, err := unix.Seek(int(in.Fd()), data, unix.SEEK_HOLE)
+		if err != nil {
+			return err
+		}
+		for n := data; n < hole; {
+			roff, woff := n, n
+			c, err := unix.CopyFileRange(int(in.Fd()), &roff, int(out.Fd()), &woff, int(hole-n), 0)
+			if err != nil {
+				return err
+			}
+			if c == 0 {
+				break
+			}
+			n += int64(c)
+		}
+		off = hole
+	}
+	return nil
+}

@@ -27,6 +27,21 @@ type Devices interface {
 	Delete(volumeID string) error
 }
 
+// Copier is implemented by Devices whose volumes hold data that snapshots
+// and copies must carry (vfs copies none). Copy copies what src holds to
+// dst; ids are volume or snapshot ids.
+type Copier interface {
+	Copy(src, dst string) error
+}
+
+// copyData copies src to dst when the service's devices hold data.
+func (sv *service) copyData(src, dst string) error {
+	if c, ok := sv.cfg.Devices.(Copier); ok {
+		return c.Copy(src, dst)
+	}
+	return nil
+}
+
 // Service configures one libStorage service.
 type Service struct {
 	Name       string
@@ -699,8 +714,11 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 			}
 			size := src.Size
 			// vfs copies no data: the new directory is empty.
-			v, err := s.newVolume(sv, createRequest{Name: req.VolumeName, Size: &size})
+			v, err := s.newVolume(sv, createRequest{Name: req.VolumeName, Size: &size, Opts: req.Opts})
 			if err != nil {
+				return errBody(500, err.Error(), nil)
+			}
+			if err := sv.copyData(id, v.ID); err != nil {
 				return errBody(500, err.Error(), nil)
 			}
 			return 201, view(v, 0, me, known)
@@ -723,6 +741,9 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 				n++
 			}
 			sn := &Snapshot{ID: fmt.Sprintf("%s-%03d", id, n), Name: req.SnapshotName, VolumeID: id, VolumeSize: src.Size, StartTime: time.Now().Unix(), Status: "online"}
+			if err := sv.copyData(id, sn.ID); err != nil {
+				return errBody(500, err.Error(), nil)
+			}
 			sv.snaps[sn.ID] = sn
 			return 201, *sn
 		})
@@ -910,6 +931,9 @@ func (s *Server) postSnapshot(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return errBody(500, err.Error(), nil)
 		}
+		if err := sv.copyData(id, v.ID); err != nil {
+			return errBody(500, err.Error(), nil)
+		}
 		return 201, view(v, 0, me, known)
 	})
 }
@@ -927,6 +951,11 @@ func (s *Server) deleteSnapshot(w http.ResponseWriter, r *http.Request) {
 			return notFound(id)
 		}
 		delete(sv.snaps, id)
+		if sv.cfg.Devices != nil {
+			if err := sv.cfg.Devices.Delete(id); err != nil {
+				return errBody(500, err.Error(), nil)
+			}
+		}
 		return http.StatusResetContent, nil
 	})
 }
