@@ -259,3 +259,12 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 	b.log.Info("volume detached", zap.String("id", id), zap.String("node", node), zap.String("instance", in.id))
 	return nil
 }
+
+// ForceDetach implements backends.ForceDetacher: the operator's way to
+// take a volume from a node that is dead. It detaches with the holder's
+// instance id and force set, like Detach, which takes no account of the
+// node still using the device either: libStorage cannot tell.
+func (b *Backend) ForceDetach(ctx context.Context, id, node string) error {
+	b.log.Warn("force-detach requested by an operator", zap.String("id", id), zap.String("node", node))
+	return b.Detach(ctx, id, node)
+}
