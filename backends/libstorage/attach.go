@@ -212,6 +212,10 @@ func letters(p string) []rune {
 // volume, with node's own instance id, and other holders of a shared
 // volume are attached again right after.
 func (b *Backend) Detach(ctx context.Context, id, node string) error {
+	return b.detach(ctx, id, node, false)
+}
+
+func (b *Backend) detach(ctx context.Context, id, node string, force bool) error {
 	in, err := b.instanceOf(ctx, node)
 	if err != nil {
 		return err
@@ -235,7 +239,7 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 		return nil
 	}
 	p, _ := b.volPath(id)
-	if _, err := b.c.call(ctx, request{method: http.MethodPost, path: p, query: "detach", instanceID: b.header(in), body: map[string]any{}}, nil); err != nil {
+	if _, err := b.c.call(ctx, request{method: http.MethodPost, path: p, query: "detach", instanceID: b.header(in), body: detachBody(force)}, nil); err != nil {
 		return fmt.Errorf("detach %s from %s: %w", id, in.id, err)
 	}
 	if node == b.node {
@@ -262,9 +266,15 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 
 // ForceDetach implements backends.ForceDetacher: the operator's way to
 // take a volume from a node that is dead. It detaches with the holder's
-// instance id and force set, like Detach, which takes no account of the
-// node still using the device either: libStorage cannot tell.
+// instance id and force set (ebs: a forced EC2 detach).
 func (b *Backend) ForceDetach(ctx context.Context, id, node string) error {
 	b.log.Warn("force-detach requested by an operator", zap.String("id", id), zap.String("node", node))
-	return b.Detach(ctx, id, node)
+	return b.detach(ctx, id, node, true)
+}
+
+func detachBody(force bool) map[string]any {
+	if force {
+		return map[string]any{"force": true}
+	}
+	return map[string]any{}
 }
