@@ -2,7 +2,6 @@ package libstorage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -84,15 +83,14 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := b.locks.Lock(ctx, "vol:"+id)
-	if err != nil {
+	w, unlock, err := b.lockedGet(ctx, id)
+	if w == nil {
+		if err == nil {
+			err = fmt.Errorf("attach %s: %w", id, backends.ErrNotFound)
+		}
 		return nil, err
 	}
 	defer unlock()
-	w, err := b.get(ctx, id)
-	if err != nil {
-		return nil, err
-	}
 	v := b.toVolume(w)
 	done, err := backends.CheckAttach(v, req)
 	if err != nil {
@@ -220,18 +218,11 @@ func (b *Backend) detach(ctx context.Context, id, node string, force bool) error
 	if err != nil {
 		return err
 	}
-	unlock, err := b.locks.Lock(ctx, "vol:"+id)
-	if err != nil {
+	w, unlock, err := b.lockedGet(ctx, id)
+	if w == nil {
 		return err
 	}
 	defer unlock()
-	w, err := b.get(ctx, id)
-	if errors.Is(err, backends.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if _, ok := attachmentOf(w, in.id); !ok {
 		if node == b.node {
 			b.clearByNode(id)

@@ -404,18 +404,25 @@ func (b *Backend) list(ctx context.Context) ([]*wireVolume, error) {
 	if _, err := b.c.do(ctx, request{method: http.MethodGet, path: "/volumes/" + b.svc, query: "attachments=1"}, &m); err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}
-	out := make([]*wireVolume, 0, len(m))
-	for id, w := range m {
-		if w == nil {
+	return sortedByID(m, func(w *wireVolume) *string { return &w.ID }), nil
+}
+
+// sortedByID turns a libStorage map (id → object) into a slice sorted by
+// id, filling ids the objects leave out. The server lists everything, so
+// the controller pages this list by id, which keeps its tokens stable.
+func sortedByID[T any](m map[string]*T, id func(*T) *string) []*T {
+	out := make([]*T, 0, len(m))
+	for k, v := range m {
+		if v == nil {
 			continue
 		}
-		if w.ID == "" {
-			w.ID = id
+		if p := id(v); *p == "" {
+			*p = k
 		}
-		out = append(out, w)
+		out = append(out, v)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	sort.Slice(out, func(i, j int) bool { return *id(out[i]) < *id(out[j]) })
+	return out
 }
 
 // toVolume turns a wire volume into what the services see. Attachments are
@@ -480,22 +487,6 @@ func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
 		out[i] = b.toVolume(w)
 	}
 	return out, nil
-}
-
-// ListAfter implements backends.Pager. The server lists everything; the
-// page is cut here, by id, so a token (the last id) stays valid while
-// volumes come and go.
-func (b *Backend) ListAfter(ctx context.Context, after string, limit int) ([]*backends.Volume, error) {
-	all, err := b.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	i := sort.Search(len(all), func(i int) bool { return all[i].ID > after })
-	all = all[i:]
-	if limit > 0 && len(all) > limit {
-		all = all[:limit]
-	}
-	return all, nil
 }
 
 // findByName returns the oldest volume called name (the server keeps
@@ -645,21 +636,32 @@ func accessName(block bool) string {
 	return "mount"
 }
 
+// lockedGet takes this plugin's lock on the volume and reads it. A volume
+// that does not exist gives nil and no error, with the lock released.
+func (b *Backend) lockedGet(ctx context.Context, id string) (*wireVolume, func(), error) {
+	unlock, err := b.locks.Lock(ctx, "vol:"+id)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := b.get(ctx, id)
+	if err != nil {
+		unlock()
+		if errors.Is(err, backends.ErrNotFound) {
+			err = nil
+		}
+		return nil, nil, err
+	}
+	return w, unlock, nil
+}
+
 // Delete implements backends.Backend. The server would delete an attached
 // volume; the plugin refuses.
 func (b *Backend) Delete(ctx context.Context, id string) error {
-	unlock, err := b.locks.Lock(ctx, "vol:"+id)
-	if err != nil {
+	w, unlock, err := b.lockedGet(ctx, id)
+	if w == nil {
 		return err
 	}
 	defer unlock()
-	w, err := b.get(ctx, id)
-	if errors.Is(err, backends.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
 	if len(w.Attachments) > 0 {
 		var on []string
 		for _, a := range w.Attachments {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 
 	"go.uber.org/zap"
@@ -53,18 +52,7 @@ func (s snapBackend) snapshots(ctx context.Context) ([]*wireSnapshot, error) {
 	if _, err := s.c.do(ctx, request{method: http.MethodGet, path: "/snapshots/" + s.svc}, &m); err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	out := make([]*wireSnapshot, 0, len(m))
-	for id, w := range m {
-		if w == nil {
-			continue
-		}
-		if w.ID == "" {
-			w.ID = id
-		}
-		out = append(out, w)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return sortedByID(m, func(w *wireSnapshot) *string { return &w.ID }), nil
 }
 
 func (s snapBackend) snapshotByName(ctx context.Context, name string) (*wireSnapshot, error) {

@@ -301,6 +301,17 @@ type apiError struct {
 	Error   any    `json:"error"`
 }
 
+// fail writes an error answer.
+func fail(w http.ResponseWriter, code int, msg string, detail any) {
+	c, body := errBody(code, msg, detail)
+	write(w, c, body)
+}
+
+func failNotFound(w http.ResponseWriter, id string) {
+	c, body := notFound(id)
+	write(w, c, body)
+}
+
 func errBody(code int, msg string, detail any) (int, any) {
 	if detail == nil {
 		detail = msg
@@ -335,8 +346,7 @@ func (s *Server) routes() http.Handler {
 			InstanceID: r.Header.Get(headerInstanceID), LocalDevices: r.Header.Get(headerLocalDevices)})
 		s.mu.Unlock()
 		if s.opt.Token != "" && r.Header.Get("Authorization") != "Bearer "+s.opt.Token {
-			code, body := errBody(401, "unauthorized", nil)
-			write(w, code, body)
+			fail(w, 401, "unauthorized", nil)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -355,8 +365,7 @@ func write(w http.ResponseWriter, code int, body any) {
 func (s *Server) svc(w http.ResponseWriter, r *http.Request) *service {
 	sv := s.services[r.PathValue("svc")]
 	if sv == nil {
-		code, body := errBody(404, "resource not found", map[string]string{"resourceID": r.PathValue("svc")})
-		write(w, code, body)
+		fail(w, 404, "resource not found", map[string]string{"resourceID": r.PathValue("svc")})
 	}
 	return sv
 }
@@ -488,8 +497,7 @@ func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	v := sv.vols[r.PathValue("id")]
 	if v == nil {
-		code, body := notFound(r.PathValue("id"))
-		write(w, code, body)
+		failNotFound(w, r.PathValue("id"))
 		return
 	}
 	write(w, 200, view(v, attachmentsMask(r), me, known))
@@ -584,8 +592,7 @@ func (s *Server) getTask(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	t := s.tasks[id]
 	if err != nil || t == nil {
-		code, body := notFound(r.PathValue("id"))
-		write(w, code, body)
+		failNotFound(w, r.PathValue("id"))
 		return
 	}
 	write(w, 200, t.Task)
@@ -633,24 +640,31 @@ func (s *Server) newVolume(sv *service, req createRequest) (*Volume, error) {
 	return v, nil
 }
 
+// decodeCreate reads a create body, which must have a name.
+func decodeCreate(w http.ResponseWriter, r *http.Request) (createRequest, bool) {
+	var req createRequest
+	if code, body, ok := decode(r, &req); !ok {
+		write(w, code, body)
+		return req, false
+	}
+	if req.Name == "" {
+		fail(w, 500, `validate req schema: validation error: "#" must have property "name"`, nil)
+		return req, false
+	}
+	return req, true
+}
+
 func (s *Server) postVolumes(w http.ResponseWriter, r *http.Request) {
 	sv := s.svc(w, r)
 	if sv == nil {
 		return
 	}
 	if r.URL.Query().Has("detach") {
-		code, body := errBody(501, "detach all is not simulated", nil)
-		write(w, code, body)
+		fail(w, 501, "detach all is not simulated", nil)
 		return
 	}
-	var req createRequest
-	if code, body, ok := decode(r, &req); !ok {
-		write(w, code, body)
-		return
-	}
-	if req.Name == "" {
-		code, body := errBody(500, `validate req schema: validation error: "#" must have property "name"`, nil)
-		write(w, code, body)
+	req, ok := decodeCreate(w, r)
+	if !ok {
 		return
 	}
 	me, known, _ := caller(r, sv)
@@ -687,8 +701,7 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if !known {
-			code, body := errBody(400, "missing instance ID", map[string]string{"service": sv.cfg.Name})
-			write(w, code, body)
+			fail(w, 400, "missing instance ID", map[string]string{"service": sv.cfg.Name})
 			return
 		}
 		s.submit(w, r, sv, "attach", func() (int, any) { return s.attach(sv, id, me, req) })
@@ -748,8 +761,7 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 			return 201, *sn
 		})
 	default:
-		code, body := errBody(400, "unknown volume action", nil)
-		write(w, code, body)
+		fail(w, 400, "unknown volume action", nil)
 	}
 }
 
@@ -888,8 +900,7 @@ func (s *Server) getSnapshot(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	sn := sv.snaps[r.PathValue("id")]
 	if sn == nil {
-		code, body := notFound(r.PathValue("id"))
-		write(w, code, body)
+		failNotFound(w, r.PathValue("id"))
 		return
 	}
 	write(w, 200, *sn)
@@ -902,18 +913,11 @@ func (s *Server) postSnapshot(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("id")
 	if !r.URL.Query().Has("create") {
-		code, body := errBody(501, "snapshot copy is not simulated", nil)
-		write(w, code, body)
+		fail(w, 501, "snapshot copy is not simulated", nil)
 		return
 	}
-	var req createRequest
-	if code, body, ok := decode(r, &req); !ok {
-		write(w, code, body)
-		return
-	}
-	if req.Name == "" {
-		code, body := errBody(500, `validate req schema: validation error: "#" must have property "name"`, nil)
-		write(w, code, body)
+	req, ok := decodeCreate(w, r)
+	if !ok {
 		return
 	}
 	me, known, _ := caller(r, sv)
