@@ -654,6 +654,21 @@ func decodeCreate(w http.ResponseWriter, r *http.Request) (createRequest, bool) 
 	return req, true
 }
 
+// created makes a volume, with the data of from (a volume or snapshot) if
+// set, and answers 201 with it; s.mu is held.
+func (s *Server) created(sv *service, req createRequest, from string, me InstanceID, known bool) (int, any) {
+	v, err := s.newVolume(sv, req)
+	if err != nil {
+		return errBody(500, err.Error(), nil)
+	}
+	if from != "" {
+		if err := sv.copyData(from, v.ID); err != nil {
+			return errBody(500, err.Error(), nil)
+		}
+	}
+	return 201, view(v, 0, me, known)
+}
+
 func (s *Server) postVolumes(w http.ResponseWriter, r *http.Request) {
 	sv := s.svc(w, r)
 	if sv == nil {
@@ -673,11 +688,7 @@ func (s *Server) postVolumes(w http.ResponseWriter, r *http.Request) {
 		defer s.mu.Unlock()
 		// The real server does not look the name up: a second create
 		// with the same name is a second volume.
-		v, err := s.newVolume(sv, req)
-		if err != nil {
-			return errBody(500, err.Error(), nil)
-		}
-		return 201, view(v, 0, me, known)
+		return s.created(sv, req, "", me, known)
 	})
 }
 
@@ -727,14 +738,7 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 			}
 			size := src.Size
 			// vfs copies no data: the new directory is empty.
-			v, err := s.newVolume(sv, createRequest{Name: req.VolumeName, Size: &size, Opts: req.Opts})
-			if err != nil {
-				return errBody(500, err.Error(), nil)
-			}
-			if err := sv.copyData(id, v.ID); err != nil {
-				return errBody(500, err.Error(), nil)
-			}
-			return 201, view(v, 0, me, known)
+			return s.created(sv, createRequest{Name: req.VolumeName, Size: &size, Opts: req.Opts}, id, me, known)
 		})
 	case q.Has("snapshot"):
 		var req snapshotRequest
@@ -931,14 +935,7 @@ func (s *Server) postSnapshot(w http.ResponseWriter, r *http.Request) {
 		if req.Size == nil {
 			req.Size = &sn.VolumeSize
 		}
-		v, err := s.newVolume(sv, req)
-		if err != nil {
-			return errBody(500, err.Error(), nil)
-		}
-		if err := sv.copyData(id, v.ID); err != nil {
-			return errBody(500, err.Error(), nil)
-		}
-		return 201, view(v, 0, me, known)
+		return s.created(sv, req, id, me, known)
 	})
 }
 
