@@ -507,13 +507,13 @@ func notFound(id string) (int, any) {
 	return errBody(404, "resource not found", map[string]string{"resourceID": id})
 }
 
-// decode reads a body the way the schema validator does: unknown fields
-// are a 500.
-func decode(r *http.Request, v any) (int, any, bool) {
+// decode reads a body the way the schema validator does: an unknown
+// field is a 500. It answers the error itself.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
-		code, body := errBody(400, err.Error(), nil)
-		return code, body, false
+		fail(w, 400, err.Error(), nil)
+		return false
 	}
 	if len(bytes.TrimSpace(raw)) == 0 {
 		raw = []byte("{}")
@@ -521,11 +521,10 @@ func decode(r *http.Request, v any) (int, any, bool) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		msg := fmt.Sprintf("validate req schema: validation error: %v; additionalProperties is set to false", err)
-		code, body := errBody(500, msg, nil)
-		return code, body, false
+		fail(w, 500, fmt.Sprintf("validate req schema: validation error: %v; additionalProperties is set to false", err), nil)
+		return false
 	}
-	return 0, nil, true
+	return true
 }
 
 // submit queues fn as a task of sv and answers with its result, 408 with
@@ -643,8 +642,7 @@ func (s *Server) newVolume(sv *service, req createRequest) (*Volume, error) {
 // decodeCreate reads a create body, which must have a name.
 func decodeCreate(w http.ResponseWriter, r *http.Request) (createRequest, bool) {
 	var req createRequest
-	if code, body, ok := decode(r, &req); !ok {
-		write(w, code, body)
+	if !decode(w, r, &req) {
 		return req, false
 	}
 	if req.Name == "" {
@@ -707,8 +705,7 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case q.Has("attach"):
 		var req attachRequest
-		if code, body, ok := decode(r, &req); !ok {
-			write(w, code, body)
+		if !decode(w, r, &req) {
 			return
 		}
 		if !known {
@@ -718,15 +715,13 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 		s.submit(w, r, sv, "attach", func() (int, any) { return s.attach(sv, id, me, req) })
 	case q.Has("detach"):
 		var req detachRequest
-		if code, body, ok := decode(r, &req); !ok {
-			write(w, code, body)
+		if !decode(w, r, &req) {
 			return
 		}
 		s.submit(w, r, sv, "detach", func() (int, any) { return s.detach(sv, id, me, known) })
 	case q.Has("copy"):
 		var req copyRequest
-		if code, body, ok := decode(r, &req); !ok {
-			write(w, code, body)
+		if !decode(w, r, &req) {
 			return
 		}
 		s.submit(w, r, sv, "copy", func() (int, any) {
@@ -742,8 +737,7 @@ func (s *Server) postVolume(w http.ResponseWriter, r *http.Request) {
 		})
 	case q.Has("snapshot"):
 		var req snapshotRequest
-		if code, body, ok := decode(r, &req); !ok {
-			write(w, code, body)
+		if !decode(w, r, &req) {
 			return
 		}
 		s.submit(w, r, sv, "snapshot", func() (int, any) {
