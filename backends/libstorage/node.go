@@ -216,6 +216,12 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	for {
 		dev, err := blockDevice(path)
 		if err == nil {
+			// Read-only means the device refuses writes (invariant 10),
+			// and a device left read-only by an earlier read-only use
+			// must take writes again.
+			if err := setReadOnly(dev, readOnly); err != nil {
+				return backends.Device{}, fmt.Errorf("volume %s: %w", id, err)
+			}
 			return backends.Device{Path: dev}, nil
 		}
 		if !errors.Is(err, os.ErrNotExist) || time.Now().After(deadline) {
@@ -299,3 +305,20 @@ func (b *Backend) Verify(ctx context.Context, id string, dev backends.Device) er
 // Disconnect implements backends.Backend: the server's attach leaves
 // nothing on the node to release.
 func (b *Backend) Disconnect(ctx context.Context, id string) error { return nil }
+
+// setReadOnly sets the kernel's read-only flag of a block device.
+func setReadOnly(dev string, ro bool) error {
+	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	v := 0
+	if ro {
+		v = 1
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.BLKROSET, v); err != nil {
+		return fmt.Errorf("set read-only=%t on %s: %w", ro, dev, err)
+	}
+	return nil
+}

@@ -358,3 +358,51 @@ func TestCopiesCarryData(t *testing.T) {
 	}
 	e.assertNoVolumes(t, "cinder")
 }
+
+// TestReadOnlyBlock: a read-only publication hands out a device that
+// refuses writes at the kernel.
+func TestReadOnlyBlock(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	roCap := &csi.VolumeCapability{
+		AccessType: &csi.VolumeCapability_Block{Block: &csi.VolumeCapability_BlockVolume{}},
+		AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY},
+	}
+	resp, err := e.ctl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "ro", VolumeCapabilities: []*csi.VolumeCapability{roCap}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := resp.GetVolume().GetVolumeId()
+	pub, err := e.ctl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: nodeID, VolumeCapability: roCap, Readonly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging, target := filepath.Join(e.dir, "ro", "staging"), filepath.Join(e.dir, "ro", "target")
+	if _, err := e.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: roCap, PublishContext: pub.GetPublishContext()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: target, VolumeCapability: roCap, PublishContext: pub.GetPublishContext(), Readonly: true}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY, 0)
+	if err == nil {
+		_, err = f.Write(make([]byte, 512))
+		f.Close()
+	}
+	if err == nil {
+		t.Error("a read-only block publication took a write")
+	}
+	if _, err := e.node.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.node.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ctl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: nodeID}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ctl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {
+		t.Fatal(err)
+	}
+	e.assertNoVolumes(t, "cinder")
+}
