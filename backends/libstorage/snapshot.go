@@ -145,8 +145,15 @@ func (s snapBackend) Create(ctx context.Context, req backends.CreateRequest) (*b
 	}
 	return s.Backend.create(ctx, req, func(body createBody, out *wireVolume) error {
 		if req.SourceSnapshot != "" {
-			if req.SourceSnapshot == "" || strings.ContainsAny(req.SourceSnapshot, "/?#%\\") {
+			if strings.ContainsAny(req.SourceSnapshot, "/?#%\\") {
 				return fmt.Errorf("%w: snapshot %q", backends.ErrNotFound, req.SourceSnapshot)
+			}
+			var sn wireSnapshot
+			if _, err := s.c.do(ctx, request{method: http.MethodGet, path: "/snapshots/" + s.svc + "/" + url.PathEscape(req.SourceSnapshot)}, &sn); err != nil {
+				return fmt.Errorf("snapshot %s: %w", req.SourceSnapshot, err)
+			}
+			if sn.VolumeSize > *body.Size {
+				return fmt.Errorf("%w: snapshot %s is of a %d GiB volume, more than the %d GiB asked for", backends.ErrOutOfRange, req.SourceSnapshot, sn.VolumeSize, *body.Size)
 			}
 			_, err := s.c.call(ctx, request{method: http.MethodPost, path: "/snapshots/" + s.svc + "/" + url.PathEscape(req.SourceSnapshot), query: "create", body: body}, out)
 			return err
