@@ -348,3 +348,50 @@ func TestTaskPolling(t *testing.T) {
 		t.Errorf("attach refused by the server after a 408: %v", err)
 	}
 }
+
+// TestNextDeviceName: an attach names a device of the driver's rule that
+// neither this node's local devices nor the server's attachments on the
+// target instance use, and tells the server this node's local devices.
+func TestNextDeviceName(t *testing.T) {
+	sim, host := newSim(t, libstoragesim.Options{})
+	dev := t.TempDir()
+	for _, n := range []string{"vda", "vdb", "sda"} {
+		if err := os.WriteFile(filepath.Join(dev, n), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := newBackend(t, Config{Host: host, Service: "cinder", DevDir: dev, Nodes: map[string]string{"n2": "i-2"}}, Options{NodeID: "n1"})
+	ctx := context.Background()
+	var ids []string
+	for _, n := range []string{"a", "b", "c"} {
+		v, err := b.Create(ctx, backends.CreateRequest{Name: n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	for _, c := range []struct {
+		id, node, want string
+	}{
+		{ids[0], "n1", "/dev/vdc"}, // vda and vdb are local devices
+		{ids[1], "n1", "/dev/vdd"}, // vdc is attached here
+		{ids[2], "n2", "/dev/vdb"}, // another node: only the server's view counts, a is the root disk
+	} {
+		pc, err := b.Attach(ctx, c.id, backends.AttachRequest{Node: c.node, Mode: backends.SingleNodeWriter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pc[PublishDeviceName] != c.want {
+			t.Errorf("attach %s to %s: device %q, want %s", c.id, c.node, pc[PublishDeviceName], c.want)
+		}
+	}
+	var local string
+	for _, call := range sim.Calls() {
+		if strings.Contains(call.Query, "attach") && strings.HasSuffix(call.InstanceID, "=n1") {
+			local = call.LocalDevices
+		}
+	}
+	if local != "cinder=/dev/vda::,/dev/vdb::" {
+		t.Errorf("Libstorage-Localdevices %q", local)
+	}
+}
