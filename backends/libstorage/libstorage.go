@@ -214,7 +214,9 @@ func New(cfg Config, opt Options) (backends.Backend, error) {
 	if b.imds == "" {
 		b.imds = "http://169.254.169.254"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	// Bounded well below the minute Mesos gives a plugin to open its
+	// socket: a server that is down fails the start, and the CO retries.
+	ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 20*time.Second))
 	defer cancel()
 	if _, err := c.do(ctx, request{method: http.MethodGet, path: "/services/" + b.svc}, &b.nextDev); err != nil {
 		return fail("read service %q from %s: %v", b.svc, cfg.Host, err)
