@@ -236,6 +236,9 @@ type Device struct {
 	FSType string
 	// MountOptions are extra options a filesystem backend needs.
 	MountOptions []string
+	// Dir: Path is a directory on this node that is bind-mounted at the
+	// staging path (a libStorage vfs volume), nothing to format.
+	Dir bool
 }
 
 // Backend is one configured storage instance. All methods must be safe for

@@ -238,6 +238,9 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
 	fault.Point("node.stage.connected")
+	if dev.Dir {
+		return s.stageDir(ctx, b, native, staging, dev, readOnly)
+	}
 	id := req.GetVolumeId()
 	ms, err := s.m.Mounts()
 	if err != nil {
@@ -479,7 +482,7 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	// What is staged here, by device number: the record of a block
 	// volume, or the filesystem mounted at the staging path.
 	var dev uint64
-	var src string
+	var src, root string
 	staged := false
 	if m, ok := topmost(ms, rec); ok {
 		if n, ok := boundDevice(m); ok {
@@ -492,13 +495,14 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 				return nil, status.Errorf(codes.FailedPrecondition, "staging path %s holds %s, which is not volume %s; refusing to unmount it: %v", staging, m.Source, id, err)
 			}
 		}
-		dev, src, staged = m.Dev(), m.Source, true
+		dev, src, root, staged = m.Dev(), m.Source, m.Root, true
 	}
 	if staged {
 		// Unstaging under a published target would pull the device from
 		// under it (and a loop device number freed here can be reused by
 		// another volume that the target would then show).
-		if points, _ := holders(ms, id, dev, src, staging, rec); len(points) > 0 {
+		points, _ := holders(ms, id, dev, src, staging, rec)
+		if points = withinRoot(ms, points, root); len(points) > 0 {
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published at %s; unpublish it first", id, points[0])
 		}
 		if err := s.unmountAll(rec); err != nil {
