@@ -33,6 +33,11 @@ type Instance struct {
 	// 8 GiB gp3 root volume attached at that name. The root volume is a
 	// normal volume in DescribeVolumes but is never handed to Devices.
 	RootDeviceName string
+	// NetworkInterfaces (default 1) and InstanceStoreVolumes take
+	// attachment slots on Nitro instance types; MaxAttachments, if set,
+	// is the instance's limit of attached volumes (root included) instead
+	// of the one its type and those give.
+	NetworkInterfaces, InstanceStoreVolumes, MaxAttachments int
 }
 
 // Options configures a Server.
@@ -76,6 +81,7 @@ type Server struct {
 	holdAttach  bool
 	holdDetach  bool
 	deviceErrs  []error
+	strict      strictState
 	timers      map[*timerBox]struct{}
 	wg          sync.WaitGroup
 	ec2Srv      *httptest.Server
@@ -347,7 +353,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp response
 		aerr *apiError
 	)
-	if q := s.faults[action]; len(q) > 0 {
+	if terr := s.throttled(action); terr != nil {
+		aerr = terr
+	} else if q := s.faults[action]; len(q) > 0 {
 		s.faults[action] = q[1:]
 		aerr = errf(q[0].code, "%s", q[0].message)
 	} else {
