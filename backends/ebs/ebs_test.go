@@ -463,15 +463,19 @@ func TestConnectWaitsAndRefusesUnattached(t *testing.T) {
 	ctrl := e.backend(e.config("c1", ""), "")
 	node := e.backend(e.config("c1", inst1), inst1)
 	v := create(t, ctrl, "w", 1, nil)
-	if _, err := node.Connect(ctx(t), v.ID, nil, false); !errors.Is(err, backends.ErrConflict) {
+	// Unattached, or attached and not described yet: not yet, then
+	// UNAVAILABLE before the caller's deadline.
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := node.Connect(short, v.ID, nil, false); !errors.Is(err, backends.ErrUnavailable) {
 		t.Fatalf("connect unattached: %v", err)
 	}
 	e.sim.HoldAttach(true)
 	c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := ctrl.Attach(c, v.ID, backends.AttachRequest{Node: inst1, Mode: backends.SingleNodeWriter})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("attach held: %v, want deadline", err)
+	if !errors.Is(err, backends.ErrUnavailable) {
+		t.Fatalf("attach held: %v, want ErrUnavailable before the deadline", err)
 	}
 	e.sim.HoldAttach(false)
 	pc := attach(t, ctrl, v.ID, inst1, false) // resumes the same attachment
@@ -485,25 +489,25 @@ func TestConnectWaitsAndRefusesUnattached(t *testing.T) {
 }
 
 func TestAllocator(t *testing.T) {
-	al := newAllocator()
-	s1, _ := al.take("i-1", map[string]bool{"ba": true})
-	s2, _ := al.take("i-1", map[string]bool{"ba": true})
+	al := newAllocator(xvdSuffixes)
+	s1, _ := al.take("i-1", map[string]bool{"ba": true}, 0)
+	s2, _ := al.take("i-1", map[string]bool{"ba": true}, 0)
 	if s1 != "bb" || s2 != "bc" {
 		t.Fatalf("got %s %s", s1, s2)
 	}
 	al.release("i-1", s1, true) // EC2 said bb was taken
-	s3, _ := al.take("i-1", nil)
+	s3, _ := al.take("i-1", nil, 0)
 	if s3 != "ba" {
 		t.Fatalf("got %s", s3)
 	}
-	if s, _ := al.take("i-2", nil); s != "ba" {
+	if s, _ := al.take("i-2", nil, 0); s != "ba" {
 		t.Fatalf("other instance got %s", s)
 	}
 	used := map[string]bool{}
-	for _, s := range deviceSuffixes {
+	for _, s := range xvdSuffixes {
 		used[s] = true
 	}
-	if _, err := al.take("i-3", used); !errors.Is(err, backends.ErrLimit) {
+	if _, err := al.take("i-3", used, 0); !errors.Is(err, backends.ErrLimit) {
 		t.Fatalf("full instance: %v", err)
 	}
 	if suffixOf("/dev/sdbc") != "bc" || suffixOf("/dev/xvdbc") != "bc" || suffixOf("xvda") != "a" {

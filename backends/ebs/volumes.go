@@ -298,7 +298,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		if err := compatible(b.toVolume(v), req, size); err != nil {
 			return nil, err
 		}
-		return b.waitAvailable(ctx, aws.ToString(v.VolumeId))
+		return b.waitAvailable(ctx, aws.ToString(v.VolumeId), true)
 	}
 
 	zone, err := b.pickZone(ctx, req.Zones)
@@ -337,22 +337,28 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		}
 	}
 	var id string
-	for gen := 1; gen <= 5 && id == ""; gen++ {
+	for gen := 1; gen <= maxTokenGenerations && id == ""; gen++ {
 		in.ClientToken = aws.String(b.token(req.Name, gen))
 		out, err := b.ec2.CreateVolume(ctx, in)
 		fault.Point("ebs.create.requested")
-		if apiCode(err) == "IdempotentParameterMismatch" {
-			// The token was used with other parameters: by a volume of
-			// this name that is gone, or by a create racing this one.
+		switch apiCode(err) {
+		case "IdempotentParameterMismatch", "VolumeLimitExceeded":
+			// A mismatch: the token was used with other parameters, by a
+			// volume of this name that is gone or by a create racing this
+			// one. Over the quota: perhaps because an earlier attempt of
+			// this very create, whose answer was lost, made the volume.
+			// Either way the name is looked up before anything else.
 			if v, ferr := b.findByName(ctx, req.Name); ferr != nil {
 				return nil, ferr
 			} else if v != nil {
 				if err := compatible(b.toVolume(v), req, size); err != nil {
 					return nil, err
 				}
-				return b.waitAvailable(ctx, aws.ToString(v.VolumeId))
+				return b.waitAvailable(ctx, aws.ToString(v.VolumeId), true)
 			}
-			continue
+			if apiCode(err) == "IdempotentParameterMismatch" {
+				continue
+			}
 		}
 		if err != nil {
 			return nil, mapErr(err, "create volume "+strconv.Quote(req.Name))
@@ -363,10 +369,12 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		id = aws.ToString(out.VolumeId)
 	}
 	if id == "" {
-		return nil, fmt.Errorf("create volume %q: EC2 refused five client tokens for this name; a volume of this name was recently created and deleted with other parameters, retry in a few hours or use another name", req.Name)
+		return nil, fmt.Errorf("%w: create volume %q: the %d client tokens this plugin derives for the name are all used up by earlier creates that failed in EC2 "+
+			"(a KMS key it may not use, for example) or by volumes of this name created and deleted with other parameters; "+
+			"EC2 forgets client tokens after some hours: fix the cause and retry then, or use another name", backends.ErrLimit, req.Name, maxTokenGenerations)
 	}
 	b.log.Info("volume created", zap.String("id", id), zap.String("zone", zone), zap.Int32("GiB", size), zap.String("type", s.volType))
-	v, err := b.waitAvailable(ctx, id)
+	v, err := b.waitAvailable(ctx, id, false)
 	if err == nil && src != nil && src.volume != "" {
 		// The new volume no longer needs its temporary snapshot.
 		if derr := b.deleteSnapshot(ctx, src.snapshot); derr != nil {
@@ -395,17 +403,30 @@ func compatible(v *backends.Volume, req backends.CreateRequest, size int32) erro
 	return nil
 }
 
-// waitAvailable waits until a new volume leaves "creating".
-func (b *Backend) waitAvailable(ctx context.Context, id string) (*backends.Volume, error) {
+// maxTokenGenerations bounds how many client tokens one create walks
+// through. Each failed asynchronous create burns one, and EC2 keeps burnt
+// tokens for hours, so the bound is well above what repeated retries of a
+// failing create reach, and the walk costs one call per burnt token.
+const maxTokenGenerations = 64
+
+// waitAvailable waits until a new volume leaves "creating". Until EC2 has
+// described the volume once (seen), InvalidVolume.NotFound is its eventual
+// consistency, not an answer: EC2 documents that a volume just created may
+// not be described yet.
+func (b *Backend) waitAvailable(ctx context.Context, id string, seen bool) (*backends.Volume, error) {
 	var vol *types.Volume
 	err := b.wait(ctx, 4*b.attachWait, "volume "+id+" to become available", func() (bool, error) {
 		v, err := b.describeVolume(ctx, id)
-		if errors.Is(err, backends.ErrNotFound) {
+		if errors.Is(err, backends.ErrNotFound) && !errors.Is(err, errForeign) {
+			if !seen {
+				return false, nil
+			}
 			return false, fmt.Errorf("volume %s disappeared while it was being created (EC2 deletes a volume whose KMS key it cannot use): %w", id, backends.ErrInvalid)
 		}
 		if err != nil {
-			return false, err
+			return false, retryable(err)
 		}
+		seen = true
 		switch v.State {
 		case types.VolumeStateAvailable, types.VolumeStateInUse:
 			vol = v

@@ -146,10 +146,11 @@ func takeFailure(q *[]string) (string, bool) {
 }
 
 // reDocumentedDevice is the set of Linux device names EC2 documents for
-// EBS volumes on HVM and Nitro instances: /dev/sd[a-z] (with an optional
-// partition number 1-15 for root names such as /dev/sda1), /dev/xvd[a-z],
-// /dev/xvd[b-c][a-z] and /dev/xvdd[a-x]. EC2 refuses /dev/xvddy and beyond.
-var reDocumentedDevice = regexp.MustCompile(`^/dev/(sd[a-z]([1-9]|1[0-5])?|xvd[a-z]|xvd[bc][a-z]|xvdd[a-x])$`)
+// EBS volumes on HVM instances: /dev/sd[a-z] (with an optional partition
+// number 1-15, as in the root name /dev/sda1), /dev/xvd[e-z] (and the
+// root names /dev/xvd[a-d]), /dev/xvd[a-c][a-z] and /dev/xvdd[a-x]. EC2
+// refuses /dev/xvddy and everything after it.
+var reDocumentedDevice = regexp.MustCompile(`^/dev/(sd[a-z]([1-9]|1[0-5])?|xvd[a-z]|xvd[a-c][a-z]|xvdd[a-x])$`)
 
 // attachmentLimit is how many volumes an instance takes (root included),
 // after its network interfaces and instance-store volumes where they share
