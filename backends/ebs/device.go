@@ -27,7 +27,9 @@ var nvmeNameRE = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
 // disks) give ErrNoSerial.
 func NVMeSerial(devicePath string) (string, error) { return nvmeSerialIn("/sys", devicePath) }
 
-func (b *Backend) nvmeSerial(devicePath string) (string, error) { return nvmeSerialIn(b.sysfs, devicePath) }
+func (b *Backend) nvmeSerial(devicePath string) (string, error) {
+	return nvmeSerialIn(b.sysfs, devicePath)
+}
 
 func nvmeSerialIn(sysfs, devicePath string) (string, error) {
 	real, err := filepath.EvalSymlinks(devicePath)

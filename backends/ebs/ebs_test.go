@@ -22,8 +22,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
-	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 const (
@@ -242,6 +242,7 @@ func TestCreateAlreadyExists(t *testing.T) {
 func TestParams(t *testing.T) {
 	b := &Backend{volType: "gp3"}
 	bk := &Backend{volType: "gp3", cfg: Config{KMSKeyID: "alias/k"}}
+	capped := &Backend{volType: "gp3", cfg: Config{CapIOPS: true}}
 	tests := []struct {
 		name    string
 		b       *Backend
@@ -273,7 +274,16 @@ func TestParams(t *testing.T) {
 		{name: "io1 too small is raised", p: map[string]string{"type": "io1", "iops": "100"}, gib: 1, volType: "io1", iops: 100, size: 4},
 		{name: "st1 min size", p: map[string]string{"type": "st1"}, gib: 10, volType: "st1", size: 125},
 		{name: "standard too big", p: map[string]string{"type": "standard"}, gib: 2000, want: "at most 1024"},
-		{name: "gp3 too big", p: nil, gib: 20000, want: "at most 16384"},
+		{name: "gp3 64 TiB", p: nil, gib: 65536, volType: "gp3", size: 65536},
+		{name: "gp3 too big", p: nil, gib: 70000, want: "at most 65536"},
+		{name: "io1 iops per GiB", p: map[string]string{"type": "io1", "iops": "1000"}, gib: 10, want: "at most 500 IOPS (50 per GiB); ask for at least 20 GiB"},
+		{name: "io1 iops capped", b: capped, p: map[string]string{"type": "io1", "iops": "1000"}, gib: 10, volType: "io1", iops: 500, size: 10},
+		{name: "io2 iops per GiB", p: map[string]string{"type": "io2", "iops": "5000"}, gib: 4, want: "at most 4000 IOPS"},
+		{name: "gp3 iops per GiB", p: map[string]string{"iops": "16000"}, gib: 8, want: "at most 4000 IOPS"},
+		{name: "gp3 iops capped", b: capped, p: map[string]string{"iops": "16000"}, gib: 8, volType: "gp3", iops: 4000, size: 8},
+		{name: "gp3 baseline iops at 1 GiB", p: map[string]string{"iops": "3000"}, gib: 1, volType: "gp3", iops: 3000, size: 1},
+		{name: "gp3 throughput per IOPS", p: map[string]string{"throughput": "1000"}, gib: 100, want: "needs iops=4000"},
+		{name: "gp3 throughput with iops", p: map[string]string{"throughput": "1000", "iops": "4000"}, gib: 100, volType: "gp3", iops: 4000, size: 100},
 		{name: "encrypted bad", p: map[string]string{"encrypted": "maybe"}, want: "true or false"},
 		{name: "kms with encrypted=false", p: map[string]string{"encrypted": "false", "kmsKeyId": "k"}, want: "encrypted=false"},
 		{name: "tags bad", p: map[string]string{"tags": "novalue"}, want: "key=value"},
@@ -289,9 +299,12 @@ func TestParams(t *testing.T) {
 				bb = b
 			}
 			s, err := bb.parseSpec(tc.p)
-			var size int32
+			var size, iops int32
 			if err == nil {
 				size, err = s.sizeGiB(tc.gib<<30, 0)
+			}
+			if err == nil {
+				iops, _, err = s.performance(size, bb.cfg.CapIOPS)
 			}
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -305,8 +318,8 @@ func TestParams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.volType != tc.volType || size != tc.size || s.iopsFor(size) != tc.iops {
-				t.Fatalf("got type %s size %d iops %d", s.volType, size, s.iopsFor(size))
+			if s.volType != tc.volType || size != tc.size || iops != tc.iops {
+				t.Fatalf("got type %s size %d iops %d", s.volType, size, iops)
 			}
 			if bb == bk && (!s.encrypted || s.kmsKeyID != "alias/k") {
 				t.Fatalf("config kmsKeyID not applied: %+v", s)

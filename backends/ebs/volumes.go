@@ -241,6 +241,10 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
+	iops, throughput, err := s.performance(size, b.cfg.CapIOPS)
+	if err != nil {
+		return nil, err
+	}
 	tags := map[string]string{}
 	maps.Copy(tags, b.cfg.Tags)
 	maps.Copy(tags, s.tags)
@@ -315,17 +319,20 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			return nil, err
 		}
 	}
+	if iops, throughput, err = s.performance(size, b.cfg.CapIOPS); err != nil {
+		return nil, err // checked above at a size no larger
+	}
 	in := &ec2.CreateVolumeInput{
 		AvailabilityZone:  aws.String(zone),
 		Size:              aws.Int32(size),
 		VolumeType:        types.VolumeType(s.volType),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)}},
 	}
-	if n := s.iopsFor(size); n > 0 {
-		in.Iops = aws.Int32(n)
+	if iops > 0 {
+		in.Iops = aws.Int32(iops)
 	}
-	if s.throughput > 0 {
-		in.Throughput = aws.Int32(s.throughput)
+	if throughput > 0 {
+		in.Throughput = aws.Int32(throughput)
 	}
 	if src != nil {
 		in.SnapshotId = aws.String(src.snapshot)

@@ -54,7 +54,7 @@ type volumeLimits struct{ minSize, maxSize int32 }
 var volumeTypes = map[string]volumeLimits{
 	"standard": {1, 1024},
 	"gp2":      {1, 16384},
-	"gp3":      {1, 16384},
+	"gp3":      {1, 65536},
 	"io1":      {4, 16384},
 	"io2":      {4, 65536},
 	"st1":      {125, 16384},
@@ -103,6 +103,9 @@ func (sp *volumeSpec) resolve() *apiError {
 		if sp.iops > 3000 && sp.iops > 500*sp.size {
 			return errf("InvalidParameterValue", "Volume iops of %d is too high; maximum is 500 IOPS per GiB for gp3.", sp.iops)
 		}
+		if sp.throughput > 125 && sp.throughput*4 > sp.iops {
+			return errf("InvalidParameterCombination", "Throughput (MiBps) to iops ratio of %.3f is too high; maximum is 0.250 MiBps per iops.", float64(sp.throughput)/float64(sp.iops))
+		}
 		return nil
 	case "io1", "io2":
 		if !sp.iopsSet {
@@ -117,6 +120,13 @@ func (sp *volumeSpec) resolve() *apiError {
 		}
 		if sp.iops < 100 || sp.iops > maxIops {
 			return errf("InvalidParameterValue", "Volume iops of %d is out of range for %s; must be between 100 and %d.", sp.iops, sp.volType, maxIops)
+		}
+		perGiB := int32(50)
+		if sp.volType == "io2" {
+			perGiB = 1000
+		}
+		if sp.iops > perGiB*sp.size {
+			return errf("InvalidParameterValue", "Iops to volume size ratio of %.1f is too high; maximum is %d.0.", float64(sp.iops)/float64(sp.size), perGiB)
 		}
 		if sp.throughputSet {
 			return errf("InvalidParameterCombination", "The parameter throughput is not supported for %s volumes.", sp.volType)
