@@ -41,6 +41,9 @@ type env struct {
 	// drop, when > 0, makes the proxy swallow that many CreateVolume
 	// responses after the sim has handled the request.
 	drop atomic.Int32
+	// lost, if set, runs after each CreateVolume whose answer the proxy
+	// swallowed.
+	lost func()
 }
 
 func newEnv(t *testing.T) *env {
@@ -84,6 +87,9 @@ func (e *env) proxy(w http.ResponseWriter, r *http.Request) {
 	if form.Get("Action") == "CreateVolume" && e.drop.Load() > 0 {
 		e.drop.Add(-1)
 		e.sim.ServeHTTP(httptest.NewRecorder(), r) // EC2 did it; the answer is lost
+		if e.lost != nil {
+			e.lost()
+		}
 		http.Error(w, "connection reset", http.StatusBadGateway)
 		return
 	}

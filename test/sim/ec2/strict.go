@@ -39,12 +39,23 @@ func (st *strictState) init() {
 //   - "AttachVolume": the volume still shows "available" without the new
 //     attachment (while AttachVolume itself already answers VolumeInUse).
 //
-// d = 0 switches the lag off.
+// d = 0 switches the lag off and ends the windows still open.
 func (s *Server) SetLag(action string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.strict.init()
 	s.strict.lag[action] = d
+	if d > 0 {
+		return
+	}
+	for _, v := range s.volumes {
+		switch {
+		case action == "CreateVolume":
+			v.visibleAt = time.Time{}
+		case action == "AttachVolume" && v.att != nil:
+			v.att.visibleAt = time.Time{}
+		}
+	}
 }
 
 func (s *Server) visibleAt(action string) time.Time {
