@@ -271,7 +271,9 @@ func TestRetriedCreateOverQuotaFindsItsVolume(t *testing.T) {
 	// SDK's retry then meets the regional quota, which that very volume
 	// filled.
 	e.drop.Store(1)
-	e.lost = func() { e.sim.FailNext("CreateVolume", 1, "VolumeLimitExceeded", "You have exceeded your maximum gp3 storage limit of 1 GiB in this region.") }
+	e.lost = func() {
+		e.sim.FailNext("CreateVolume", 1, "VolumeLimitExceeded", "You have exceeded your maximum gp3 storage limit of 1 GiB in this region.")
+	}
 	v, err := b.Create(ctx(t), backends.CreateRequest{Name: "quota", RequiredBytes: 1 << 30})
 	if err != nil {
 		t.Fatalf("create whose retry met the quota: %v", err)
