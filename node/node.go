@@ -815,6 +815,18 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
 	for _, b := range s.set.All() {
+		// A configured limit wins; else the tightest a backend knows.
+		if l, ok := b.(backends.NodeVolumeLimiter); ok && s.opt.MaxVolumes == 0 {
+			n, err := l.NodeMaxVolumes(ctx)
+			if err != nil {
+				return nil, grpcerr.From(err, "volume limit of this node from backend "+b.Name())
+			}
+			if resp.MaxVolumesPerNode == 0 || n < resp.MaxVolumesPerNode {
+				resp.MaxVolumesPerNode = n
+			}
+		}
+	}
+	for _, b := range s.set.All() {
 		if z, ok := b.(backends.NodeZoner); ok {
 			zone, err := z.NodeZone(ctx)
 			if err != nil {

@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -324,11 +323,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = 5
-			so.MaxBackoff = maxBackoff
-			so.Backoff = retry.NewExponentialJitterBackoff(maxBackoff)
-		})
+		o.Retryer = newPerAPIRetryer(maxBackoff)
 	})
 	return b, nil
 }

@@ -306,9 +306,10 @@ func (b *Backend) describeSnapshots(ctx context.Context, filters []types.Filter,
 }
 
 var (
-	_ backends.Backend       = (*Backend)(nil)
-	_ backends.NodeZoner     = (*Backend)(nil)
-	_ backends.NodeRegistrar = (*Backend)(nil)
-	_ backends.Expander      = (*Backend)(nil)
-	_ backends.Snapshotter   = (*Backend)(nil)
+	_ backends.Backend           = (*Backend)(nil)
+	_ backends.NodeZoner         = (*Backend)(nil)
+	_ backends.NodeRegistrar     = (*Backend)(nil)
+	_ backends.Expander          = (*Backend)(nil)
+	_ backends.Snapshotter       = (*Backend)(nil)
+	_ backends.NodeVolumeLimiter = (*Backend)(nil)
 )

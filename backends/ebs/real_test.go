@@ -447,3 +447,26 @@ func TestNVMeFoundWithoutUdevLinks(t *testing.T) {
 	}
 	detach(t, ctrl, v.ID, inst1)
 }
+
+func TestEachAPIHasItsOwnAdaptiveRetryer(t *testing.T) {
+	sim, backend := newPlainEnv(t, ec2sim.Instance{ID: inst1, AvailabilityZone: zoneA})
+	b := backend(nil)
+	v := create(t, b, "probe", 1, nil)
+	sim.FailNext("DescribeVolumes", 2, "RequestLimitExceeded", "")
+	if _, err := b.Get(ctx(t), v.ID); err != nil {
+		t.Fatalf("get after two throttles: %v", err)
+	}
+	if err := b.Probe(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	r, ok := b.ec2.Options().Retryer.(*perAPIRetryer)
+	if !ok {
+		t.Fatalf("retryer %T", b.ec2.Options().Retryer)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	dv, az := r.by["DescribeVolumes"], r.by["DescribeAvailabilityZones"]
+	if dv == nil || az == nil || dv == az {
+		t.Fatalf("retryers per API: %v", r.by)
+	}
+}
