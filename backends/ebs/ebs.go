@@ -25,6 +25,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -220,6 +221,11 @@ type Backend struct {
 	// zoneTried: pickZone asked IMDS once; an off-EC2 controller does
 	// not wait for it on every create.
 	zoneTried bool
+	// swept: the temporary clone snapshots were swept once.
+	swept     bool
+	tempGrace time.Duration
+	// noCopy: EC2 refused CopyVolumes here; clones take snapshots.
+	noCopy atomic.Bool
 }
 
 // New builds a backend from its configuration.
@@ -239,7 +245,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		attachWait: DefaultAttachWait, poll: DefaultPollInterval, abortAfter: DefaultAttachAbortAfter,
 		maxVolumes: cfg.MaxVolumesPerNode, sysfs: opt.SysfsRoot,
 		node: opt.NodeID, serial: opt.Serial, devRoot: opt.DevRoot, log: opt.Logger,
-		pageSize: 500,
+		pageSize: 500, tempGrace: DefaultTemporaryGrace,
 	}
 	if b.sysfs == "" {
 		b.sysfs = "/sys"

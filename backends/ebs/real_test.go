@@ -470,3 +470,90 @@ func TestEachAPIHasItsOwnAdaptiveRetryer(t *testing.T) {
 		t.Fatalf("retryers per API: %v", r.by)
 	}
 }
+
+func (e *env) temporarySnapshots() []ec2sim.SnapshotInfo {
+	var out []ec2sim.SnapshotInfo
+	for _, sn := range e.sim.Snapshots() {
+		if sn.Tags[TagTemporary] != "" {
+			out = append(out, sn)
+		}
+	}
+	return out
+}
+
+func TestCloneCopiesTheVolume(t *testing.T) {
+	e := newEnv(t)
+	ctrl := e.backend(e.config("c1", ""), "")
+	v := create(t, ctrl, "orig", 2, nil)
+	c, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "copy", RequiredBytes: 2 << 30, SourceVolume: v.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SourceVolume != v.ID || c.CapacityBytes != 2<<30 {
+		t.Fatalf("clone %+v", c)
+	}
+	if n := e.sim.Calls("CreateSnapshot"); n != 0 || e.sim.Calls("CopyVolumes") == 0 {
+		t.Fatalf("clone took %d snapshots, CopyVolumes %d calls", n, e.sim.Calls("CopyVolumes"))
+	}
+	again, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "copy", RequiredBytes: 2 << 30, SourceVolume: v.ID})
+	if err != nil || again.ID != c.ID || len(e.named("copy")) != 1 {
+		t.Fatalf("repeated clone: %v %v", again, err)
+	}
+}
+
+func TestCloneThroughASnapshotLeavesNone(t *testing.T) {
+	e := newEnv(t)
+	e.sim.DisableCopyVolumes()
+	ctrl := e.backend(e.config("c1", ""), "")
+	v := create(t, ctrl, "orig", 1, nil)
+	// The CO gives up while the temporary snapshot is still pending.
+	e.sim.SetSnapshotDelay(time.Minute)
+	if _, err := ctrl.Create(within(t, 500*time.Millisecond), backends.CreateRequest{Name: "abandoned", SourceVolume: v.ID}); err == nil {
+		t.Fatal("clone succeeded while its snapshot was pending")
+	}
+	if left := e.temporarySnapshots(); len(left) != 0 {
+		t.Fatalf("temporary snapshots left by an abandoned clone: %+v", left)
+	}
+	// A snapshot that fails is not left behind either.
+	e.sim.SetSnapshotDelay(0)
+	e.sim.FailSnapshots(1, "internal error")
+	if _, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "failed", SourceVolume: v.ID}); err == nil {
+		t.Fatal("clone succeeded from a failed snapshot")
+	}
+	c, err := ctrl.Create(ctx(t), backends.CreateRequest{Name: "failed", SourceVolume: v.ID})
+	if err != nil || c.SourceVolume != v.ID {
+		t.Fatalf("clone: %+v %v", c, err)
+	}
+	if left := e.temporarySnapshots(); len(left) != 0 {
+		t.Fatalf("temporary snapshots left: %+v", left)
+	}
+}
+
+func TestTemporarySnapshotsSweptAtStart(t *testing.T) {
+	e := newEnv(t)
+	first := e.backend(e.config("c1", ""), "")
+	v := create(t, first, "orig", 1, nil)
+	// A process died in the middle of a clone.
+	sn, err := first.snapshot(ctx(t), v.ID, cloneSnapshotName("died"), nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.waitSnapshot(ctx(t), sn.ID); err != nil {
+		t.Fatal(err)
+	}
+	next := e.backend(e.config("c1", ""), "")
+	next.tempGrace = 0
+	create(t, next, "any", 1, nil)
+	if left := e.temporarySnapshots(); len(left) != 0 {
+		t.Fatalf("temporary snapshots after the first create of a new process: %+v", left)
+	}
+	// A young one (a clone of another process in flight) is kept.
+	if _, err := first.snapshot(ctx(t), v.ID, cloneSnapshotName("young"), nil, true); err != nil {
+		t.Fatal(err)
+	}
+	third := e.backend(e.config("c1", ""), "")
+	create(t, third, "other", 1, nil)
+	if left := e.temporarySnapshots(); len(left) != 1 {
+		t.Fatalf("temporary snapshots: %+v, want the young one kept", left)
+	}
+}

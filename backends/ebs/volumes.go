@@ -309,18 +309,60 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
+	if iops, throughput, err = s.performance(size, b.cfg.CapIOPS); err != nil {
+		return nil, err // checked above at a size no larger
+	}
+	b.sweepOnce(ctx)
+	if src != nil && src.volume != "" && zone == src.zone && !b.noCopy.Load() {
+		// A clone in the source's zone: EC2 copies the volume itself.
+		in := &ec2.CopyVolumesInput{
+			SourceVolumeId:    aws.String(src.volume),
+			Size:              aws.Int32(size),
+			VolumeType:        types.VolumeType(s.volType),
+			TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)}},
+		}
+		if iops > 0 {
+			in.Iops = aws.Int32(iops)
+		}
+		if throughput > 0 {
+			in.Throughput = aws.Int32(throughput)
+		}
+		if s.encrypted {
+			in.Encrypted = aws.Bool(true)
+			if s.kmsKeyID != "" {
+				in.KmsKeyId = aws.String(s.kmsKeyID)
+			}
+		}
+		v, err := b.createWithTokens(ctx, req, size, "copy", func(token string) (string, types.VolumeState, error) {
+			in.ClientToken = aws.String(token)
+			out, err := b.ec2.CopyVolumes(ctx, in)
+			fault.Point("ebs.create.requested")
+			if err != nil {
+				return "", "", err
+			}
+			if len(out.Volumes) != 1 {
+				return "", "", fmt.Errorf("%w: CopyVolumes answered %d volumes, not 1", backends.ErrUnavailable, len(out.Volumes))
+			}
+			return aws.ToString(out.Volumes[0].VolumeId), out.Volumes[0].State, nil
+		})
+		if !errors.Is(err, errUnsupportedCall) {
+			return v, err
+		}
+		b.noCopy.Store(true)
+		b.log.Info("CopyVolumes is not offered here; cloning through a temporary snapshot", zap.Error(err))
+	}
 	if src != nil && src.volume != "" {
-		// EBS copies a volume through a snapshot: take a temporary one.
+		// Clone through a temporary snapshot, deleted on every way out:
+		// once the volume is made from it, or when the create gives up.
+		b.sweepTemporary(ctx)
 		snap, err := b.snapshot(ctx, src.volume, cloneSnapshotName(req.Name), nil, true)
 		if err != nil {
 			return nil, err
 		}
+		defer b.dropTemporary(ctx, snap.ID)
 		if src.snapshot, err = b.waitSnapshot(ctx, snap.ID); err != nil {
 			return nil, err
 		}
-	}
-	if iops, throughput, err = s.performance(size, b.cfg.CapIOPS); err != nil {
-		return nil, err // checked above at a size no larger
 	}
 	in := &ec2.CreateVolumeInput{
 		AvailabilityZone:  aws.String(zone),
@@ -343,11 +385,29 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			in.KmsKeyId = aws.String(s.kmsKeyID)
 		}
 	}
-	var id string
-	for gen := 1; gen <= maxTokenGenerations && id == ""; gen++ {
-		in.ClientToken = aws.String(b.token(req.Name, gen))
+	return b.createWithTokens(ctx, req, size, "", func(token string) (string, types.VolumeState, error) {
+		in.ClientToken = aws.String(token)
 		out, err := b.ec2.CreateVolume(ctx, in)
 		fault.Point("ebs.create.requested")
+		if err != nil {
+			return "", "", err
+		}
+		return aws.ToString(out.VolumeId), out.State, nil
+	})
+}
+
+// errUnsupportedCall: EC2 does not offer the call here (CopyVolumes in a
+// region without it).
+var errUnsupportedCall = errors.New("call not offered in this region")
+
+// createWithTokens calls create with the client tokens of req.Name in turn
+// (the tokens of another kind of call, such as "copy", are apart) until EC2
+// makes a volume, then waits until it is available. Errors of create come
+// back wrapped once around the EC2 error.
+func (b *Backend) createWithTokens(ctx context.Context, req backends.CreateRequest, size int32, kind string, create func(token string) (string, types.VolumeState, error)) (*backends.Volume, error) {
+	var id string
+	for gen := 1; gen <= maxTokenGenerations && id == ""; gen++ {
+		vid, state, err := create(b.token(kind+req.Name, gen))
 		switch apiCode(err) {
 		case "IdempotentParameterMismatch", "VolumeLimitExceeded":
 			// A mismatch: the token was used with other parameters, by a
@@ -367,28 +427,24 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 				continue
 			}
 		}
+		if c := apiCode(err); c == "UnsupportedOperation" || c == "InvalidAction" {
+			return nil, fmt.Errorf("%w: %v", errUnsupportedCall, mapErr(err, "create volume "+strconv.Quote(req.Name)))
+		}
 		if err != nil {
 			return nil, mapErr(err, "create volume "+strconv.Quote(req.Name))
 		}
-		if gone(out.State) {
+		if gone(state) {
 			continue // the token belongs to a volume of this name that was deleted
 		}
-		id = aws.ToString(out.VolumeId)
+		id = vid
 	}
 	if id == "" {
 		return nil, fmt.Errorf("%w: create volume %q: the %d client tokens this plugin derives for the name are all used up by earlier creates that failed in EC2 "+
 			"(a KMS key it may not use, for example) or by volumes of this name created and deleted with other parameters; "+
 			"EC2 forgets client tokens after some hours: fix the cause and retry then, or use another name", backends.ErrLimit, req.Name, maxTokenGenerations)
 	}
-	b.log.Info("volume created", zap.String("id", id), zap.String("zone", zone), zap.Int32("GiB", size), zap.String("type", s.volType))
-	v, err := b.waitAvailable(ctx, id, false)
-	if err == nil && src != nil && src.volume != "" {
-		// The new volume no longer needs its temporary snapshot.
-		if derr := b.deleteSnapshot(ctx, src.snapshot); derr != nil {
-			b.log.Warn("temporary clone snapshot not deleted", zap.String("snapshot", src.snapshot), zap.Error(derr))
-		}
-	}
-	return v, err
+	b.log.Info("volume created", zap.String("id", id), zap.Int32("GiB", size), zap.String("name", req.Name))
+	return b.waitAvailable(ctx, id, false)
 }
 
 // compatible decides whether an existing volume answers req.

@@ -391,6 +391,7 @@ func init() {
 		"DeleteSnapshot":               (*Server).deleteSnapshot,
 		"DescribeSnapshots":            (*Server).describeSnapshots,
 		"DescribeAvailabilityZones":    (*Server).describeAvailabilityZones,
+		"CopyVolumes":                  (*Server).copyVolumes,
 	}
 }
 
@@ -413,11 +414,14 @@ func (s *Server) dispatch(action string, p params) (response, *apiError) {
 
 // after runs fn under s.mu once the state delay has passed, unless the
 // server has been closed. Callers hold s.mu.
-func (s *Server) after(fn func()) {
+func (s *Server) after(fn func()) { s.afterDelay(s.delay, fn) }
+
+// afterDelay is after with a delay of its own. Callers hold s.mu.
+func (s *Server) afterDelay(d time.Duration, fn func()) {
 	b := &timerBox{}
 	s.wg.Add(1)
 	s.timers[b] = struct{}{}
-	b.t = time.AfterFunc(s.delay, func() {
+	b.t = time.AfterFunc(d, func() {
 		defer s.wg.Done()
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -60,7 +60,11 @@ func (s *Server) createSnapshot(p params) (response, *apiError) {
 	s.snapshots[sn.id] = sn
 	out := &snapshotResp{xmlSnapshot: sn.xml()}
 	failure, fails := takeFailure(&s.strict.failSnap)
-	s.after(func() {
+	d := s.delay
+	if s.strict.snapDelay > 0 {
+		d = s.strict.snapDelay
+	}
+	s.afterDelay(d, func() {
 		if sn.state != "pending" {
 			return
 		}

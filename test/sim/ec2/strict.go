@@ -2,7 +2,10 @@ package ec2sim
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -17,6 +20,8 @@ type strictState struct {
 	failCreate []string        // messages: the next creates vanish while "creating"
 	failSnap   []string        // messages: the next snapshots go to "error"
 	tokenTTL   time.Duration
+	snapDelay  time.Duration // 0: the state delay
+	noCopy     bool          // CopyVolumes is not offered in the region
 }
 
 type bucket struct {
@@ -138,6 +143,22 @@ func (s *Server) FailSnapshots(n int, reason string) {
 	}
 }
 
+// SetSnapshotDelay makes snapshots take d to complete (or fail); 0: the
+// state delay.
+func (s *Server) SetSnapshotDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.strict.snapDelay = d
+}
+
+// DisableCopyVolumes makes CopyVolumes answer UnsupportedOperation, as in
+// a region that does not offer it.
+func (s *Server) DisableCopyVolumes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.strict.noCopy = true
+}
+
 // SetTokenTTL makes CreateVolume forget client tokens older than d (EC2
 // keeps them for hours); 0 keeps them for ever.
 func (s *Server) SetTokenTTL(d time.Duration) {
@@ -184,4 +205,22 @@ func xenFamily(instanceType string) bool {
 		}
 	}
 	return false
+}
+
+// SnapshotInfo is a read-only view of a simulated snapshot.
+type SnapshotInfo struct {
+	ID, VolumeID, State string
+	Tags                map[string]string
+}
+
+// Snapshots lists the snapshots that exist, sorted by id.
+func (s *Server) Snapshots() []SnapshotInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SnapshotInfo, 0, len(s.snapshots))
+	for _, sn := range s.snapshots {
+		out = append(out, SnapshotInfo{ID: sn.id, VolumeID: sn.volumeID, State: sn.state, Tags: maps.Clone(sn.tags)})
+	}
+	slices.SortFunc(out, func(a, b SnapshotInfo) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
