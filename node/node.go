@@ -681,7 +681,12 @@ func (s *Service) removeTarget(target string) error {
 // existing checks the id and volume path of a stats or expand request and
 // that the volume exists. The path itself is checked by the caller, after:
 // a path where the volume is not is NOT_FOUND, not INVALID_ARGUMENT.
-func (s *Service) existing(ctx context.Context, id, path, what string) (backends.Backend, string, error) {
+//
+// With proves set the caller proves the volume itself, by verifying the
+// device at the path (block backends), so the backend is not asked: stats
+// are polled often on every node, and the EBS backend would answer with an
+// EC2 call each time.
+func (s *Service) existing(ctx context.Context, id, path, what string, proves bool) (backends.Backend, string, error) {
 	if id == "" {
 		return nil, "", invalid("volume_id is required")
 	}
@@ -692,6 +697,9 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 	if err != nil {
 		return nil, "", err
 	}
+	if proves && b.Capabilities().FilesystemTypes == nil {
+		return b, native, nil
+	}
 	if _, err := b.Get(ctx, native); err != nil {
 		return nil, "", grpcerr.From(err, what+" "+id)
 	}
@@ -701,7 +709,7 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 // NodeGetVolumeStats implements csi.NodeServer.
 func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of", true)
 	if err != nil {
 		return nil, err
 	}
@@ -751,7 +759,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 // staging path or a target, a mount or a published block device.
 func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume", false)
 	if err != nil {
 		return nil, err
 	}
