@@ -61,7 +61,10 @@ func (p *perAPIRetryer) RetryDelay(attempt int, err error) (time.Duration, error
 func (p *perAPIRetryer) GetRetryToken(ctx context.Context, opErr error) (func(error) error, error) {
 	return p.of(ctx).GetRetryToken(ctx, opErr)
 }
-func (p *perAPIRetryer) GetInitialToken() func(error) error { return p.def.GetInitialToken() }
+
+// GetInitialToken is only there for aws.Retryer: the SDK asks a RetryerV2
+// for GetAttemptToken instead.
+func (p *perAPIRetryer) GetInitialToken() func(error) error { return func(error) error { return nil } }
 func (p *perAPIRetryer) GetAttemptToken(ctx context.Context) (func(error) error, error) {
 	return p.of(ctx).GetAttemptToken(ctx)
 }

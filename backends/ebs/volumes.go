@@ -241,8 +241,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
-	iops, throughput, err := s.performance(size, b.cfg.CapIOPS)
-	if err != nil {
+	if _, _, err := s.performance(size, b.cfg.CapIOPS); err != nil {
 		return nil, err
 	}
 	tags := map[string]string{}
@@ -309,7 +308,8 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
-	if iops, throughput, err = s.performance(size, b.cfg.CapIOPS); err != nil {
+	iops, throughput, err := s.performance(size, b.cfg.CapIOPS)
+	if err != nil {
 		return nil, err // checked above at a size no larger
 	}
 	b.sweepOnce(ctx)
