@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/csi-libstorage/csi-libstorage/backends"
 )
 
@@ -216,6 +218,30 @@ func (s *spec) performance(size int32, capIOPS bool) (iops, throughput int32, er
 		}
 	}
 	return iops, throughput, nil
+}
+
+// encryptedFlag and kmsKey are the encryption fields of a create or copy:
+// set only for an encrypted volume.
+func (s *spec) encryptedFlag() *bool {
+	if !s.encrypted {
+		return nil
+	}
+	return aws.Bool(true)
+}
+
+func (s *spec) kmsKey() *string {
+	if !s.encrypted || s.kmsKeyID == "" {
+		return nil
+	}
+	return aws.String(s.kmsKeyID)
+}
+
+// positiveOrNil leaves a zero IOPS or throughput out of a request.
+func positiveOrNil(n int32) *int32 {
+	if n <= 0 {
+		return nil
+	}
+	return aws.Int32(n)
 }
 
 // parseTags reads "k1=v1,k2=v2".

@@ -38,6 +38,15 @@ func (e *env) attachment(id string) (inst, dev, state string) {
 	return
 }
 
+// rawAttach attaches id to inst1 as dev behind the backend's back, as an
+// earlier call or process whose answer was lost did.
+func rawAttach(t *testing.T, b *Backend, id, dev string) {
+	t.Helper()
+	if _, err := b.ec2.AttachVolume(ctx(t), &ec2.AttachVolumeInput{VolumeId: aws.String(id), InstanceId: aws.String(inst1), Device: aws.String(dev)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCreateWaitsOutEventualConsistency(t *testing.T) {
 	e := newEnv(t)
 	b := e.backend(e.config("c1", ""), "")
@@ -118,9 +127,7 @@ func TestConnectWaitsForAnAttachmentNotYetDescribed(t *testing.T) {
 	node := e.backend(e.config("c1", inst1), inst1)
 	v := create(t, ctrl, "conn", 1, nil)
 	e.sim.SetLag("AttachVolume", time.Second)
-	if _, err := ctrl.ec2.AttachVolume(ctx(t), &ec2.AttachVolumeInput{VolumeId: aws.String(v.ID), InstanceId: aws.String(inst1), Device: aws.String("/dev/xvdbk")}); err != nil {
-		t.Fatal(err)
-	}
+	rawAttach(t, ctrl, v.ID, "/dev/xvdbk")
 	dev, err := node.Connect(ctx(t), v.ID, nil, false)
 	if err != nil {
 		t.Fatalf("connect while EC2 does not describe the attachment yet: %v", err)
@@ -174,9 +181,7 @@ func TestStuckAttachmentIsAbortedAndRetried(t *testing.T) {
 	v2 := create(t, ctrl, "stuck2", 1, nil)
 	e.sim.StickDevice(inst1, "/dev/xvdbb")
 	e.sim.StickDevice(inst1, "/dev/xvdbc")
-	if _, err := ctrl.ec2.AttachVolume(ctx(t), &ec2.AttachVolumeInput{VolumeId: aws.String(v2.ID), InstanceId: aws.String(inst1), Device: aws.String("/dev/xvdbb")}); err != nil {
-		t.Fatal(err)
-	}
+	rawAttach(t, ctrl, v2.ID, "/dev/xvdbb")
 	pc2 := attach(t, ctrl, v2.ID, inst1, false)
 	if d := pc2[PublishDevicePath]; d == "/dev/xvdbb" || d == "/dev/xvdbc" || d == "/dev/xvdba" {
 		t.Fatalf("attached on a stuck name: %v", pc2)

@@ -319,19 +319,11 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			SourceVolumeId:    aws.String(src.volume),
 			Size:              aws.Int32(size),
 			VolumeType:        types.VolumeType(s.volType),
+			Iops:              positiveOrNil(iops),
+			Throughput:        positiveOrNil(throughput),
+			Encrypted:         s.encryptedFlag(),
+			KmsKeyId:          s.kmsKey(),
 			TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)}},
-		}
-		if iops > 0 {
-			in.Iops = aws.Int32(iops)
-		}
-		if throughput > 0 {
-			in.Throughput = aws.Int32(throughput)
-		}
-		if s.encrypted {
-			in.Encrypted = aws.Bool(true)
-			if s.kmsKeyID != "" {
-				in.KmsKeyId = aws.String(s.kmsKeyID)
-			}
 		}
 		v, err := b.createWithTokens(ctx, req, size, "copy", func(token string) (string, types.VolumeState, error) {
 			in.ClientToken = aws.String(token)
@@ -368,22 +360,14 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		AvailabilityZone:  aws.String(zone),
 		Size:              aws.Int32(size),
 		VolumeType:        types.VolumeType(s.volType),
+		Iops:              positiveOrNil(iops),
+		Throughput:        positiveOrNil(throughput),
+		Encrypted:         s.encryptedFlag(),
+		KmsKeyId:          s.kmsKey(),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)}},
-	}
-	if iops > 0 {
-		in.Iops = aws.Int32(iops)
-	}
-	if throughput > 0 {
-		in.Throughput = aws.Int32(throughput)
 	}
 	if src != nil {
 		in.SnapshotId = aws.String(src.snapshot)
-	}
-	if s.encrypted {
-		in.Encrypted = aws.Bool(true)
-		if s.kmsKeyID != "" {
-			in.KmsKeyId = aws.String(s.kmsKeyID)
-		}
 	}
 	return b.createWithTokens(ctx, req, size, "", func(token string) (string, types.VolumeState, error) {
 		in.ClientToken = aws.String(token)
