@@ -52,7 +52,7 @@ func TestIMDSv2ThroughSDK(t *testing.T) {
 			}
 		})
 	}
-	if first := srv.IMDSURL(inst1); first != srv.IMDSURL(inst1) || first == srv.IMDSURL(inst2) {
+	if srv.IMDSURL(inst1) != srv.IMDSURL(inst1) || srv.IMDSURL(inst1) == srv.IMDSURL(inst2) {
 		t.Errorf("IMDSURL must be stable per instance and distinct across instances")
 	}
 }
