@@ -341,6 +341,16 @@ func attachLoop(img string) (string, error) {
 			return "", err
 		}
 		err = configureLoop(int(dev.Fd()), int(backing.Fd()), img)
+		if err == nil {
+			// The block layer's read-only flag (BLKROSET) outlives the
+			// loop binding: a device another test set read-only comes
+			// back read-only. An attached EBS volume is writable.
+			err = unix.IoctlSetPointerInt(int(dev.Fd()), unix.BLKROSET, 0)
+			if err != nil {
+				_ = unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_CLR_FD, 0)
+				err = fmt.Errorf("clear the read-only flag of %s: %w", path, err)
+			}
+		}
 		dev.Close()
 		if err == nil {
 			return path, nil
