@@ -96,7 +96,7 @@ type Backend struct {
 	log         *zap.Logger
 	// locks guards volumes and names pool-wide: see fsutil.KeyLocks.
 	locks *fsutil.KeyLocks
-	avail       struct {
+	avail struct {
 		mu       sync.Mutex
 		at       time.Time
 		bytes    int64

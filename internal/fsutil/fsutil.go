@@ -56,4 +56,3 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
-
