@@ -941,7 +941,7 @@ func (b *Backend) ForceDetach(ctx context.Context, id, node string) error {
 		return true, nil
 	})
 	if errors.Is(err, backends.ErrNotFound) && !exists {
-		return fmt.Errorf("force-detach: volume %q does not exist in pool %s: %w", id, b.dir, err)
+		return fmt.Errorf("volume %q does not exist in pool %s: %w", id, b.dir, backends.ErrNotFound)
 	}
 	if err != nil {
 		return fmt.Errorf("force-detach %s from %s: %w", id, node, err)
