@@ -4,6 +4,12 @@
 // A loop device is identified by the device and inode numbers of its backing
 // file, never by path: a path can be replaced, and the kernel truncates long
 // names in its status.
+//
+// Devices are set up with LOOP_CONFIGURE (Linux 5.8+), one ioctl that binds
+// the file and sets its flags. Older kernels, which Mesos agents still run
+// (CentOS 7, Ubuntu 18.04, RHEL 8), refuse it; there the package falls back
+// to LOOP_SET_FD and LOOP_SET_STATUS64, then LOOP_SET_DIRECT_IO where the
+// kernel has it (4.10+), else buffered I/O.
 package loop
 
 import (
@@ -131,12 +137,23 @@ func Verify(dev string, backingDev, backingIno uint64) error {
 type Options struct {
 	ReadOnly bool
 	// DirectIO asks the kernel to bypass the page cache of the backing
-	// file; it falls back to buffered I/O where the filesystem refuses.
+	// file; it falls back to buffered I/O where the filesystem or the
+	// kernel refuses.
 	DirectIO bool
+
+	// noConfigure answers LOOP_CONFIGURE as a kernel older than 5.8
+	// would, without asking this one, so tests exercise the fallback on
+	// any kernel.
+	noConfigure bool
+	// beforeBind, if set, runs just before the device is bound; tests use
+	// it to let "another process" take the free device first.
+	beforeBind func(dev string)
 }
 
 // Attach binds a free loop device to the file at path and returns the
-// device. It retries when another process takes the free device first.
+// device, after proving from the device's status that it is backed by the
+// file opened. It retries when another process takes the free device
+// first.
 func Attach(path string, opt Options) (Info, error) {
 	flags := unix.O_RDWR
 	if opt.ReadOnly {
@@ -167,9 +184,19 @@ func Attach(path string, opt Options) (Info, error) {
 			return Info{}, fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := "/dev/loop" + strconv.Itoa(n)
-		err = configure(dev, n, file, opt)
+		err = configure(dev, n, file, path, opt)
 		if err == nil {
-			return Info{Device: dev, BackingDev: st.Dev, BackingInode: st.Ino, ReadOnly: opt.ReadOnly, BackingFile: path}, nil
+			// The same proof on either path: the device reports the
+			// backing file's device and inode numbers.
+			if err := Verify(dev, st.Dev, st.Ino); err != nil {
+				return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
+			}
+			info, err := Status(dev)
+			if err != nil {
+				return Info{}, err
+			}
+			info.BackingFile = path
+			return info, nil
 		}
 		if !errors.Is(err, unix.EBUSY) {
 			return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
@@ -180,7 +207,7 @@ func Attach(path string, opt Options) (Info, error) {
 	return Info{}, fmt.Errorf("no loop device could be configured for %s: %w", path, lastErr)
 }
 
-func configure(dev string, n, file int, opt Options) error {
+func configure(dev string, n, file int, path string, opt Options) error {
 	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
 		// Without devtmpfs or udev the node may not exist yet.
@@ -193,6 +220,26 @@ func configure(dev string, n, file int, opt Options) error {
 		return err
 	}
 	defer unix.Close(fd)
+	if opt.beforeBind != nil {
+		opt.beforeBind(dev)
+	}
+	err = unix.EINVAL // what a kernel before 5.8 answers LOOP_CONFIGURE
+	if !opt.noConfigure {
+		err = configureOnce(fd, file, opt)
+	}
+	if !refused(err) {
+		return err
+	}
+	return setFD(fd, file, path, opt)
+}
+
+// refused reports whether the kernel rejected an ioctl it does not know:
+// EINVAL from the loop driver, ENOTTY from the block layer.
+func refused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY)
+}
+
+func configureOnce(fd, file int, opt Options) error {
 	cfg := unix.LoopConfig{Fd: uint32(file)}
 	if opt.ReadOnly {
 		cfg.Info.Flags |= unix.LO_FLAGS_READ_ONLY
@@ -200,13 +247,39 @@ func configure(dev string, n, file int, opt Options) error {
 	if opt.DirectIO {
 		cfg.Info.Flags |= unix.LO_FLAGS_DIRECT_IO
 	}
-	err = unix.IoctlLoopConfigure(fd, &cfg)
+	err := unix.IoctlLoopConfigure(fd, &cfg)
 	if err != nil && opt.DirectIO && errors.Is(err, unix.EINVAL) {
 		// The backing filesystem cannot do O_DIRECT (tmpfs, some FUSE).
 		cfg.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
 		err = unix.IoctlLoopConfigure(fd, &cfg)
 	}
 	return err
+}
+
+// setFD binds the device the way kernels before 5.8 allow: in steps. The
+// device is read-only when the backing file was opened read-only. A device
+// bound here and not fully set up is unbound again, so a failed attach
+// leaves nothing behind.
+func setFD(fd, file int, path string, opt Options) error {
+	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_FD, file); err != nil {
+		return err // EBUSY: another process bound it first
+	}
+	info := unix.LoopInfo64{}
+	copy(info.File_name[:len(info.File_name)-1], path)
+	if err := unix.IoctlLoopSetStatus64(fd, &info); err != nil {
+		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+		return fmt.Errorf("set status: %w", err)
+	}
+	if opt.DirectIO {
+		// Before 4.10 the ioctl does not exist, and a filesystem without
+		// O_DIRECT refuses it: both leave buffered I/O, which is correct,
+		// only slower.
+		if err := unix.IoctlSetInt(fd, unix.LOOP_SET_DIRECT_IO, 1); err != nil && !refused(err) {
+			unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+			return fmt.Errorf("set direct I/O: %w", err)
+		}
+	}
+	return nil
 }
 
 // Detach unbinds dev from its backing file. The kernel defers the detach
