@@ -187,13 +187,14 @@ func Attach(path string, opt Options) (Info, error) {
 		err = configure(dev, n, file, path, opt)
 		if err == nil {
 			// The same proof on either path: the device reports the
-			// backing file's device and inode numbers.
-			if err := Verify(dev, st.Dev, st.Ino); err != nil {
-				return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
-			}
+			// device and inode numbers of the file opened.
 			info, err := Status(dev)
 			if err != nil {
-				return Info{}, err
+				return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
+			}
+			if info.BackingDev != st.Dev || info.BackingInode != st.Ino {
+				return Info{}, fmt.Errorf("configure %s for %s: the device reports backing file %q (dev %d inode %d), not the image (dev %d inode %d)",
+					dev, path, info.BackingFile, info.BackingDev, info.BackingInode, st.Dev, st.Ino)
 			}
 			info.BackingFile = path
 			return info, nil
