@@ -371,3 +371,60 @@ func TestForceDetachReportsWhatItFound(t *testing.T) {
 		t.Fatalf("attachments after the force-detach: %+v, %v", m, err)
 	}
 }
+
+// TestDeletedVolumeLeavesNoLockBehind: deleting volumes leaves no lock file
+// per volume or name (the pool keeps its one pool.lock), and a deleted
+// volume's lock never lets an operation act on it again.
+func TestDeletedVolumeLeavesNoLockBehind(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	var ids []string
+	for _, name := range []string{"a", "b", "c"} {
+		v, err := b.Create(ctx, req(name, 20*units.MiB))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Detach(ctx, v.ID, "n1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Delete(ctx, v.ID); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	var files []string
+	filepath.WalkDir(b.dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(b.dir, p)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if want := []string{"nodes/n1.json", "pool.lock"}; strings.Join(files, ",") != strings.Join(want, ",") {
+		t.Fatalf("files in the pool after deleting every volume: %v, want %v", files, want)
+	}
+	for _, id := range ids {
+		for _, op := range []struct {
+			name string
+			do   func() error
+		}{
+			{"attach", func() error {
+				_, err := b.Attach(ctx, id, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter})
+				return err
+			}},
+			{"mark formatted", func() error { return b.MarkFormatted(ctx, id, "ext4") }},
+			{"expand", func() error { _, err := b.Expand(ctx, id, 40*units.MiB, 0); return err }},
+			{"snapshot", func() error { _, err := b.CreateSnapshot(ctx, id, "s-"+id, nil); return err }},
+		} {
+			if err := op.do(); !errors.Is(err, backends.ErrNotFound) {
+				t.Errorf("%s of deleted volume %s: %v, want not found", op.name, id, err)
+			}
+		}
+		if _, err := os.Stat(b.volDir(id)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("volume directory of %s after operations on the deleted volume: %v", id, err)
+		}
+	}
+}

@@ -34,10 +34,14 @@ func TestKeyLocks(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 			defer cancel()
+			fds := openFDs(t)
 			l, err := NewKeyLocks(p).Lock(ctx, tt.key)
 			if tt.wantBusy {
 				if !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("lock of a held key: %v, want deadline exceeded", err)
+				}
+				if n := openFDs(t); n != fds {
+					t.Fatalf("%d file descriptors open after a lock gave up, %d before", n, fds)
 				}
 				return
 			}
@@ -148,4 +152,13 @@ func TestKeyLockIsOFDRecord(t *testing.T) {
 	if lk.Type != unix.F_WRLCK || lk.Start != l.off || lk.Len != 1 || lk.Pid != -1 {
 		t.Fatalf("F_OFD_GETLK sees %+v, want a write lock of byte %d owned by an open file description (pid -1)", lk, l.off)
 	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
 }
