@@ -228,10 +228,36 @@ func configure(dev string, n, file int, path string, opt Options) error {
 	if !opt.noConfigure {
 		err = configureOnce(fd, file, opt)
 	}
-	if !refused(err) {
+	if refused(err) {
+		err = setFD(fd, file, path, opt)
+	}
+	if err != nil || opt.ReadOnly {
 		return err
 	}
-	return setFD(fd, file, path, opt)
+	if err := clearStaleReadOnly(fd); err != nil {
+		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+		return fmt.Errorf("%s: %w", dev, err)
+	}
+	return nil
+}
+
+// clearStaleReadOnly makes a writer's device writable. A read-only policy
+// set with BLKROSET (blockdev --setro) belongs to the block device, not to
+// its binding: it survives LOOP_CLR_FD and would make the next user's
+// writable device refuse every write. The device was free until we bound
+// it, so such a policy is left over from its previous user.
+func clearStaleReadOnly(fd int) error {
+	ro, err := unix.IoctlGetInt(fd, unix.BLKROGET)
+	if err != nil {
+		return fmt.Errorf("read-only policy: %w", err)
+	}
+	if ro == 0 {
+		return nil
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.BLKROSET, 0); err != nil {
+		return fmt.Errorf("clear a stale read-only policy: %w", err)
+	}
+	return nil
 }
 
 // refused reports whether the kernel rejected an ioctl it does not know:

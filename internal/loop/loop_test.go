@@ -251,3 +251,55 @@ func TestAttachSkipsADeviceTakenMeanwhile(t *testing.T) {
 		})
 	}
 }
+
+// TestAttachClearsAStaleReadOnlyPolicy: a read-only policy that a previous
+// user of the device set with BLKROSET, and that outlived its binding, does
+// not make a writer's device refuse writes; a reader's device stays
+// read-only.
+func TestAttachClearsAStaleReadOnlyPolicy(t *testing.T) {
+	dir := scratch(t)
+	for i, tt := range []struct {
+		name string
+		opt  Options
+	}{
+		{"writer LOOP_CONFIGURE", Options{}},
+		{"writer LOOP_SET_FD", Options{noConfigure: true}},
+		{"reader", Options{ReadOnly: true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			img := image(t, dir, fmt.Sprintf("ro-%d.img", i), 8<<20)
+			opt := tt.opt
+			opt.beforeBind = func(dev string) {
+				fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer unix.Close(fd)
+				if err := unix.IoctlSetPointerInt(fd, unix.BLKROSET, 1); err != nil {
+					t.Error(err)
+				}
+			}
+			info, err := Attach(img, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer Detach(info.Device)
+			f, err := os.OpenFile(info.Device, os.O_WRONLY, 0)
+			if err == nil {
+				_, err = f.WriteAt(make([]byte, 4096), 0)
+				f.Close()
+			}
+			if opt.ReadOnly != (err != nil) {
+				t.Fatalf("write through %s (read-only=%v): %v", info.Device, opt.ReadOnly, err)
+			}
+			if opt.ReadOnly {
+				// Leave the device as a writer would want to find it.
+				if fd, err := unix.Open(info.Device, unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+					unix.IoctlSetPointerInt(fd, unix.BLKROSET, 0)
+					unix.Close(fd)
+				}
+			}
+		})
+	}
+}
