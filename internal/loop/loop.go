@@ -30,10 +30,15 @@ type Info struct {
 	// BackingDev and BackingInode identify the backing file.
 	BackingDev   uint64
 	BackingInode uint64
-	ReadOnly     bool
-	DirectIO     bool
+	// BackingRdev is the device number of the backing file when it is
+	// itself a device node (a loop device over a block device).
+	BackingRdev uint64
+	ReadOnly    bool
+	DirectIO    bool
 	// BackingFile is the kernel's idea of the backing path, for logs only.
 	BackingFile string
+	// Name is the name given at Attach (Options.Name), if any.
+	Name string
 }
 
 // FileID returns the device and inode numbers of path, the identity a loop
@@ -62,8 +67,10 @@ func Status(dev string) (Info, error) {
 		Device:       dev,
 		BackingDev:   st.Device,
 		BackingInode: st.Inode,
+		BackingRdev:  st.Rdevice,
 		ReadOnly:     st.Flags&unix.LO_FLAGS_READ_ONLY != 0,
 		DirectIO:     st.Flags&unix.LO_FLAGS_DIRECT_IO != 0,
+		Name:         unix.ByteSliceToString(st.File_name[:]),
 	}
 	name := filepath.Base(dev)
 	if b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file"); err == nil {
@@ -140,6 +147,10 @@ type Options struct {
 	// file; it falls back to buffered I/O where the filesystem or the
 	// kernel refuses.
 	DirectIO bool
+	// Name is kept by the kernel with the device (lo_file_name, at most
+	// 63 bytes) and reported by Status: a label by which the device can be
+	// found again after a restart.
+	Name string
 
 	// noConfigure answers LOOP_CONFIGURE as a kernel older than 5.8
 	// would, without asking this one, so tests exercise the fallback on
@@ -164,6 +175,9 @@ func Attach(path string, opt Options) (Info, error) {
 		return Info{}, fmt.Errorf("open backing file %s: %w", path, err)
 	}
 	defer unix.Close(file)
+	if len(opt.Name) >= unix.LO_NAME_SIZE {
+		return Info{}, fmt.Errorf("loop device name %q is longer than %d bytes", opt.Name, unix.LO_NAME_SIZE-1)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(file, &st); err != nil {
 		return Info{}, fmt.Errorf("stat backing file %s: %w", path, err)
@@ -184,7 +198,7 @@ func Attach(path string, opt Options) (Info, error) {
 			return Info{}, fmt.Errorf("find a free loop device: %w", err)
 		}
 		dev := "/dev/loop" + strconv.Itoa(n)
-		err = configure(dev, n, file, path, opt)
+		err = configure(dev, n, file, opt)
 		if err == nil {
 			// The same proof on either path: the device reports the
 			// device and inode numbers of the file opened.
@@ -208,7 +222,7 @@ func Attach(path string, opt Options) (Info, error) {
 	return Info{}, fmt.Errorf("no loop device could be configured for %s: %w", path, lastErr)
 }
 
-func configure(dev string, n, file int, path string, opt Options) error {
+func configure(dev string, n, file int, opt Options) error {
 	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if errors.Is(err, unix.ENOENT) {
 		// Without devtmpfs or udev the node may not exist yet.
@@ -229,7 +243,7 @@ func configure(dev string, n, file int, path string, opt Options) error {
 		err = configureOnce(fd, file, opt)
 	}
 	if refused(err) {
-		err = setFD(fd, file, path, opt)
+		err = setFD(fd, file, opt)
 	}
 	if err != nil || opt.ReadOnly {
 		return err
@@ -268,6 +282,7 @@ func refused(err error) bool {
 
 func configureOnce(fd, file int, opt Options) error {
 	cfg := unix.LoopConfig{Fd: uint32(file)}
+	copy(cfg.Info.File_name[:], opt.Name)
 	if opt.ReadOnly {
 		cfg.Info.Flags |= unix.LO_FLAGS_READ_ONLY
 	}
@@ -287,12 +302,12 @@ func configureOnce(fd, file int, opt Options) error {
 // device is read-only when the backing file was opened read-only. A device
 // bound here and not fully set up is unbound again, so a failed attach
 // leaves nothing behind.
-func setFD(fd, file int, path string, opt Options) error {
+func setFD(fd, file int, opt Options) error {
 	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_FD, file); err != nil {
 		return err // EBUSY: another process bound it first
 	}
 	info := unix.LoopInfo64{}
-	copy(info.File_name[:len(info.File_name)-1], path)
+	copy(info.File_name[:], opt.Name) // the label Status reports, as LOOP_CONFIGURE sets it
 	if err := unix.IoctlLoopSetStatus64(fd, &info); err != nil {
 		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
 		return fmt.Errorf("set status: %w", err)

@@ -140,9 +140,9 @@ func TestAttachWithAndWithoutLoopConfigure(t *testing.T) {
 		name string
 		opt  Options
 	}{
-		{"LOOP_CONFIGURE read-write direct", Options{DirectIO: true}},
+		{"LOOP_CONFIGURE read-write direct", Options{DirectIO: true, Name: "vol-a"}},
 		{"LOOP_CONFIGURE read-only", Options{ReadOnly: true}},
-		{"LOOP_SET_FD read-write direct", Options{DirectIO: true, noConfigure: true}},
+		{"LOOP_SET_FD read-write direct", Options{DirectIO: true, Name: "vol-b", noConfigure: true}},
 		{"LOOP_SET_FD read-write buffered", Options{noConfigure: true}},
 		{"LOOP_SET_FD read-only", Options{ReadOnly: true, noConfigure: true}},
 	}
@@ -162,10 +162,10 @@ func TestAttachWithAndWithoutLoopConfigure(t *testing.T) {
 			if st.BackingDev != dev || st.BackingInode != ino {
 				t.Errorf("%s is backed by dev %d inode %d, want the image's %d/%d", info.Device, st.BackingDev, st.BackingInode, dev, ino)
 			}
-			if st.ReadOnly != tt.opt.ReadOnly || st.DirectIO != tt.opt.DirectIO {
-				t.Errorf("status read-only=%v direct=%v, want %v/%v", st.ReadOnly, st.DirectIO, tt.opt.ReadOnly, tt.opt.DirectIO)
+			if st.ReadOnly != tt.opt.ReadOnly || st.DirectIO != tt.opt.DirectIO || st.Name != tt.opt.Name {
+				t.Errorf("status read-only=%v direct=%v name=%q, want %v/%v/%q", st.ReadOnly, st.DirectIO, st.Name, tt.opt.ReadOnly, tt.opt.DirectIO, tt.opt.Name)
 			}
-			if info != (Info{Device: info.Device, BackingDev: dev, BackingInode: ino, ReadOnly: st.ReadOnly, DirectIO: st.DirectIO, BackingFile: img}) {
+			if info != (Info{Device: info.Device, BackingDev: dev, BackingInode: ino, ReadOnly: st.ReadOnly, DirectIO: st.DirectIO, BackingFile: img, Name: tt.opt.Name}) {
 				t.Errorf("Attach reported %+v, the device says %+v", info, st)
 			}
 			block := bytes.Repeat([]byte{0xa5}, 4096)
