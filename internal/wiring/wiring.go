@@ -1,4 +1,4 @@
-// Package plugin assembles a csi-libstorage process: backends from the
+// Package wiring assembles a csi-libstorage process: backends from the
 // configuration, the services the mode asks for, and the gRPC server. The
 // binary and the in-process tests start the plugin the same way.
 package wiring
@@ -20,7 +20,6 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/server"
 	"github.com/csi-libstorage/csi-libstorage/node"
@@ -134,7 +133,6 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	locks := new(lock.Keyed)
 	so := server.Options{
 		Endpoint:      opt.Endpoint,
 		SocketGID:     gid,
@@ -156,7 +154,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	if opt.Mode != ModeNode {
-		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
+		so.Controller = controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log})
 	}
 	if opt.Mode != ModeController {
 		p.Node = node.New(set, node.Options{
@@ -169,7 +167,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 		if err := p.Node.Start(ctx); err != nil {
 			return nil, err
 		}
-		so.Node = node.NewLocked(p.Node, locks)
+		so.Node = p.Node
 	}
 	if p.srv, err = server.Listen(so); err != nil {
 		return nil, err
