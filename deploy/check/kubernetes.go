@@ -85,17 +85,6 @@ func ofKind[T any](objs []Object) []T {
 	return out
 }
 
-// objectsOfKind returns the objects of the given kind.
-func objectsOfKind(objs []Object, kind string) []Object {
-	var out []Object
-	for _, o := range objs {
-		if o.Kind == kind {
-			out = append(out, o)
-		}
-	}
-	return out
-}
-
 // clusterScoped lists the kinds shipped here that have no namespace.
 var clusterScoped = []string{"Namespace", "CSIDriver", "StorageClass", "VolumeSnapshotClass", "ClusterRole", "ClusterRoleBinding"}
 
