@@ -2,6 +2,7 @@ package check
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -100,12 +101,7 @@ type (
 // argument such as mount_dirr is an error instead of a silent default.
 func CheckNomadSchema(files map[string]*Body, volumeFile string) []error {
 	var errs []error
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(files)) {
 		if n == volumeFile {
 			if err := files[n].Decode(new(nomadVolumeSpec)); err != nil {
 				errs = append(errs, err)
@@ -153,12 +149,7 @@ type PluginTask struct {
 // PluginTasks finds the tasks that carry a csi_plugin block.
 func PluginTasks(files map[string]*Body) []PluginTask {
 	var out []PluginTask
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(files)) {
 		for _, job := range files[n].BlocksOf("job") {
 			for _, task := range job.Body.Find("task") {
 				for _, p := range task.Body.BlocksOf("csi_plugin") {
