@@ -3,6 +3,7 @@ package wiring
 import (
 	"context"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,7 +57,9 @@ func TestAssembledPluginLocksPerVolume(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	var releaseOnce sync.Once
+	release := func() { releaseOnce.Do(func() { close(bl.release) }) }
+	t.Cleanup(func() { release(); cancel(); <-done }) // a failed test must not leave Attach blocking the stop
 	conn, err := grpc.NewClient("unix://"+filepath.Join(dir, "csi.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +95,6 @@ func TestAssembledPluginLocksPerVolume(t *testing.T) {
 	if _, err := c.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: b}); err != nil {
 		t.Fatalf("another volume was held up: %v", err)
 	}
-	close(bl.release)
+	release()
 	<-published // its result depends on the pool's node registry, not on the lock
 }
