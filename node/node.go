@@ -1,7 +1,8 @@
 // Package node implements the CSI Node service: it connects a volume's
 // device, proves the device is that volume, formats it only if it has never
 // held data, mounts it at the staging path and bind-mounts it to each
-// target. Locking per volume is added by Locked.
+// target. The server runs one call per volume at a time (internal/server),
+// so the code here reads as if it ran alone.
 package node
 
 import (
