@@ -46,6 +46,7 @@ var errorCodes = map[string]error{
 	"SnapshotLimitExceeded":               backends.ErrLimit,
 	"ResourceLimitExceeded":               backends.ErrLimit,
 	"VolumeModificationSizeLimitExceeded": backends.ErrLimit,
+	"VolumeModificationRateExceeded":      backends.ErrLimit,
 	"InsufficientVolumeCapacity":          backends.ErrCapacity,
 	"IncorrectState":                      backends.ErrUnavailable,
 	"IncorrectModificationState":          backends.ErrUnavailable,
