@@ -17,6 +17,13 @@ import (
 // ControllerExpandVolume owns).
 var mutableKeys = []string{ParamType, ParamIOPS, ParamThroughput}
 
+// gp3 performance rules beyond the ranges in volumeTypes: a free baseline,
+// IOPS above it bounded by the size, throughput bounded by the IOPS.
+const (
+	gp3BaseIOPS   = 3000
+	gp3IOPSPerGiB = 500
+)
+
 // MutableParameters implements backends.Modifier.
 func (b *Backend) MutableParameters() []string { return slices.Clone(mutableKeys) }
 
@@ -61,6 +68,15 @@ func target(v *types.Volume, params map[string]string) (*modifyTarget, error) {
 	}
 	changesType := t.volType != string(v.VolumeType)
 	size := aws.ToInt32(v.Size)
+	if changesType && t.volType == "gp3" {
+		// A volume that becomes gp3 starts from gp3's baseline.
+		if !t.sendIOPS {
+			t.iops = gp3BaseIOPS
+		}
+		if !t.sendThroughput {
+			t.throughput = minThroughput
+		}
+	}
 	switch {
 	case size < ty.minGiB:
 		return nil, invalidf("type=%s: the volume is %d GiB and %s volumes need at least %d GiB; expand it first", t.volType, size, t.volType, ty.minGiB)
@@ -74,6 +90,11 @@ func target(v *types.Volume, params map[string]string) (*modifyTarget, error) {
 		return nil, invalidf("throughput=%d applies to gp3 only, not %s; drop it or add type=gp3", t.throughput, t.volType)
 	case t.sendThroughput && (t.throughput < minThroughput || t.throughput > maxThroughput):
 		return nil, invalidf("throughput=%d: gp3 takes %d-%d MiB/s", t.throughput, minThroughput, maxThroughput)
+	case t.volType == "gp3" && t.iops > gp3BaseIOPS && t.iops > gp3IOPSPerGiB*size:
+		return nil, invalidf("iops=%d: a gp3 volume gets at most %d IOPS per GiB above the %d baseline, and this one is %d GiB; expand it to %d GiB first or ask for fewer IOPS",
+			t.iops, gp3IOPSPerGiB, gp3BaseIOPS, size, (t.iops+gp3IOPSPerGiB-1)/gp3IOPSPerGiB)
+	case t.volType == "gp3" && t.throughput*4 > t.iops:
+		return nil, invalidf("throughput=%d with %d IOPS: gp3 allows at most 0.25 MiB/s per provisioned IOPS (%d MiB/s); add iops=%d or more", t.throughput, t.iops, t.iops/4, t.throughput*4)
 	}
 	if !ty.iops {
 		t.iops = 0

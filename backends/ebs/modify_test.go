@@ -42,6 +42,8 @@ func TestModify(t *testing.T) {
 		{"iops out of range", map[string]string{"iops": "100"}, backends.ErrInvalid, "iops=100: volume type gp3 takes 3000-80000", "gp3", 3000, 125, 0},
 		{"unknown type", map[string]string{"type": "gp9"}, backends.ErrInvalid, `type="gp9"`, "gp3", 3000, 125, 0},
 		{"st1 below its minimum size", map[string]string{"type": "st1"}, backends.ErrInvalid, "need at least 125 GiB", "gp3", 3000, 125, 0},
+		{"gp3 iops beyond the size", map[string]string{"iops": "6000"}, backends.ErrInvalid, "expand it to 12 GiB first", "gp3", 3000, 125, 0},
+		{"gp3 throughput beyond the iops", map[string]string{"throughput": "1000"}, backends.ErrInvalid, "add iops=4000 or more", "gp3", 3000, 125, 0},
 		{"gp3 iops and throughput", map[string]string{"iops": "4000", "throughput": "250"}, nil, "", "gp3", 4000, 250, 1},
 		{"same again changes nothing", map[string]string{"iops": "4000", "throughput": "250"}, nil, "", "gp3", 4000, 250, 1},
 		{"to io2", map[string]string{"type": "io2", "iops": "5000"}, nil, "", "io2", 5000, 0, 2},
