@@ -84,7 +84,8 @@
 //     Outposts, fast snapshot restore, snapshot archive/lock, volume
 //     initialization rate, io2 Block Express distinctions, a volume
 //     entering "error" by itself (SetVolumeError puts it there), and
-//     instance lifecycle (start/stop/terminate, DeleteOnTermination, instance types and their attachment limits).
+//     instance lifecycle (start/stop/terminate, DeleteOnTermination,
+//     instance types and their attachment limits).
 //   - Instance-side device naming: the requested Device name is recorded
 //     and checked for collisions but no /dev/xvdXY node is created; the
 //     device is reachable only through the by-id link (Nitro behaviour).
