@@ -8,8 +8,8 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 // testFactories, in test builds only, lets the fault matrix run the EBS

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -19,9 +18,6 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
-
-// DefaultEndpoint is used when neither --endpoint nor $CSI_ENDPOINT is set.
-const DefaultEndpoint = "unix:///run/csi-libstorage/csi.sock"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -35,55 +31,46 @@ func run(args []string) error {
 		return forceDetach(args[1:])
 	}
 	fs := flag.NewFlagSet("csi-libstorage", flag.ContinueOnError)
-	endpoint := fs.String("endpoint", envOr("CSI_ENDPOINT", DefaultEndpoint), "CSI endpoint, unix:///path/csi.sock or tcp://host:port (default $CSI_ENDPOINT)")
-	nodeID := fs.String("node-id", "", "this node's id (default $MESOS_AGENT_ID, else the hostname)")
-	mode := fs.String("mode", wiring.ModeAll, "services to serve: controller, node or all")
-	cfgPath := fs.String("config", "", "configuration file (YAML or JSON); without it, one file backend named local in --pool")
-	pool := fs.String("pool", "/var/lib/csi-libstorage/pool", "pool directory of the default file backend, used only without --config")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
-	format := fs.String("log-format", "json", "json or console")
-	metricsAddr := fs.String("metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9808); off when empty")
-	grace := fs.Duration("shutdown-grace", 30*time.Second, "how long calls in flight may run after SIGTERM")
-	version := fs.Bool("version", false, "print the version and exit")
+	f := wiring.RegisterFlags(fs, os.Getenv)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *version {
+	if f.Version {
 		fmt.Println(identity.PluginName, identity.VendorVersion())
 		return nil
 	}
-	log, err := newLogger(*level, *format)
+	log, err := newLogger(f.LogLevel, f.LogFormat)
 	if err != nil {
 		return err
 	}
 	defer log.Sync()
 
-	if *nodeID == "" {
-		*nodeID = os.Getenv("MESOS_AGENT_ID")
+	if f.NodeID == "" {
+		f.NodeID = os.Getenv("MESOS_AGENT_ID")
 	}
-	if *nodeID == "" {
-		if *nodeID, err = os.Hostname(); err != nil {
+	if f.NodeID == "" {
+		if f.NodeID, err = os.Hostname(); err != nil {
 			return fmt.Errorf("no --node-id and no hostname: %w", err)
 		}
 	}
-	cfg := config.Default(*pool)
-	if *cfgPath != "" {
-		if cfg, err = config.Load(*cfgPath); err != nil {
+	cfg := config.Default(f.Pool)
+	if f.Config != "" {
+		if cfg, err = config.Load(f.Config); err != nil {
 			return err
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	log.Info("starting", zap.String("plugin", identity.PluginName), zap.String("version", identity.VendorVersion()),
-		zap.String("mode", *mode), zap.String("node", *nodeID), zap.String("endpoint", *endpoint))
+		zap.String("mode", f.Mode), zap.String("node", f.NodeID), zap.String("endpoint", f.Endpoint))
 	p, err := wiring.New(ctx, wiring.Options{
-		Endpoint:       *endpoint,
-		NodeID:         *nodeID,
-		Mode:           *mode,
+		Endpoint:       f.Endpoint,
+		NodeID:         f.NodeID,
+		Mode:           f.Mode,
 		Config:         cfg,
-		ShutdownGrace:  *grace,
+		ShutdownGrace:  f.ShutdownGrace,
 		Logger:         log,
-		MetricsAddress: *metricsAddr,
+		MetricsAddress: f.MetricsAddress,
 		Factories:      testFactories(),
 	})
 	if err != nil {
@@ -94,13 +81,6 @@ func run(args []string) error {
 	}
 	log.Info("stopped")
 	return nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }
 
 func newLogger(level, format string) (*zap.Logger, error) {

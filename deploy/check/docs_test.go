@@ -1,12 +1,18 @@
 package check
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
+	"github.com/csi-libstorage/csi-libstorage/internal/params"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -72,22 +78,159 @@ func TestDocsListImages(t *testing.T) {
 	}
 }
 
-// TestDocsFacts pins what the guides must tell an operator.
-func TestDocsFacts(t *testing.T) {
-	common := []string{
-		"csi-libstorage force-detach", "--yes-the-node-is-dead", "FAILED_PRECONDITION", "Fence",
-		"/var/lib/csi-libstorage/pool", "shared", "same path", "go test ./deploy/check/", "not pulled",
-		"no container runtime", "loads no",
+// TestDocsFlagsExist: every flag a guide passes to csi-libstorage, or to
+// csi-libstorage force-detach, is one the binary defines; and the README
+// names every flag the binary has.
+func TestDocsFlagsExist(t *testing.T) {
+	plugin := mesos.PluginFlags()
+	detach := forceDetachFlagNames(t)
+	if len(detach) == 0 {
+		t.Fatal("found no flags of csi-libstorage force-detach in cmd/csi-libstorage")
 	}
-	for doc, extra := range map[string][]string{
-		"kubernetes.md": {"6 minutes", "out-of-service", "attachRequired: true", "kubectl apply -k deploy/kubernetes/", "Bidirectional", "--feature-gates=Topology=true", "external-snapshotter"},
-		"nomad.md":      {"privileged = true", "raw_exec", "allow_privileged", "nomad volume create", "nomad alloc exec", "${node.unique.name}"},
-	} {
-		text := readDoc(t, doc)
-		for _, want := range append(common, extra...) {
-			if !strings.Contains(text, want) {
-				t.Errorf("docs/%s does not mention %q", doc, want)
+	seen := 0
+	for _, doc := range []string{"../README.md", "mesos.md", "kubernetes.md", "nomad.md", "backends/ebs.md"} {
+		for _, inv := range invocations(readDoc(t, doc)) {
+			known, what := plugin, "csi-libstorage"
+			if inv.Sub == "force-detach" {
+				known, what = detach, "csi-libstorage force-detach"
+			}
+			for _, f := range inv.Flags {
+				seen++
+				if !slices.Contains(known, f) {
+					t.Errorf("docs/%s runs %s --%s, which does not exist (it has --%s)", doc, what, f, strings.Join(known, ", --"))
+				}
 			}
 		}
+	}
+	if seen < 10 {
+		t.Errorf("found only %d flags in csi-libstorage command lines across the guides; the parser lost them", seen)
+	}
+	readme := readDoc(t, "../README.md")
+	for _, f := range append(plugin, detach...) {
+		if !strings.Contains(readme, "--"+f) {
+			t.Errorf("README.md never names --%s", f)
+		}
+	}
+}
+
+// TestInvocations pins the command-line reader the flag check relies on.
+func TestInvocations(t *testing.T) {
+	doc := "Run `csi-libstorage [--endpoint E] [--mode all|node]` or\n" +
+		"```sh\nexec /usr/local/bin/csi-libstorage --config=/c \\\n  --log-level debug # comment --not-a-flag\n" +
+		"kubectl -n csi-libstorage exec x -c csi-libstorage -- \\\n  csi-libstorage force-detach --volume v --yes-the-node-is-dead\n" +
+		"kubectl -n csi-libstorage get pods --watch\nCOPY --from=build /csi-libstorage /usr/local/bin/csi-libstorage\n```\n"
+	got := invocations(doc)
+	want := []invocation{
+		{Flags: []string{"config", "log-level"}},
+		{Sub: "force-detach", Flags: []string{"volume", "yes-the-node-is-dead"}},
+		{Flags: []string{"endpoint", "mode"}}, // inline spans come after the blocks
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+}
+
+// TestDocsParameterTables: the parameter tables list exactly the keys the
+// parser accepts: the README's the common keys and the file backend's, the
+// EBS guide's the EBS backend's.
+func TestDocsParameterTables(t *testing.T) {
+	for _, c := range []struct {
+		doc, heading string
+		want         []string
+	}{
+		{"../README.md", "| Key | Values | Meaning |", append(slices.Clone(params.Common), file.ParamPreallocate)},
+		{"backends/ebs.md", "| Key | Meaning |", ebs.ParameterKeys},
+	} {
+		got := tableKeys(t, readDoc(t, c.doc), c.heading)
+		want := slices.Clone(c.want)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("docs/%s parameter table lists %v; the plugin accepts %v", c.doc, got, want)
+		}
+	}
+	// The EBS guide names the common keys in prose.
+	ebsDoc := readDoc(t, "backends/ebs.md")
+	_, rest, ok := strings.Cut(ebsDoc, "Besides the common keys (")
+	common, _, _ := strings.Cut(rest, ")")
+	if got := codeSpans(common); !ok || !slices.Equal(sorted(got), sorted(params.Common)) {
+		t.Errorf("docs/backends/ebs.md names the common keys %v; they are %v", got, params.Common)
+	}
+}
+
+// TestDocsValuesMatchDeploy: what the guides state about the shipped
+// manifests and jobs is what those files hold.
+func TestDocsValuesMatchDeploy(t *testing.T) {
+	objs := parseK8s(t, readDir(t, k8sDir(t), ".yaml"))
+	k8s := readDoc(t, "kubernetes.md")
+	var drivers int
+	for _, o := range objs {
+		if o.Kind() != "CSIDriver" {
+			continue
+		}
+		drivers++
+		for _, key := range []string{"attachRequired", "podInfoOnMount", "fsGroupPolicy"} {
+			v := fmt.Sprint(Get(o.M, "spec", key))
+			if !strings.Contains(k8s, "`"+key+": "+v+"`") {
+				t.Errorf("docs/kubernetes.md does not state the CSIDriver's %s: %s", key, v)
+			}
+		}
+	}
+	if drivers != 1 {
+		t.Errorf("%d CSIDriver objects, want 1", drivers)
+	}
+	cfg, err := PluginConfig(objs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range PoolDirs(cfg) {
+		if !strings.Contains(k8s, "`"+dir+"`") {
+			t.Errorf("docs/kubernetes.md does not name the pool directory %s of the shipped config", dir)
+		}
+	}
+
+	nomad := readDoc(t, "nomad.md")
+	parsed, err := parseNomad(t, readDir(t, nomadDir(t), ".hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tasks := PluginTasks(parsed)
+	if len(tasks) == 0 {
+		t.Fatal("no plugin tasks in deploy/nomad")
+	}
+	for _, pt := range tasks {
+		if v, ok := taskConfig(pt.Task).Bool("privileged"); ok && !strings.Contains(nomad, fmt.Sprintf("privileged = %t", v)) {
+			t.Errorf("docs/nomad.md does not say privileged = %t, which the plugin task sets", v)
+		}
+		if id, ok := Flag(taskArgs(pt.Task), "node-id"); ok && !strings.Contains(nomad, "`"+id+"`") && !strings.Contains(nomad, "--node-id="+id) {
+			t.Errorf("docs/nomad.md does not name the node id %s the plugin task uses", id)
+		}
+		_, pcfg, err := NomadPluginConfig(pt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dir := range PoolDirs(pcfg) {
+			if !strings.Contains(nomad, "`"+dir+"`") {
+				t.Errorf("docs/nomad.md does not name the pool directory %s of the shipped job", dir)
+			}
+		}
+	}
+}
+
+// TestDocsGoTestPathsExist: every `go test ./X` a guide tells the operator
+// to run names a directory of this repository.
+func TestDocsGoTestPathsExist(t *testing.T) {
+	re := regexp.MustCompile(`go test (?:-[a-z]+ )*\./([A-Za-z0-9_/.-]*)`)
+	n := 0
+	for _, doc := range []string{"../README.md", "mesos.md", "kubernetes.md", "nomad.md", "RELIABILITY.md"} {
+		for _, m := range re.FindAllStringSubmatch(readDoc(t, doc), -1) {
+			n++
+			p := strings.TrimSuffix(strings.TrimSuffix(m[1], "..."), "/")
+			if st, err := os.Stat(filepath.Join(harness.RepoRoot(t), p)); err != nil || !st.IsDir() {
+				t.Errorf("docs/%s runs go test ./%s, which is not a package directory", doc, m[1])
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("found only %d go test commands in the guides", n)
 	}
 }

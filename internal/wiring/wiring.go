@@ -1,4 +1,4 @@
-// Package plugin assembles a csi-libstorage process: backends from the
+// Package wiring assembles a csi-libstorage process: backends from the
 // configuration, the services the mode asks for, and the gRPC server. The
 // binary and the in-process tests start the plugin the same way.
 package wiring

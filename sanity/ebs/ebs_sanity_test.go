@@ -22,10 +22,10 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
-	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	lssanity "github.com/csi-libstorage/csi-libstorage/sanity"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 const (

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,8 +29,8 @@ import (
 	"google.golang.org/grpc/status"
 	"gopkg.in/yaml.v3"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -60,11 +60,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(tmp, "csi-libstorage")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage")
+	// go test puts the GOROOT/bin of the toolchain running it first on
+	// $PATH, so "go" is that toolchain.
+	build := exec.Command("go", "build", "-o", binary, "github.com/csi-libstorage/csi-libstorage/cmd/csi-libstorage")
 	build.Dir = repoRoot()
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build the plugin: %v\n%s", err, out)
@@ -359,21 +357,13 @@ func (e *env) start(l launch) *plugin {
 	appeared := time.Since(began)
 	// The socket file exists from bind(2); connections are accepted from
 	// listen(2). Mesos connects as soon as it sees the file; a refused
-	// first connection is logged and retried briefly, so that the tests do
-	// not flake on that window.
-	for i := 0; ; i++ {
-		c, err := net.Dial("unix", p.sock)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 0 {
-			t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
-		}
-		if i >= 100 {
-			t.Fatalf("%s: cannot connect to %s: %v", l.name, p.sock, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// first connection is logged, and the plugin is then waited for through
+	// gRPC's own readiness (a Probe that waits for the channel to be ready),
+	// so that the tests do not flake on that window.
+	if c, err := net.Dial("unix", p.sock); err != nil {
+		t.Logf("%s: socket %s appeared but the first connection failed: %v", l.name, p.sock, err)
+	} else {
+		c.Close()
 	}
 	t.Logf("%s: pid %d, socket after %v, command %q", l.name, p.pid, appeared.Round(time.Millisecond), value)
 	// Mesos hands CSI_ENDPOINT to gRPC unchanged.
@@ -384,6 +374,11 @@ func (e *env) start(l launch) *plugin {
 	p.id = csi.NewIdentityClient(p.conn)
 	p.ctl = csi.NewControllerClient(p.conn)
 	p.node = csi.NewNodeClient(p.conn)
+	ready, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := p.id.Probe(ready, &csi.ProbeRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("%s: no answer on %s: %v", l.name, p.sock, err)
+	}
 	return p
 }
 
@@ -582,24 +577,21 @@ func (m mountEntry) readOnly() bool {
 	return false
 }
 
-func parseMountinfo(data string) []mountEntry {
-	var out []mountEntry
-	for _, line := range strings.Split(data, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 {
-			continue
-		}
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+2 >= len(f) {
-			continue
-		}
-		out = append(out, mountEntry{Root: harness.Unescape(f[3]), Point: harness.Unescape(f[4]), Options: f[5], FSType: f[sep+1], Source: harness.Unescape(f[sep+2])})
+// parseMountinfo reads a mount table with the project's one reader of it,
+// github.com/moby/sys/mountinfo, which unescapes paths.
+func parseMountinfo(t testing.TB, data string) []mountEntry {
+	t.Helper()
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(data), nil)
+	if err != nil {
+		t.Fatalf("parse mountinfo: %v", err)
+	}
+	return fromInfos(infos)
+}
+
+func fromInfos(infos []*mountinfo.Info) []mountEntry {
+	out := make([]mountEntry, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, mountEntry{Root: i.Root, Point: i.Mountpoint, Options: i.Options, FSType: i.FSType, Source: i.Source})
 	}
 	return out
 }
@@ -609,17 +601,17 @@ func parseMountinfo(data string) []mountEntry {
 func (p *plugin) mounts() []mountEntry {
 	p.t.Helper()
 	if !p.ns {
-		data, err := os.ReadFile("/proc/self/mountinfo")
+		infos, err := mountinfo.GetMounts(nil)
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		return parseMountinfo(string(data))
+		return fromInfos(infos)
 	}
 	out, err := p.nsenter(nil, "cat", "/proc/self/mountinfo")
 	if err != nil {
 		p.t.Fatalf("%s: read mountinfo: %v", p.name, err)
 	}
-	return parseMountinfo(out)
+	return parseMountinfo(p.t, out)
 }
 
 // mountsAt returns the mounts stacked at path.
@@ -736,14 +728,6 @@ func readMeta(t *testing.T, pool, volID string) poolMeta {
 		t.Fatal(err)
 	}
 	return m
-}
-
-func attachedNodes(m poolMeta) []string {
-	var out []string
-	for _, a := range m.Attachments {
-		out = append(out, a.Node)
-	}
-	return out
 }
 
 // volumeLoops lists the loop devices of a volume's image.

@@ -2,13 +2,17 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
@@ -42,8 +46,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	if err := os.Symlink(binary, filepath.Join(bin, "csi-libstorage")); err != nil {
 		t.Fatal(err)
 	}
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	build := exec.Command(gobin, "build", "-o", filepath.Join(bin, "csictl"), "github.com/csi-libstorage/csi-libstorage/cmd/csictl")
+	// go test puts its own toolchain first on $PATH.
+	build := exec.Command("go", "build", "-o", filepath.Join(bin, "csictl"), "github.com/csi-libstorage/csi-libstorage/cmd/csictl")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build csictl: %v\n%s", err, out)
@@ -61,13 +65,17 @@ func TestREADMEWalkthrough(t *testing.T) {
 		plugin.Process.Signal(os.Interrupt)
 		plugin.Wait()
 	}()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(varDir, "csi.sock")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("make run's plugin did not serve:\n%s", logs.String())
-		}
+	// The plugin is ready when it answers: a Probe that waits for the
+	// channel to be ready, bounded by a deadline.
+	conn, err := grpc.NewClient("unix://"+varDir+"/csi.sock", grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ready, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := csi.NewIdentityClient(conn).Probe(ready, &csi.ProbeRequest{}, grpc.WaitForReady(true)); err != nil {
+		t.Fatalf("make run's plugin did not serve (%v):\n%s", err, logs.String())
 	}
 
 	// The README's paths under /tmp/csi are moved into the test's directory

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
+	"strings"
 )
 
 // Kind names the type of a deploy file.
@@ -25,7 +27,10 @@ const (
 type Validator interface{ Validate() error }
 
 // DecodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields and trailing data.
+// fields and trailing data. Field names must match exactly: encoding/json
+// matches them case-insensitively, but Mesos and Marathon do not, so
+// "containerpath" would be taken for "containerPath" here and ignored or
+// refused there.
 func DecodeStrict(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -34,6 +39,71 @@ func DecodeStrict(data []byte, v any) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("trailing data after the JSON value")
+	}
+	var raw any
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	return exactKeys(raw, reflect.TypeOf(v), "")
+}
+
+var rawMessageType = reflect.TypeOf(json.RawMessage(nil))
+
+// exactKeys reports the first object key in raw that names no field of t
+// by its exact JSON name.
+func exactKeys(raw any, t reflect.Type, at string) error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == rawMessageType {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := raw.(map[string]any)
+		if !ok {
+			return nil // a type mismatch is the decoder's to report
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" {
+				name = f.Name
+			}
+			if name != "-" && f.IsExported() {
+				fields[name] = f.Type
+			}
+		}
+		for k, v := range obj {
+			ft, ok := fields[k]
+			if !ok {
+				return fmt.Errorf("json: unknown field %q at %s (field names are case-sensitive)", k, strings.TrimPrefix(at, "."))
+			}
+			if err := exactKeys(v, ft, at+"."+k); err != nil {
+				return err
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		arr, ok := raw.([]any)
+		if !ok {
+			return nil
+		}
+		for i, v := range arr {
+			if err := exactKeys(v, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		obj, ok := raw.(map[string]any)
+		if !ok {
+			return nil
+		}
+		for k, v := range obj {
+			if err := exactKeys(v, t.Elem(), at+"."+k); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -54,13 +54,6 @@ func loadPluginConfig(t *testing.T, file string) map[string]string {
 	return types
 }
 
-// backendParams are the parameters only one backend type accepts.
-var backendParams = map[string][]string{
-	"preallocate": {"file"},
-	"volumetype":  {"ebs"},
-	"iops":        {"ebs"},
-}
-
 type deployed struct {
 	isolator map[string]*CSIPluginInfo // rel path -> plugin
 	slrps    map[string]*ResourceProviderInfo
@@ -111,10 +104,15 @@ func loadDeploy(t *testing.T) (string, deployed) {
 
 func TestDeployFilesDecodeAndValidate(t *testing.T) {
 	_, d := loadDeploy(t)
-	for _, k := range []Kind{KindCSIPlugin, KindResourceProvider, KindDiskProfiles, KindModules, KindAgentFeatures, KindMarathonApp} {
+	for _, k := range []Kind{KindCSIPlugin, KindResourceProvider, KindDiskProfiles, KindModules, KindMarathonApp} {
 		if d.kinds[k] == 0 {
 			t.Errorf("no %s file under deploy/mesos", k)
 		}
+	}
+	// An --agent_features file replaces the agent's defaults; the default
+	// list already has RESOURCE_PROVIDER, so none is shipped.
+	if n := d.kinds[KindAgentFeatures]; n != 0 {
+		t.Errorf("%d --agent_features files shipped: leave the flag unset, the defaults include RESOURCE_PROVIDER and RESIZE_VOLUME", n)
 	}
 	for _, want := range []string{
 		"csi-plugins/csi-libstorage-managed.json", "csi-plugins-unmanaged/csi-libstorage-unmanaged.json",
@@ -228,8 +226,10 @@ func TestDeployProfiles(t *testing.T) {
 				t.Errorf("%s: profile %q: backend %q is not in plugin-config-slrp.yaml", rel, name, backend)
 			}
 			for k := range p.CreateParameters {
-				if only, ok := backendParams[k]; ok && !slices.Contains(only, btype) {
-					t.Errorf("%s: profile %q: parameter %q is rejected by backend type %q", rel, name, k, btype)
+				for typ, own := range BackendParameters() {
+					if typ != btype && slices.Contains(own, k) && !slices.Contains(BackendParameters()[btype], k) {
+						t.Errorf("%s: profile %q: parameter %q belongs to backend type %q and is rejected by %q", rel, name, k, typ, btype)
+					}
 				}
 			}
 		}
@@ -275,5 +275,108 @@ func TestDeployMarathonApps(t *testing.T) {
 	}
 	if err := CheckUniqueCSIVolumes(apps); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestDeployPluginConfigDirs reads each shipped --csi_plugin_config_dir the
+// way the agent does: any file that is not a CSIPluginInfo would make it
+// exit after registering.
+func TestDeployPluginConfigDirs(t *testing.T) {
+	root := filepath.Join(harness.RepoRoot(t), "deploy", "mesos")
+	for _, dir := range []string{"csi-plugins", "csi-plugins-unmanaged"} {
+		if err := CheckPluginConfigDir(filepath.Join(root, dir)); err != nil {
+			t.Errorf("deploy/mesos/%s: %v", dir, err)
+		}
+	}
+	// The resource provider directory: the agent skips a file that does
+	// not parse, so a stray one silently loses the provider.
+	entries, err := os.ReadDir(filepath.Join(root, "resource-providers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(root, "resource-providers", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rp ResourceProviderInfo
+		if err := DecodeStrict(data, &rp); err != nil {
+			t.Errorf("deploy/mesos/resource-providers/%s: not a ResourceProviderInfo: %v", e.Name(), err)
+		}
+	}
+}
+
+// TestDeployAgentEnv: the agent flag files add to an agent, never replace
+// its flags; each path's file sets its own flags only; and the values
+// agree with the files they point at.
+func TestDeployAgentEnv(t *testing.T) {
+	root := filepath.Join(harness.RepoRoot(t), "deploy", "mesos")
+	load := func(name string) map[string]string {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := ParseEnvFile(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return env
+	}
+	csi, slrp := load("mesos-agent-csi.env"), load("mesos-agent-slrp.env")
+	if err := CheckAgentEnv(csi, IsolatorEnv); err != nil {
+		t.Errorf("mesos-agent-csi.env: %v", err)
+	}
+	if err := CheckAgentEnv(slrp, SLRPEnv); err != nil {
+		t.Errorf("mesos-agent-slrp.env: %v", err)
+	}
+	envs, _ := filepath.Glob(filepath.Join(root, "*.env"))
+	if len(envs) != 2 {
+		t.Errorf("deploy/mesos has %d .env files, want the two additions files", len(envs))
+	}
+
+	// The module the adaptor flag names is the one the modules file loads.
+	modFile, ok := strings.CutPrefix(slrp["MESOS_MODULES"], "file://")
+	if !ok || path.Base(modFile) != "uri_disk_profile.json" {
+		t.Fatalf("MESOS_MODULES=%q must be file://.../uri_disk_profile.json", slrp["MESOS_MODULES"])
+	}
+	data, err := os.ReadFile(filepath.Join(root, "modules", "uri_disk_profile.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mods Modules
+	if err := DecodeStrict(data, &mods); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	var profileURI string
+	for _, l := range mods.Libraries {
+		for _, m := range l.Modules {
+			names = append(names, m.Name)
+			for _, kv := range m.Parameters {
+				if kv.Key == "uri" {
+					profileURI = kv.Value
+				}
+			}
+		}
+	}
+	if !slices.Contains(names, slrp["MESOS_DISK_PROFILE_ADAPTOR"]) {
+		t.Errorf("MESOS_DISK_PROFILE_ADAPTOR=%s, but modules/uri_disk_profile.json loads %v", slrp["MESOS_DISK_PROFILE_ADAPTOR"], names)
+	}
+
+	// The guide installs each file where the flags and the module look.
+	doc, err := os.ReadFile(filepath.Join(harness.RepoRoot(t), "docs", "mesos.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, p := range map[string]string{
+		"MESOS_CSI_PLUGIN_CONFIG_DIR":        csi["MESOS_CSI_PLUGIN_CONFIG_DIR"],
+		"MESOS_RESOURCE_PROVIDER_CONFIG_DIR": slrp["MESOS_RESOURCE_PROVIDER_CONFIG_DIR"],
+		"MESOS_MODULES":                      modFile,
+		"the adaptor's uri":                  profileURI,
+	} {
+		if p == "" || !strings.Contains(string(doc), "`"+p+"`") && !strings.Contains(string(doc), "("+p+")") {
+			t.Errorf("%s is %q, and docs/mesos.md never tells the operator to install anything there", what, p)
+		}
 	}
 }

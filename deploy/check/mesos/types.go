@@ -1,9 +1,14 @@
-// Package mesosconfig mirrors the JSON files an operator gives Apache Mesos
+// Package mesos mirrors the JSON files an operator gives Apache Mesos
 // and Marathon to run csi-libstorage, and checks them the way Mesos and
 // Marathon do (plus a few rules of our own, marked as such), so that a broken
 // file fails in CI instead of on an agent. Field names follow the Mesos
 // protobuf JSON mapping (snake_case, enums as strings) and Marathon's RAML
 // (camelCase) exactly; see /work/shared/reference/mesos.md for the sources.
+//
+// The types carry every field of the real schema (mesos.proto of Mesos
+// 1.11, Marathon 1.11's RAML), so that strict decoding refuses only
+// misspellings. Sub-messages the checks never look into are kept as raw
+// JSON.
 package mesos
 
 import "encoding/json"
@@ -17,14 +22,6 @@ const BinaryPath = "/usr/local/bin/csi-libstorage"
 
 // SLRPType is the only resource provider type the Mesos agent launches.
 const SLRPType = "org.apache.mesos.rp.local.storage"
-
-// AcceptedCreateParameters lists the CreateVolume parameter keys the plugin
-// accepts from any backend or from one of them. The deploy tests check every
-// disk profile's create_parameters against it; the plugin team can point it
-// at the real list once the services export one.
-var AcceptedCreateParameters = []string{
-	"backend", "fsType", "size", "newfstype", "overwritefs", "volumetype", "iops", "preallocate",
-}
 
 // Service names of CSIPluginContainerInfo.Service.
 const (
@@ -96,20 +93,29 @@ type Environment struct {
 	Variables []EnvironmentVariable `json:"variables"`
 }
 
-// EnvironmentVariable is Environment.Variable. Secret-typed variables are
-// not supported here: nothing we ship uses them.
+// EnvironmentVariable is Environment.Variable.
 type EnvironmentVariable struct {
-	Name  string `json:"name"`
-	Type  string `json:"type,omitempty"` // UNKNOWN|VALUE|SECRET
-	Value string `json:"value,omitempty"`
+	Name   string          `json:"name"`
+	Type   string          `json:"type,omitempty"` // UNKNOWN|VALUE|SECRET
+	Value  string          `json:"value,omitempty"`
+	Secret json.RawMessage `json:"secret,omitempty"`
 }
 
-// Resource is mesos.proto Resource, reduced to what a plugin container asks
-// for.
+// Resource is mesos.proto Resource. The checks look at scalars only.
 type Resource struct {
-	Name   string  `json:"name"`
-	Type   string  `json:"type"` // SCALAR|RANGES|SET|TEXT
-	Scalar *Scalar `json:"scalar,omitempty"`
+	ProviderID     json.RawMessage   `json:"provider_id,omitempty"`
+	Name           string            `json:"name"`
+	Type           string            `json:"type"` // SCALAR|RANGES|SET|TEXT
+	Scalar         *Scalar           `json:"scalar,omitempty"`
+	Ranges         json.RawMessage   `json:"ranges,omitempty"`
+	Set            json.RawMessage   `json:"set,omitempty"`
+	Role           string            `json:"role,omitempty"` // deprecated
+	AllocationInfo json.RawMessage   `json:"allocation_info,omitempty"`
+	Reservation    *ReservationInfo  `json:"reservation,omitempty"`
+	Reservations   []ReservationInfo `json:"reservations,omitempty"`
+	Disk           json.RawMessage   `json:"disk,omitempty"`
+	Revocable      json.RawMessage   `json:"revocable,omitempty"`
+	Shared         json.RawMessage   `json:"shared,omitempty"`
 }
 
 // Scalar is Value.Scalar.
@@ -120,9 +126,15 @@ type Scalar struct {
 // ContainerInfo is mesos.proto ContainerInfo for a plugin container that
 // runs from an image.
 type ContainerInfo struct {
-	Type    string          `json:"type"` // MESOS|DOCKER
-	Mesos   *MesosInfo      `json:"mesos,omitempty"`
-	Volumes json.RawMessage `json:"volumes,omitempty"`
+	Type         string          `json:"type"` // MESOS|DOCKER
+	Volumes      json.RawMessage `json:"volumes,omitempty"`
+	Hostname     string          `json:"hostname,omitempty"`
+	Docker       json.RawMessage `json:"docker,omitempty"`
+	Mesos        *MesosInfo      `json:"mesos,omitempty"`
+	NetworkInfos json.RawMessage `json:"network_infos,omitempty"`
+	LinuxInfo    json.RawMessage `json:"linux_info,omitempty"`
+	RlimitInfo   json.RawMessage `json:"rlimit_info,omitempty"`
+	TTYInfo      json.RawMessage `json:"tty_info,omitempty"`
 }
 
 // MesosInfo is ContainerInfo.MesosInfo.
@@ -130,16 +142,19 @@ type MesosInfo struct {
 	Image *Image `json:"image,omitempty"`
 }
 
-// Image is mesos.proto Image (docker images only).
+// Image is mesos.proto Image.
 type Image struct {
-	Type   string       `json:"type"` // DOCKER|APPC
-	Docker *DockerImage `json:"docker,omitempty"`
-	Cached *bool        `json:"cached,omitempty"`
+	Type   string          `json:"type"` // DOCKER|APPC
+	Appc   json.RawMessage `json:"appc,omitempty"`
+	Docker *DockerImage    `json:"docker,omitempty"`
+	Cached *bool           `json:"cached,omitempty"`
 }
 
 // DockerImage is Image.Docker.
 type DockerImage struct {
-	Name string `json:"name"`
+	Name       string          `json:"name"`
+	Credential json.RawMessage `json:"credential,omitempty"`
+	Config     json.RawMessage `json:"config,omitempty"`
 }
 
 // ResourceProviderInfo is mesos.proto ResourceProviderInfo: one file in
@@ -147,23 +162,37 @@ type DockerImage struct {
 type ResourceProviderInfo struct {
 	// ID must not be set; it is decoded only so that Validate can refuse it.
 	ID                  json.RawMessage   `json:"id,omitempty"`
+	Attributes          []Attribute       `json:"attributes,omitempty"`
 	Type                string            `json:"type"`
 	Name                string            `json:"name"`
 	DefaultReservations []ReservationInfo `json:"default_reservations,omitempty"`
 	Storage             *StorageInfo      `json:"storage,omitempty"`
 }
 
+// Attribute is mesos.proto Attribute: a name and one typed value.
+type Attribute struct {
+	Name   string          `json:"name"`
+	Type   string          `json:"type"` // SCALAR|RANGES|SET|TEXT
+	Scalar *Scalar         `json:"scalar,omitempty"`
+	Ranges json.RawMessage `json:"ranges,omitempty"`
+	Set    json.RawMessage `json:"set,omitempty"`
+	Text   json.RawMessage `json:"text,omitempty"`
+}
+
 // StorageInfo is ResourceProviderInfo.Storage.
 type StorageInfo struct {
-	Plugin                        *CSIPluginInfo `json:"plugin"`
-	ReconciliationIntervalSeconds *uint32        `json:"reconciliation_interval_seconds,omitempty"`
+	Plugin *CSIPluginInfo `json:"plugin"`
+	// ReconciliationIntervalSeconds is a double; a non-positive value turns
+	// reconciliation after start-up off (mesos.proto).
+	ReconciliationIntervalSeconds *float64 `json:"reconciliation_interval_seconds,omitempty"`
 }
 
 // ReservationInfo is Resource.ReservationInfo.
 type ReservationInfo struct {
-	Type      string `json:"type"` // STATIC|DYNAMIC
-	Role      string `json:"role"`
-	Principal string `json:"principal,omitempty"`
+	Type      string          `json:"type"` // STATIC|DYNAMIC
+	Role      string          `json:"role"`
+	Principal string          `json:"principal,omitempty"`
+	Labels    json.RawMessage `json:"labels,omitempty"`
 }
 
 // DiskProfileMapping is disk_profile.proto DiskProfileMapping, the file the

@@ -3,11 +3,17 @@ package mesos
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"path"
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/internal/params"
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // Rules marked "Mesos" or "Marathon" are what those programs enforce (see
@@ -31,8 +37,40 @@ var (
 // FSTypes are the filesystems the plugin formats.
 var FSTypes = []string{"ext4", "xfs", "btrfs"}
 
-// pluginFlags are csi-libstorage's command-line flags.
-var pluginFlags = []string{"endpoint", "node-id", "mode", "config", "log-level", "log-format"}
+// PluginFlags returns the names of csi-libstorage's command-line flags,
+// read from the flag set the binary parses.
+func PluginFlags() []string {
+	fs := flag.NewFlagSet("csi-libstorage", flag.ContinueOnError)
+	wiring.RegisterFlags(fs, nil)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	return names
+}
+
+// BackendParameters maps each backend type to the CreateVolume parameter
+// keys only it accepts, as the backends export them.
+func BackendParameters() map[string][]string {
+	return map[string][]string{
+		file.Type: {file.ParamPreallocate},
+		ebs.Type:  slices.Clone(ebs.ParameterKeys),
+	}
+}
+
+// AcceptedCreateParameters lists every CreateVolume parameter key some
+// configured backend can accept: the keys every backend takes plus each
+// backend's own.
+func AcceptedCreateParameters() []string {
+	keys := slices.Clone(params.Common)
+	for _, own := range BackendParameters() {
+		for _, k := range own {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
 
 type problems []error
 
@@ -213,9 +251,10 @@ func checkOurCommand(cmd *CommandInfo, services []string) error {
 	if bin != BinaryPath && path.Base(bin) != "csi-libstorage" {
 		p.add("command runs %q, not %s", bin, BinaryPath)
 	}
+	known := PluginFlags()
 	for f := range flags {
-		if !slices.Contains(pluginFlags, f) {
-			p.add("unknown flag --%s (csi-libstorage has --%s)", f, strings.Join(pluginFlags, ", --"))
+		if !slices.Contains(known, f) {
+			p.add("unknown flag --%s (csi-libstorage has --%s)", f, strings.Join(known, ", --"))
 		}
 	}
 	if ep, ok := flags["endpoint"]; !ok || !isEnvRef(ep, "CSI_ENDPOINT") {
@@ -223,6 +262,10 @@ func checkOurCommand(cmd *CommandInfo, services []string) error {
 	}
 	if id, ok := flags["node-id"]; ok && !isEnvRef(id, "MESOS_AGENT_ID") {
 		p.add("--node-id must be $MESOS_AGENT_ID (one file serves every agent), not %q", id)
+	} else if ok && !slices.Contains(services, NodeService) {
+		// Mesos (service_manager.cpp) sets MESOS_AGENT_ID only in
+		// containers that serve NODE_SERVICE.
+		p.add("--node-id=$MESOS_AGENT_ID on a container without NODE_SERVICE: Mesos sets MESOS_AGENT_ID only for node containers, so it expands to nothing")
 	}
 	mode, ok := flags["mode"]
 	if !ok {
@@ -387,12 +430,13 @@ func checkMount(fsType string, flags []string) error {
 	return p.err()
 }
 
-// CheckCreateParameters reports keys that are not in AcceptedCreateParameters.
-func CheckCreateParameters(params map[string]string) error {
+// CheckCreateParameters reports keys that no backend accepts.
+func CheckCreateParameters(in map[string]string) error {
 	var p problems
-	for k := range params {
-		if !slices.Contains(AcceptedCreateParameters, k) {
-			p.add("create parameter %q is not accepted by csi-libstorage (accepted: %v)", k, AcceptedCreateParameters)
+	accepted := AcceptedCreateParameters()
+	for k := range in {
+		if !slices.Contains(accepted, k) {
+			p.add("create parameter %q is not accepted by csi-libstorage (accepted: %v)", k, accepted)
 		}
 	}
 	return p.err()
@@ -447,16 +491,29 @@ var RequiredAgentCapabilities = []string{
 	"RESOURCE_PROVIDER", "AGENT_DRAINING", "TASK_RESOURCE_LIMITS",
 }
 
-// Validate checks --agent_features.
+// DefaultAgentCapabilities is what an agent enables when --agent_features is
+// not set (AGENT_CAPABILITIES() in Mesos 1.11 src/slave/constants.cpp). A
+// --agent_features file replaces this list, so it turns off whatever it
+// leaves out.
+var DefaultAgentCapabilities = append(slices.Clone(RequiredAgentCapabilities), "RESIZE_VOLUME")
+
+// Validate checks --agent_features: the capabilities Mesos requires
+// (Mesos), and every other default, so that setting the flag never turns a
+// feature off unnoticed (ours: leaving out RESIZE_VOLUME disables volume
+// resizing on the agent).
 func (a *AgentFeatures) Validate() error {
 	var p problems
 	have := map[string]bool{}
 	for _, c := range a.Capabilities {
 		have[c.Type] = true
 	}
-	for _, r := range RequiredAgentCapabilities {
-		if !have[r] {
+	for _, r := range DefaultAgentCapabilities {
+		switch {
+		case have[r]:
+		case slices.Contains(RequiredAgentCapabilities, r):
 			p.add("capability %s is missing; the agent refuses to start without it", r)
+		default:
+			p.add("capability %s is missing; the agent enables it by default and this file would turn it off (leave --agent_features unset, or list every default)", r)
 		}
 	}
 	return p.err()
@@ -486,6 +543,12 @@ func (a *MarathonApp) Validate() error {
 		pre := fmt.Sprintf("container.volumes[%d]", i)
 		if v.ContainerPath == "" {
 			p.add("%s: containerPath is required", pre)
+		}
+		if v.Secret != "" {
+			if v.Mode != "" || v.External != nil || v.HostPath != "" || len(v.Persistent) > 0 {
+				p.add("%s: a secret volume has only containerPath and secret", pre)
+			}
+			continue
 		}
 		if v.Mode != "RW" && v.Mode != "RO" {
 			p.add("%s: mode %q must be RW or RO", pre, v.Mode)
@@ -526,11 +589,14 @@ func (a *MarathonApp) Validate() error {
 	if csi > 0 && a.Container.Type != "MESOS" {
 		p.add("container.type must be MESOS for csi volumes (Mesos supports CSI volumes in Mesos containers only)")
 	}
-	if nonShareable > 0 && n != 1 {
-		p.add("instances must be 1 while non-shareable (SINGLE_NODE_*) CSI volumes are defined (Marathon)")
+	// Marathon allows 0 (an app scaled down keeps its definition).
+	if nonShareable > 0 && n > 1 {
+		p.add("instances must be <= 1 while non-shareable (SINGLE_NODE_*) CSI volumes are defined (Marathon)")
 	}
-	if rwMNSW > 0 && n != 1 {
-		p.add("instances must be 1 while a MULTI_NODE_SINGLE_WRITER volume is mounted RW (Marathon)")
+	// Marathon applies this only when every CSI volume of the app is a RW
+	// MULTI_NODE_SINGLE_WRITER mount; ours applies it when any is.
+	if rwMNSW > 0 && n > 1 {
+		p.add("instances must be <= 1 while a MULTI_NODE_SINGLE_WRITER volume is mounted RW")
 	}
 	if writers > 0 || dvdi > 0 {
 		p.wrap("single writer", a.checkSingleWriter(dvdi > 0))
@@ -641,11 +707,45 @@ func checkDVDIVolume(v MarathonVolume) error {
 	return p.err()
 }
 
-// CheckUniqueCSIVolumes is Marathon's root-group rule: a CSI volume name may
-// be used by one app only.
+// CheckUniqueCSIVolumes is Marathon's root-group rule for CSI volume names
+// (ProviderValidationHelpers.validateUniqueVolumes). A volume claims its
+// name for its app when its access mode is not shareable (SINGLE_NODE_*)
+// or it is a RW mount of a MULTI_NODE_SINGLE_WRITER volume. Every other
+// use of a claimed name by another app conflicts, except a RO mount of a
+// MULTI_NODE_SINGLE_WRITER volume: readers of a single-writer volume may
+// run next to its writer. Names nobody claims (MULTI_NODE_READER_ONLY,
+// MULTI_NODE_MULTI_WRITER, RO MULTI_NODE_SINGLE_WRITER) may be shared.
 func CheckUniqueCSIVolumes(apps []*MarathonApp) error {
+	claimedBy := map[string][]string{}
+	forEachCSIVolume(apps, func(a *MarathonApp, v MarathonVolume, access string) {
+		shareable := strings.HasPrefix(access, "MULTI_NODE_")
+		claiming := !shareable || (v.Mode != "RO" && access == MultiNodeSingleWriter)
+		if claiming && !slices.Contains(claimedBy[v.External.Name], a.ID) {
+			claimedBy[v.External.Name] = append(claimedBy[v.External.Name], a.ID)
+		}
+	})
 	var p problems
-	owner := map[string]string{}
+	forEachCSIVolume(apps, func(a *MarathonApp, v MarathonVolume, access string) {
+		if v.Mode == "RO" && access == MultiNodeSingleWriter {
+			return
+		}
+		var others []string
+		for _, id := range claimedBy[v.External.Name] {
+			if id != a.ID {
+				others = append(others, id)
+			}
+		}
+		if len(others) > 0 {
+			p.add("csi volume %q of %s (%s %s) conflicts with %s, which claim it with a single-node mode or a RW MULTI_NODE_SINGLE_WRITER mount (Marathon)",
+				v.External.Name, a.ID, v.Mode, access, strings.Join(others, ", "))
+		}
+	})
+	return p.err()
+}
+
+// forEachCSIVolume calls fn for every csi external volume of apps, with its
+// access mode ("" when the options do not decode).
+func forEachCSIVolume(apps []*MarathonApp, fn func(a *MarathonApp, v MarathonVolume, access string)) {
 	for _, a := range apps {
 		if a.Container == nil {
 			continue
@@ -654,11 +754,11 @@ func CheckUniqueCSIVolumes(apps []*MarathonApp) error {
 			if v.External == nil || v.External.Provider != "csi" {
 				continue
 			}
-			if prev, ok := owner[v.External.Name]; ok && prev != a.ID {
-				p.add("csi volume %q is used by %s and %s (Marathon allows one app per volume)", v.External.Name, prev, a.ID)
+			access := ""
+			if o, err := v.External.CSIOptions(); err == nil && o.Capability != nil {
+				access = o.Capability.AccessMode
 			}
-			owner[v.External.Name] = a.ID
+			fn(a, v, access)
 		}
 	}
-	return p.err()
 }

@@ -48,7 +48,7 @@ const baseModules = `{"libraries": [{"file": "/usr/lib/mesos/modules/liburi_disk
 
 const baseFeatures = `{"capabilities": [{"type": "MULTI_ROLE"}, {"type": "HIERARCHICAL_ROLE"},
   {"type": "RESERVATION_REFINEMENT"}, {"type": "AGENT_OPERATION_FEEDBACK"}, {"type": "RESOURCE_PROVIDER"},
-  {"type": "AGENT_DRAINING"}, {"type": "TASK_RESOURCE_LIMITS"}]}`
+  {"type": "AGENT_DRAINING"}, {"type": "TASK_RESOURCE_LIMITS"}, {"type": "RESIZE_VOLUME"}]}`
 
 const baseWriterApp = `{
   "id": "/db/pg", "instances": 1, "cmd": "postgres", "cpus": 1, "mem": 1024,
@@ -172,12 +172,17 @@ func TestRejects(t *testing.T) {
 		{"adaptor without uri", mut(t, baseModules, `{"key": "uri", "value": "/etc/mesos/disk-profiles.json"}, `, ``), "needs the parameter uri"},
 		{"adaptor unknown parameter", mut(t, baseModules, `"poll_interval"`, `"interval"`), "unknown parameter"},
 		{"feature missing", mut(t, baseFeatures, `, {"type": "TASK_RESOURCE_LIMITS"}`, ``), "TASK_RESOURCE_LIMITS is missing"},
+		{"default feature turned off", mut(t, baseFeatures, `, {"type": "RESIZE_VOLUME"}`, ``), "RESIZE_VOLUME is missing; the agent enables it by default"},
 		// Marathon
 		{"RW with reader-only mode", mut(t, baseWriterApp, `SINGLE_NODE_WRITER`, `SINGLE_NODE_READER_ONLY`), "must be mounted RO"},
 		{"RW with multi reader-only", mut(t, baseReaderApp, `"mode": "RO"`, `"mode": "RW"`), "must be mounted RO"},
 		{"other plugin", mut(t, baseWriterApp, `"pluginName": "csi.libstorage.io"`, `"pluginName": "csi.example.com"`), `must be "csi.libstorage.io"`},
-		{"two single writers", mut(t, baseWriterApp, `"instances": 1`, `"instances": 2`), "instances must be 1"},
-		{"zero single writers (Marathon wants exactly 1)", mut(t, baseWriterApp, `"instances": 1`, `"instances": 0`), "instances must be 1"},
+		{"two single writers", mut(t, baseWriterApp, `"instances": 1`, `"instances": 2`), "instances must be <= 1"},
+		{"controller container given the agent id", mut(t, mut(t, baseManaged, `"NODE_SERVICE"`, `"CONTROLLER_SERVICE"`), `--mode=node`, `--mode=controller`), "MESOS_AGENT_ID only"},
+		{"misspelt attribute field", mut(t, baseSLRP, `"name": "libstorage_slrp",`, `"name": "libstorage_slrp", "attributes": [{"name": "rack", "type": "TEXT", "txt": {"value": "r1"}}],`), "unknown field"},
+		{"misspelt volume field", mut(t, baseWriterApp, `"containerPath"`, `"containerpath"`), "unknown field"},
+		{"misspelt docker field", mut(t, baseWriterApp, `"type": "MESOS",`, `"type": "MESOS", "docker": {"image": "pg", "forcePull": true},`), "unknown field"},
+		{"string reconciliation interval", mut(t, baseSLRP, `"reconciliation_interval_seconds": 60`, `"reconciliation_interval_seconds": "60s"`), "reconciliation_interval_seconds"},
 		{"scaled RW multi-node single writer", mut(t, mut(t, baseWriterApp, `SINGLE_NODE_WRITER`, `MULTI_NODE_SINGLE_WRITER`), `"instances": 1`, `"instances": 2`), "MULTI_NODE_SINGLE_WRITER"},
 		{"writer without upgradeStrategy", mut(t, baseWriterApp, `"upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0},`, ``), "upgradeStrategy"},
 		{"writer with over-capacity", mut(t, baseWriterApp, `"maximumOverCapacity": 0`, `"maximumOverCapacity": 1`), "maximumOverCapacity must be 0"},
@@ -229,6 +234,19 @@ func TestAccepts(t *testing.T) {
 		"multi-writer app scales":     mut(t, mut(t, baseReaderApp, `MULTI_NODE_READER_ONLY`, `MULTI_NODE_MULTI_WRITER`), `"mode": "RO"`, `"mode": "RW"`),
 		"RO multi-node single writer": mut(t, mut(t, baseReaderApp, `MULTI_NODE_READER_ONLY`, `MULTI_NODE_SINGLE_WRITER`), `"instances": 3`, `"instances": 2`),
 		"block profile":               mut(t, baseProfiles, `"mount": {"fs_type": "xfs"}`, `"block": {}`) + "",
+		// Marathon lets a single-writer app scale to zero.
+		"writer scaled to zero": mut(t, baseWriterApp, `"instances": 1`, `"instances": 0`),
+		// reconciliation_interval_seconds is a double; non-positive turns
+		// reconciliation off.
+		"fractional reconciliation":   mut(t, baseSLRP, `"reconciliation_interval_seconds": 60`, `"reconciliation_interval_seconds": 2.5`),
+		"reconciliation off":          mut(t, baseSLRP, `"reconciliation_interval_seconds": 60`, `"reconciliation_interval_seconds": -1`),
+		"SLRP with attributes":        mut(t, baseSLRP, `"name": "libstorage_slrp",`, `"name": "libstorage_slrp", "attributes": [{"name": "rack", "type": "TEXT", "text": {"value": "r1"}}, {"name": "tier", "type": "SCALAR", "scalar": {"value": 2}}],`),
+		"every real plugin flag":      mut(t, baseManaged, `--mode=node`, `--mode=node --metrics-address=127.0.0.1:9808 --shutdown-grace=20s --log-level=debug`),
+		"resource with a role":        mut(t, baseManaged, `"type": "SCALAR", "scalar"`, `"type": "SCALAR", "role": "storage", "reservations": [{"type": "STATIC", "role": "storage", "labels": {"labels": []}}], "scalar"`),
+		"plugin container with image": mut(t, baseManaged, `"resources"`, `"container": {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "csi-libstorage:1", "config": {"type": "INLINE"}}, "cached": true}}, "linux_info": {"share_pid_namespace": false}, "network_infos": [], "hostname": "p"}, "resources"`),
+		"app with more Marathon fields": mut(t, mut(t, baseWriterApp, `"type": "MESOS", "volumes": [{`,
+			`"type": "MESOS", "linuxInfo": {"seccomp": {"unconfined": true}}, "docker": {"image": "postgres:16", "pullConfig": {"secret": "pull"}, "parameters": [], "privileged": false}, "volumes": [{"containerPath": "/run/secrets/pw", "secret": "pw"}, {`),
+			`"cmd": "postgres",`, `"cmd": "postgres", "backoffFactor": 1.15, "maxLaunchDelaySeconds": 300, "dependencies": [], "requirePorts": false, "secrets": {"pw": {"source": "db/pw"}}, "tty": false, "resourceLimits": {"cpus": 2}, "executor": "", "killSelection": "YOUNGEST_FIRST", "readinessChecks": [], "check": {"exec": {"command": {"shell": "true"}}},`),
 	}
 	// the block profile base still carries fsType: drop it for the accept case
 	cases["block profile"] = mut(t, cases["block profile"], `"fsType": "xfs", `, ``)
@@ -241,35 +259,63 @@ func TestAccepts(t *testing.T) {
 
 func TestCheckCreateParameters(t *testing.T) {
 	all := map[string]string{}
-	for _, k := range AcceptedCreateParameters {
+	for _, k := range AcceptedCreateParameters() {
 		all[k] = "x"
 	}
 	if err := CheckCreateParameters(all); err != nil {
 		t.Fatalf("accepted keys rejected: %v", err)
 	}
-	for _, bad := range []string{"type", "FsType", "dvdi/size", "fstype"} {
+	for _, bad := range []string{"FsType", "dvdi/size", "fstype", "volume_type"} {
 		if err := CheckCreateParameters(map[string]string{bad: "x"}); err == nil {
 			t.Errorf("key %q accepted", bad)
 		}
 	}
 }
 
+// TestCheckUniqueCSIVolumes follows Marathon's root-group rule: a name is
+// claimed by a SINGLE_NODE_* volume or a RW MULTI_NODE_SINGLE_WRITER mount,
+// and only a RO MULTI_NODE_SINGLE_WRITER mount may sit next to a claim.
 func TestCheckUniqueCSIVolumes(t *testing.T) {
-	load := func(js string) *MarathonApp {
+	app := func(id, mode, access string) *MarathonApp {
 		t.Helper()
-		_, v, err := Load([]byte(js))
-		if err != nil {
+		js := mut(t, mut(t, mut(t, baseWriterApp, `"/db/pg"`, `"`+id+`"`), `"mode": "RW"`, `"mode": "`+mode+`"`), `SINGLE_NODE_WRITER`, access)
+		var a MarathonApp
+		if err := DecodeStrict([]byte(js), &a); err != nil {
 			t.Fatal(err)
 		}
-		return v.(*MarathonApp)
+		return &a
 	}
-	a := load(baseWriterApp)
-	b := load(mut(t, baseWriterApp, `"/db/pg"`, `"/db/pg2"`))
-	if err := CheckUniqueCSIVolumes([]*MarathonApp{a, b}); err == nil || !strings.Contains(err.Error(), "shared/pgdata") {
-		t.Fatalf("two apps on one volume: got %v", err)
+	cases := []struct {
+		name     string
+		a, b     *MarathonApp
+		conflict bool
+	}{
+		{"two single-node writers", app("/a", "RW", SingleNodeWriter), app("/b", "RW", SingleNodeWriter), true},
+		{"single-node reader next to a writer", app("/a", "RW", SingleNodeWriter), app("/b", "RO", SingleNodeReaderOnly), true},
+		{"two single-node readers", app("/a", "RO", SingleNodeReaderOnly), app("/b", "RO", SingleNodeReaderOnly), true},
+		{"two RW multi-node single writers", app("/a", "RW", MultiNodeSingleWriter), app("/b", "RW", MultiNodeSingleWriter), true},
+		{"multi-node reader next to a RW single writer", app("/a", "RW", MultiNodeSingleWriter), app("/b", "RO", MultiNodeReaderOnly), true},
+		{"multi-node readers", app("/a", "RO", MultiNodeReaderOnly), app("/b", "RO", MultiNodeReaderOnly), false},
+		{"RO mounts of a single-writer volume next to its writer", app("/a", "RW", MultiNodeSingleWriter), app("/b", "RO", MultiNodeSingleWriter), false},
+		{"RO mounts of a single-writer volume", app("/a", "RO", MultiNodeSingleWriter), app("/b", "RO", MultiNodeSingleWriter), false},
+		{"multi writers", app("/a", "RW", MultiNodeMultiWriter), app("/b", "RW", MultiNodeMultiWriter), false},
 	}
-	c := load(mut(t, mut(t, baseWriterApp, `"/db/pg"`, `"/db/pg2"`), `"shared/pgdata"`, `"shared/other"`))
-	if err := CheckUniqueCSIVolumes([]*MarathonApp{a, c}); err != nil {
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			for _, order := range [][]*MarathonApp{{c.a, c.b}, {c.b, c.a}} {
+				err := CheckUniqueCSIVolumes(order)
+				if c.conflict && (err == nil || !strings.Contains(err.Error(), "shared/pgdata")) {
+					t.Errorf("want a conflict on shared/pgdata, got %v", err)
+				}
+				if !c.conflict && err != nil {
+					t.Errorf("want no conflict, got %v", err)
+				}
+			}
+		})
+	}
+	other := app("/c", "RW", SingleNodeWriter)
+	other.Container.Volumes[0].External.Name = "shared/other"
+	if err := CheckUniqueCSIVolumes([]*MarathonApp{app("/a", "RW", SingleNodeWriter), other}); err != nil {
 		t.Fatalf("distinct volumes rejected: %v", err)
 	}
 }
