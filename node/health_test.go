@@ -99,6 +99,11 @@ func TestNodeVolumeHealthFilesystem(t *testing.T) {
 		// byPathOnly: the damage makes the device unprovable, so only a
 		// named path finds it.
 		byPathOnly bool
+		// byHand: NodeUnstageVolume refuses the damaged volume (its device
+		// cannot be proven, or its staging directory answers EIO), so the
+		// test unmounts it as an operator would; the harness detaches the
+		// loop device.
+		byHand bool
 	}{
 		{name: "healthy ext4", fs: "ext4"},
 		{name: "healthy xfs", fs: "xfs"},
@@ -139,7 +144,8 @@ func TestNodeVolumeHealthFilesystem(t *testing.T) {
 				}
 				return nil
 			},
-			want: []wantEntry{{csi.VolumeHealthErrorType_INACCESSIBLE, "FilesystemShutdown", "xfs_repair"}},
+			want:   []wantEntry{{csi.VolumeHealthErrorType_INACCESSIBLE, "FilesystemShutdown", "xfs_repair"}},
+			byHand: true,
 		},
 		{
 			name: "image deleted under the device", fs: "ext4",
@@ -157,6 +163,7 @@ func TestNodeVolumeHealthFilesystem(t *testing.T) {
 			// The image is gone, so the device cannot be proven to be the
 			// volume; the backend's report still comes through.
 			byPathOnly: true,
+			byHand:     true,
 		},
 		{
 			name: "device vanished", fs: "ext4",
@@ -192,7 +199,16 @@ func TestNodeVolumeHealthFilesystem(t *testing.T) {
 			if _, err := f.svc.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: c}); err != nil {
 				t.Fatal(err)
 			}
-			defer f.unstage(id, staging)
+			broken := false
+			defer func() {
+				if broken && tt.byHand {
+					if err := unix.Unmount(staging, 0); err != nil {
+						t.Errorf("unmount %s: %v", staging, err)
+					}
+					return
+				}
+				f.unstage(id, staging)
+			}()
 			m, ok, err := f.m.MountAt(staging)
 			if err != nil || !ok {
 				t.Fatalf("staging mount: %v %v", ok, err)
@@ -202,6 +218,7 @@ func TestNodeVolumeHealthFilesystem(t *testing.T) {
 			if tt.breakIt == nil {
 				return
 			}
+			broken = true
 			if undo := tt.breakIt(t, f, native, staging, m.Source); undo != nil {
 				defer undo()
 			}
