@@ -24,9 +24,15 @@ import (
 //   - the node attach-limit spec: it needs TestNodeVolumeAttachLimit and a
 //     configured maxVolumesPerNode, which the plugin only reports to the CO
 //     (Kubernetes enforces it; Mesos has no such limit);
-//   - ControllerModifyVolume: no backend has mutable parameters;
-//   - volume and storage health (spec 1.13 alpha RPCs): not implemented;
-//     Mesos (spec 1.1) never calls them;
+//   - ControllerListVolumeHealth and NodeGetStorageHealth (spec 1.13
+//     alpha): LIST_VOLUME_HEALTH and GET_STORAGE_HEALTH are not
+//     advertised; a CO asks per volume (ControllerGetVolumeHealth,
+//     NodeGetVolumeHealth, which run), and a pool has no node-wide
+//     storage state beyond what Probe reports. Mesos (spec 1.1) never
+//     calls any of them.
+//
+// The ModifyVolume specs run with preallocate=true, the file pool's one
+// mutable parameter.
 //
 // csi-sanity's pagination spec is marked pending (XIt) upstream; the plugin's
 // own paging test covers it.
@@ -57,10 +63,11 @@ func TestSanity(t *testing.T) {
 		harness.AssertNoLeaks(t, harness.LeakCheck{Dir: dir})
 	}()
 
+	preallocate := map[string]string{"preallocate": "true"}
 	for _, c := range []Case{
-		{Name: "mount ext4", Access: "mount", Params: nil},
-		{Name: "mount xfs", Access: "mount", Params: map[string]string{"fsType": "xfs"}},
-		{Name: "block", Access: "block", Params: nil},
+		{Name: "mount ext4", Access: "mount", Params: nil, Mutable: preallocate},
+		{Name: "mount xfs", Access: "mount", Params: map[string]string{"fsType": "xfs"}, Mutable: preallocate},
+		{Name: "block", Access: "block", Params: nil, Mutable: preallocate},
 	} {
 		// 512 MiB: above mkfs.xfs's 300 MiB minimum.
 		cfg := Config(dir, sock, c, 512<<20, 1<<30)
