@@ -1,0 +1,282 @@
+package nfs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/ganesha"
+	"google.golang.org/grpc/codes"
+)
+
+// newBackend starts nfs-ganesha and a backend on its export.
+func newBackend(t *testing.T, onDelete string, o ganesha.Options) (*Backend, *ganesha.Server) {
+	t.Helper()
+	srv := ganesha.Start(t, harness.TempDir(t), o)
+	b := backendOn(t, srv, onDelete)
+	return b, srv
+}
+
+func backendOn(t *testing.T, srv *ganesha.Server, onDelete string) *Backend {
+	t.Helper()
+	b, err := New(Config{Name: "shared", Server: ganesha.Host, Export: srv.Export, SubDir: "csi/vols",
+		Port: srv.Port, MountPort: srv.MountPort, OnDelete: onDelete, UID: 1000, GID: 2000, Mode: "0750"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestVolumesOnGanesha(t *testing.T) {
+	b, srv := newBackend(t, OnDeleteDelete, ganesha.Options{})
+	req := backends.CreateRequest{Name: "pvc-1", RequiredBytes: 1 << 30, Parameters: map[string]string{"backend": "shared"},
+		Modes: []backends.AccessMode{backends.MultiNodeMultiWriter}}
+	v, err := b.Create(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.ID != dirName("pvc-1") || v.CapacityBytes != 1<<30 || v.Name != "pvc-1" {
+		t.Fatalf("created %+v", v)
+	}
+	// What the server made, seen on its disk: the directory with the
+	// configured owner and mode, and the record beside it.
+	dir := filepath.Join(srv.Export, "csi/vols", v.ID)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscallStat)
+	if fi.Mode().Perm() != 0o750 || !fi.IsDir() || st.Uid != 1000 || st.Gid != 2000 {
+		t.Fatalf("directory %s: mode %v uid %d gid %d", dir, fi.Mode(), st.Uid, st.Gid)
+	}
+	raw, err := os.ReadFile(filepath.Join(srv.Export, "csi/vols", metaDirName, v.ID+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r record
+	if err := json.Unmarshal(raw, &r); err != nil || r.Name != "pvc-1" || r.CapacityBytes != 1<<30 || r.Parameters["backend"] != "shared" {
+		t.Fatalf("record %s (%v)", raw, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Repeats: compatible ones return the same volume, others ALREADY_EXISTS.
+	for _, c := range []struct {
+		name string
+		req  backends.CreateRequest
+		code codes.Code
+	}{
+		{"same request", req, codes.OK},
+		{"smaller requirement", backends.CreateRequest{Name: "pvc-1", RequiredBytes: 1 << 20, Parameters: req.Parameters}, codes.OK},
+		{"larger requirement", backends.CreateRequest{Name: "pvc-1", RequiredBytes: 2 << 30, Parameters: req.Parameters}, codes.AlreadyExists},
+		{"limit below", backends.CreateRequest{Name: "pvc-1", LimitBytes: 1 << 20, Parameters: req.Parameters}, codes.AlreadyExists},
+		{"other parameters", backends.CreateRequest{Name: "pvc-1", RequiredBytes: 1 << 30}, codes.AlreadyExists},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := b.Create(ctx(t), c.req)
+			if grpcerr.Code(err) != c.code && !(c.code == codes.OK && err == nil) {
+				t.Fatalf("code %v (%v), want %v", grpcerr.Code(err), err, c.code)
+			}
+			if err == nil && (got.ID != v.ID || got.CapacityBytes != v.CapacityBytes) {
+				t.Fatalf("repeat gave %+v, first %+v", got, v)
+			}
+		})
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "data")); err != nil || string(b) != "kept" {
+		t.Fatalf("a repeated create touched the data: %q %v", b, err)
+	}
+
+	if _, err := b.Create(ctx(t), backends.CreateRequest{Name: "pvc-2"}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := b.List(ctx(t))
+	if err != nil || len(list) != 2 || list[0].ID > list[1].ID {
+		t.Fatalf("list %v %v", list, err)
+	}
+	got, err := b.Get(ctx(t), v.ID)
+	if err != nil || got.Name != "pvc-1" || len(got.Modes) != 1 || got.Modes[0] != backends.MultiNodeMultiWriter {
+		t.Fatalf("get %+v %v", got, err)
+	}
+	for _, id := range []string{"csi-0123456789abcdef", "../etc", "archived-x"} {
+		if _, err := b.Get(ctx(t), id); !errors.Is(err, backends.ErrNotFound) {
+			t.Errorf("get %q: %v, want not found", id, err)
+		}
+	}
+
+	n, err := b.Capacity(ctx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs syscallStatfs
+	if err := statfs(srv.Export, &fs); err != nil {
+		t.Fatal(err)
+	}
+	// FSSTAT's abytes is the export's filesystem's available space, which
+	// other tests change as they run: compare within 1 GiB.
+	if avail := int64(fs.Bavail) * int64(fs.Bsize); n <= 0 || n > avail+(1<<30) || n < avail-(1<<30) {
+		t.Fatalf("capacity %d; statfs of the export says %d", n, avail)
+	}
+
+	if err := b.Delete(ctx(t), v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx(t), v.ID); err != nil {
+		t.Fatalf("second delete: %v", err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("onDelete delete left %s: %v", dir, err)
+	}
+	if _, err := b.Get(ctx(t), v.ID); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("get after delete: %v", err)
+	}
+}
+
+func TestOnDelete(t *testing.T) {
+	srv := ganesha.Start(t, harness.TempDir(t), ganesha.Options{})
+	for _, mode := range []string{OnDeleteArchive, OnDeleteRetain} {
+		t.Run(mode, func(t *testing.T) {
+			b := backendOn(t, srv, mode)
+			base := filepath.Join(srv.Export, "csi/vols")
+			// Two volumes of the same name, one after the other: with
+			// archive, both archives stay.
+			for round := 0; round < 2; round++ {
+				v, err := b.Create(ctx(t), backends.CreateRequest{Name: "job-" + mode})
+				if grpcerr.Code(err) == codes.AlreadyExists && mode == OnDeleteRetain && round == 1 {
+					// The retained directory is not adopted by a new volume.
+					if !strings.Contains(err.Error(), "retained") {
+						t.Fatalf("refusal does not say why: %v", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(base, v.ID, "f"), []byte(strconv.Itoa(round)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := b.Delete(ctx(t), v.ID); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := b.Get(ctx(t), v.ID); !errors.Is(err, backends.ErrNotFound) {
+					t.Fatalf("get after delete: %v", err)
+				}
+				_, err = os.Stat(filepath.Join(base, v.ID))
+				if mode == OnDeleteRetain && err != nil || mode == OnDeleteArchive && !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("onDelete %s: directory after delete: %v", mode, err)
+				}
+			}
+			archives, _ := filepath.Glob(filepath.Join(base, "archived-"+dirName("job-"+mode)+"-*"))
+			if len(archives) != 2 {
+				t.Fatalf("archives %v, want two", archives)
+			}
+			for i, a := range archives {
+				if b, err := os.ReadFile(filepath.Join(a, "f")); err != nil || len(b) != 1 {
+					t.Fatalf("archive %d lost its data: %q %v", i, b, err)
+				}
+			}
+		})
+	}
+}
+
+// TestCreateAfterLostAnswer: the CO never saw the answer (or the plugin
+// died) after the record was written but before the directory was made;
+// the retry finishes the volume.
+func TestCreateAfterLostAnswer(t *testing.T) {
+	b, srv := newBackend(t, OnDeleteDelete, ganesha.Options{})
+	req := backends.CreateRequest{Name: "lost", RequiredBytes: 5 << 20}
+	id := dirName("lost")
+	err := b.do(ctx(t), "test", func(s *session) error {
+		return b.writeRecord(s, id, &record{Name: "lost", CapacityBytes: 5 << 20})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(srv.Export, "csi/vols", id)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("directory already there: %v", err)
+	}
+	v, err := b.Create(ctx(t), req)
+	if err != nil || v.ID != id {
+		t.Fatalf("retry: %+v %v", v, err)
+	}
+	if fi, err := os.Stat(filepath.Join(srv.Export, "csi/vols", id)); err != nil || !fi.IsDir() {
+		t.Fatalf("the retry did not make the directory: %v", err)
+	}
+	tmps, _ := filepath.Glob(filepath.Join(srv.Export, "csi/vols", metaDirName, ".*tmp*"))
+	if len(tmps) != 0 {
+		t.Fatalf("temporary records left: %v", tmps)
+	}
+}
+
+// TestUnreachable: a server that is not there, or goes away after the
+// backend connected, is UNAVAILABLE with the address and the call.
+func TestUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	b, err := New(Config{Name: "x", Server: "127.0.0.1", Export: "/x", Port: closed, MountPort: closed}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Create(ctx(t), backends.CreateRequest{Name: "v"})
+	if grpcerr.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(closed)) || !strings.Contains(err.Error(), "MOUNT") {
+		t.Fatalf("closed port: %v (%v)", err, grpcerr.Code(err))
+	}
+	t.Logf("closed port: %v", err)
+
+	b, srv := newBackend(t, OnDeleteDelete, ganesha.Options{})
+	if _, err := b.Create(ctx(t), backends.CreateRequest{Name: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	c, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = b.Create(c, backends.CreateRequest{Name: "after"})
+	if grpcerr.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "127.0.0.1:"+strconv.Itoa(srv.Port)) || !strings.Contains(err.Error(), "create "+dirName("after")) {
+		t.Fatalf("server gone: %v (%v)", err, grpcerr.Code(err))
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	t.Logf("server gone: %v", err)
+	start = time.Now()
+	if err := b.Probe(ctx(t)); grpcerr.Code(err) != codes.Unavailable {
+		t.Fatalf("probe with the server gone: %v", err)
+	} else if d := time.Since(start); d > time.Second {
+		t.Fatalf("probe after a deadline waited %v for the old session", d)
+	} else {
+		t.Logf("probe: %v", err)
+	}
+}
+
+// TestRootSquash: an export that squashes root refuses the controller,
+// and the error names the export option to change.
+func TestRootSquash(t *testing.T) {
+	b, _ := newBackend(t, OnDeleteDelete, ganesha.Options{Squash: "Root_Squash"})
+	_, err := b.Create(ctx(t), backends.CreateRequest{Name: "v"})
+	if grpcerr.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no_root_squash") {
+		t.Fatalf("root squash: %v (%v)", err, grpcerr.Code(err))
+	}
+	t.Logf("root squash: %v", err)
+}
