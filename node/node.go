@@ -777,6 +777,11 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	if err := s.verify(ctx, b, native, dev); err != nil {
 		return nil, err
 	}
+	if b.Capabilities().FilesystemTypes != nil {
+		// A filesystem backend's volume (an NFS directory) has no device
+		// or filesystem of its own to grow.
+		return &csi.NodeExpandVolumeResponse{}, nil
+	}
 	if r, ok := b.(backends.NodeExpander); ok {
 		if err := r.RefreshDevice(ctx, native, dev); err != nil {
 			return nil, grpcerr.From(err, "refresh device size of "+req.GetVolumeId())

@@ -175,6 +175,10 @@ func TestNodeThroughMounterSeam(t *testing.T) {
 			_, err := svc.NodePublishVolume(ctx(t), &csi.NodePublishVolumeRequest{VolumeId: id, StagingTargetPath: staging, TargetPath: ro, Readonly: true, VolumeCapability: mountCap(mmw)})
 			return err
 		}, codes.OK, []string{"mount " + staging + " " + ro + "  bind,ro"}},
+		{"node expand has nothing to grow", func() error {
+			_, err := svc.NodeExpandVolume(ctx(t), &csi.NodeExpandVolumeRequest{VolumeId: id, VolumePath: staging})
+			return err
+		}, codes.OK, nil},
 		{"unstage while published", func() error {
 			_, err := svc.NodeUnstageVolume(ctx(t), &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging})
 			return err
