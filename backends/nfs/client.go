@@ -21,7 +21,13 @@ import (
 // session is one established connection to the export: the NFS client and
 // the export root's file handle. The client reconnects its TCP connection
 // by itself; a session is dropped (and dialled again on the next call) when
-// a call fails on the transport.
+// a call fails on the transport or misses its deadline.
+//
+// Known cost: the client's Target starts a directory-cache sweeper
+// goroutine that has no way to stop, so each session dialled leaves one
+// goroutine behind (it sleeps, waking once a second). Sessions are kept
+// for the process's life and redialled only after a failure, so this
+// grows with server outages, not with calls.
 type session struct {
 	t    *nfsc.Target
 	root []byte

@@ -280,3 +280,22 @@ func TestRootSquash(t *testing.T) {
 	}
 	t.Logf("root squash: %v", err)
 }
+
+// TestPortmapper: with port and mountPort 0 the backend finds both
+// services through the server's portmapper (rpcbind), where ganesha
+// registered them.
+func TestPortmapper(t *testing.T) {
+	srv := ganesha.Start(t, harness.TempDir(t), ganesha.Options{})
+	b, err := New(Config{Name: "pm", Server: ganesha.Host, Export: srv.Export}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	v, err := b.Create(ctx(t), backends.CreateRequest{Name: "via-rpcbind"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(srv.Export, v.ID)); err != nil || !fi.IsDir() {
+		t.Fatalf("directory not made: %v", err)
+	}
+}
