@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/ganesha"
 )
 
 func TestMountFailed(t *testing.T) {
@@ -52,7 +53,7 @@ func TestKernelWithoutNFSClient(t *testing.T) {
 		unix.Unmount(target, unix.MNT_DETACH)
 		t.Fatal("an NFS mount of a closed port succeeded")
 	}
-	if !hasNFS() {
+	if !ganesha.KernelHasNFSClient() {
 		got := mountFailed(backends.Device{Path: "127.0.0.1:/nowhere", FSType: "nfs"}, target, err)
 		if status.Code(got) != codes.FailedPrecondition || !strings.Contains(got.Error(), NoNFSClient) {
 			t.Fatalf("kernel refusal %v became %v", err, got)
@@ -61,14 +62,4 @@ func TestKernelWithoutNFSClient(t *testing.T) {
 		return
 	}
 	t.Logf("this kernel has an NFS client; the mount failed on the connection: %v", err)
-}
-
-func hasNFS() bool {
-	b, _ := os.ReadFile("/proc/filesystems")
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[len(f)-1] == "nfs" {
-			return true
-		}
-	}
-	return false
 }

@@ -103,6 +103,22 @@ func (s *seam) take() []string {
 	return c
 }
 
+// nodeService is the node service over one NFS backend; a nil mounter is
+// the real one.
+func nodeService(t *testing.T, c Config, m node.Mounter) (*Backend, *node.Service) {
+	t.Helper()
+	b, err := New(c, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	set, err := backends.NewSet(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, node.New(set, node.Options{NodeID: "agent-1", Mounter: m})
+}
+
 func mountCap(mode csi.VolumeCapability_AccessMode_Mode, flags ...string) *csi.VolumeCapability {
 	return &csi.VolumeCapability{
 		AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{MountFlags: flags}},
@@ -116,18 +132,9 @@ func mountCap(mode csi.VolumeCapability_AccessMode_Mode, flags ...string) *csi.V
 func TestNodeThroughMounterSeam(t *testing.T) {
 	dir := harness.TempDir(t)
 	srv := ganesha.Start(t, dir, ganesha.Options{})
-	b, err := New(Config{Name: "shared", Server: ganesha.Host, Export: srv.Export, SubDir: "csi",
-		Port: srv.Port, MountPort: srv.MountPort, MountOptions: []string{"hard", "nfsvers=3"}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	set, err := backends.NewSet(b)
-	if err != nil {
-		t.Fatal(err)
-	}
 	m := &seam{t: t}
-	svc := node.New(set, node.Options{NodeID: "agent-1", Mounter: m})
+	b, svc := nodeService(t, Config{Name: "shared", Server: ganesha.Host, Export: srv.Export, SubDir: "csi",
+		Port: srv.Port, MountPort: srv.MountPort, MountOptions: []string{"hard", "nfsvers=3"}}, m)
 	v, err := b.Create(ctx(t), backends.CreateRequest{Name: "shared-data"})
 	if err != nil {
 		t.Fatal(err)
@@ -235,17 +242,8 @@ func TestNodeStageRealKernel(t *testing.T) {
 	harness.RequireRoot(t)
 	dir := harness.TempDir(t)
 	srv := ganesha.Start(t, dir, ganesha.Options{})
-	b, err := New(Config{Name: "shared", Server: ganesha.Host, Export: srv.Export, Port: srv.Port, MountPort: srv.MountPort,
-		MountOptions: []string{"nfsvers=3", "soft", "timeo=50", "retrans=1"}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	set, err := backends.NewSet(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := node.New(set, node.Options{NodeID: "agent-1"})
+	b, svc := nodeService(t, Config{Name: "shared", Server: ganesha.Host, Export: srv.Export, Port: srv.Port, MountPort: srv.MountPort,
+		MountOptions: []string{"nfsvers=3", "soft", "timeo=50", "retrans=1"}}, nil)
 	v, err := b.Create(ctx(t), backends.CreateRequest{Name: "real"})
 	if err != nil {
 		t.Fatal(err)
@@ -253,7 +251,7 @@ func TestNodeStageRealKernel(t *testing.T) {
 	staging := filepath.Join(dir, "staging")
 	_, err = svc.NodeStageVolume(ctx(t), &csi.NodeStageVolumeRequest{VolumeId: "shared/" + v.ID, StagingTargetPath: staging,
 		VolumeCapability: mountCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)})
-	if !kernelHasNFS() {
+	if !ganesha.KernelHasNFSClient() {
 		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), node.NoNFSClient) {
 			t.Fatalf("stage on a kernel without NFS: %v", err)
 		}
@@ -275,11 +273,6 @@ func TestNodeStageRealKernel(t *testing.T) {
 	if _, err := svc.NodeUnstageVolume(ctx(t), &csi.NodeUnstageVolumeRequest{VolumeId: "shared/" + v.ID, StagingTargetPath: staging}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func kernelHasNFS() bool {
-	raw, _ := os.ReadFile("/proc/filesystems")
-	return slices.ContainsFunc(strings.Split(string(raw), "\n"), func(l string) bool { return strings.HasSuffix(l, "\tnfs") })
 }
 
 func TestMountOptionsResolveTheServer(t *testing.T) {

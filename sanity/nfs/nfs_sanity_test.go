@@ -6,11 +6,9 @@
 package nfs
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -86,26 +84,9 @@ func TestSanity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock := filepath.Join(dir, "csi.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := wiring.New(ctx, wiring.Options{
-		Endpoint: "unix://" + sock,
-		NodeID:   "sanity-node",
-		Mode:     wiring.ModeAll,
-		Config:   cfg,
-		Logger:   zap.NewNop(),
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx) }()
+	sock, stop := lssanity.Serve(t, dir, wiring.Options{NodeID: "sanity-node", Mode: wiring.ModeAll, Config: cfg, Logger: zap.NewNop()})
 	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
+		stop()
 		assertNothingLeft(t, dir, srv)
 	}()
 
@@ -115,7 +96,7 @@ func TestSanity(t *testing.T) {
 	RegisterFailHandler(Fail)
 	suite, reporter := GinkgoConfiguration()
 	suite.Timeout = 4 * time.Minute
-	if !kernelHasNFS() {
+	if !ganesha.KernelHasNFSClient() {
 		suite.SkipStrings = append(suite.SkipStrings, needsKernelNFS...)
 	}
 	RunSpecs(t, "csi-sanity nfs", suite, reporter)
@@ -143,14 +124,4 @@ func assertNothingLeft(t *testing.T, dir string, srv *ganesha.Server) {
 	for _, m := range harness.MountsUnder(t, dir) {
 		t.Errorf("mount left behind at %s", m)
 	}
-}
-
-func kernelHasNFS() bool {
-	raw, _ := os.ReadFile("/proc/filesystems")
-	for _, l := range strings.Split(string(raw), "\n") {
-		if strings.HasSuffix(l, "\tnfs") {
-			return true
-		}
-	}
-	return false
 }

@@ -294,3 +294,16 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// KernelHasNFSClient reports whether this kernel can mount NFS (nfs is in
+// /proc/filesystems). The project's test machines cannot, so the tests
+// that need a real NFS mount check this and say what they proved instead.
+func KernelHasNFSClient() bool {
+	raw, _ := os.ReadFile("/proc/filesystems")
+	for _, l := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(l); len(f) > 0 && f[len(f)-1] == "nfs" {
+			return true
+		}
+	}
+	return false
+}
