@@ -349,12 +349,21 @@ func (s *session) writeFileAtomic(p, tmp string, data []byte) error {
 		return err
 	}
 	if _, err := f.Write(data); err != nil {
-		_ = s.t.Remove(tmp)
+		s.discard(tmp, err)
 		return err
 	}
 	if err := f.Close(); err != nil { // COMMIT
-		_ = s.t.Remove(tmp)
+		s.discard(tmp, err)
 		return err
 	}
 	return s.t.Rename(tmp, p)
+}
+
+// discard removes a temporary file after a failed write, unless the
+// connection itself failed: then the removal would only wait out the
+// client's reconnect attempts, and Delete sweeps the file later.
+func (s *session) discard(tmp string, cause error) {
+	if !transient(cause) {
+		_ = s.t.Remove(tmp)
+	}
 }

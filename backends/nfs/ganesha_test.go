@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,5 +299,151 @@ func TestPortmapper(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(srv.Export, v.ID)); err != nil || !fi.IsDir() {
 		t.Fatalf("directory not made: %v", err)
+	}
+}
+
+// cutter is a TCP proxy in front of the server's NFS port that cuts every
+// connection, and refuses new ones, once it has forwarded a given number
+// of reads from the client: the server goes away in the middle of a call.
+type cutter struct {
+	l      net.Listener
+	to     string
+	mu     sync.Mutex
+	reads  int
+	cutAt  int
+	conns  []net.Conn
+	closed bool
+}
+
+func newCutter(t *testing.T, addr, to string, cutAt int) *cutter {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cutter{l: l, to: to, cutAt: cutAt}
+	go c.serve()
+	t.Cleanup(c.cut)
+	return c
+}
+
+func (c *cutter) serve() {
+	for {
+		in, err := c.l.Accept()
+		if err != nil {
+			return
+		}
+		out, err := net.Dial("tcp", c.to)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		c.mu.Lock()
+		c.conns = append(c.conns, in, out)
+		c.mu.Unlock()
+		go func() { io.Copy(in, out); in.Close() }()
+		go func() {
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := in.Read(buf)
+				if n > 0 {
+					c.mu.Lock()
+					c.reads++
+					cut := c.cutAt > 0 && c.reads >= c.cutAt
+					c.mu.Unlock()
+					if cut {
+						c.cut()
+						return
+					}
+					if _, err := out.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					out.Close()
+					return
+				}
+			}
+		}()
+	}
+}
+
+// cut closes the listener and every connection.
+func (c *cutter) cut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.l.Close()
+	for _, x := range c.conns {
+		x.Close()
+	}
+}
+
+func (c *cutter) seen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reads
+}
+
+// TestServerGoesAwayMidCall cuts the NFS connection in the middle of a
+// CreateVolume: the call fails UNAVAILABLE with the address and the call,
+// and once the server is back, the retry completes the same volume.
+func TestServerGoesAwayMidCall(t *testing.T) {
+	srv := ganesha.Start(t, harness.TempDir(t), ganesha.Options{})
+	upstream := net.JoinHostPort(ganesha.Host, strconv.Itoa(srv.Port))
+	// Count the reads of a whole create on a fresh session, then cut a
+	// second backend's create halfway through.
+	probe := newCutter(t, "127.0.0.1:0", upstream, 0)
+	pb, err := New(Config{Name: "p", Server: ganesha.Host, Export: srv.Export, Port: probe.l.Addr().(*net.TCPAddr).Port, MountPort: srv.MountPort}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.Create(ctx(t), backends.CreateRequest{Name: "counting", RequiredBytes: 1}); err != nil {
+		t.Fatal(err)
+	}
+	pb.Close()
+	whole := probe.seen()
+	if whole < 6 {
+		t.Fatalf("a create took only %d reads; cannot cut it in the middle", whole)
+	}
+	proxy := newCutter(t, "127.0.0.1:0", upstream, whole/2+1)
+	addr := proxy.l.Addr().String()
+	port := proxy.l.Addr().(*net.TCPAddr).Port
+	b, err := New(Config{Name: "m", Server: ganesha.Host, Export: srv.Export, Port: port, MountPort: srv.MountPort}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	req := backends.CreateRequest{Name: "mid-call", RequiredBytes: 1 << 20}
+	start := time.Now()
+	_, err = b.Create(ctx(t), req)
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("the failed create took %v", d)
+	}
+	if grpcerr.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), addr) || !strings.Contains(err.Error(), "create "+dirName("mid-call")) {
+		t.Fatalf("cut mid-call: %v (%v)", err, grpcerr.Code(err))
+	}
+	t.Logf("cut after %d of %d reads: %v", proxy.seen(), whole, err)
+
+	// The server is back on the same address: the retry finishes the job.
+	newCutter(t, addr, upstream, 0)
+	start = time.Now()
+	v, err := b.Create(ctx(t), req)
+	t.Logf("retry took %v", time.Since(start))
+	if err != nil {
+		t.Fatalf("retry after the cut: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(srv.Export, v.ID)); err != nil || !fi.IsDir() || v.CapacityBytes != 1<<20 {
+		t.Fatalf("retry gave %+v, directory %v", v, err)
+	}
+	// Delete sweeps what the cut write left.
+	if err := b.Delete(ctx(t), v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(filepath.Join(srv.Export, metaDirName)); len(left) != 1 || left[0].Name() != dirName("counting")+".json" {
+		t.Fatalf("records left after delete: %v", left)
 	}
 }

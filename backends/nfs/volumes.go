@@ -205,12 +205,29 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 		if err := s.t.Remove(b.recordPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		return nil
+		return b.sweepTemporary(s, id)
 	})
 	if err != nil {
 		return err
 	}
 	b.log.Info("volume deleted", zap.String("volume", id), zap.String("onDelete", b.cfg.OnDelete), zap.String("archivedAs", archived))
+	return nil
+}
+
+// sweepTemporary removes the temporary records of volume id that a write
+// cut off by a failed connection left behind.
+func (b *Backend) sweepTemporary(s *session, id string) error {
+	entries, err := s.t.ReadDirPlus(b.rel(metaDirName))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.FileName, "."+id+".tmp-") {
+			if err := s.t.Remove(b.rel(metaDirName, e.FileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
