@@ -62,7 +62,7 @@ func New(set *backends.Set, opt Options) *Service {
 		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
 	}
 	for _, b := range set.All() {
-		if _, ok := b.(backends.Snapshotter); ok {
+		if _, ok := backends.As[backends.Snapshotter](b); ok {
 			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS, csi.ControllerServiceCapability_RPC_GET_SNAPSHOT)
 			break
 		}
@@ -74,7 +74,7 @@ func New(set *backends.Set, opt Options) *Service {
 		}
 	}
 	for _, b := range set.All() {
-		if _, ok := b.(backends.Expander); ok {
+		if _, ok := backends.As[backends.Expander](b); ok {
 			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_EXPAND_VOLUME)
 			break
 		}
@@ -487,7 +487,7 @@ func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) 
 // listAfter returns up to limit (0: all) volumes of b whose id sorts after
 // after, in id order.
 func listAfter(ctx context.Context, b backends.Backend, after string, limit int) ([]*backends.Volume, error) {
-	if p, ok := b.(backends.Pager); ok {
+	if p, ok := backends.As[backends.Pager](b); ok {
 		return p.ListAfter(ctx, after, limit)
 	}
 	vols, err := b.List(ctx)
@@ -567,7 +567,7 @@ func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, err
 	}
-	x, ok := b.(backends.Expander)
+	x, ok := backends.As[backends.Expander](b)
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "backend %s cannot expand volumes", b.Name())
 	}

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-	mountutils "k8s.io/mount-utils"
 )
 
 // Mounter is what the node service needs from the operating system. The
@@ -40,14 +40,23 @@ type Mounter interface {
 	Grow(ctx context.Context, dev, mountpoint, fsType string) error
 }
 
-// Mount is one line of the mount table.
+// Mount is one line of the mount table, with its paths unescaped (the
+// kernel writes a space as \040, a tab as \011, a newline as \012 and a
+// backslash as \134).
 type Mount struct {
-	Point   string
-	Source  string
-	FSType  string
-	Root    string
-	Options []string
+	Point  string
+	Source string
+	FSType string
+	Root   string
+	// Major and Minor are the st_dev of files on the mounted filesystem:
+	// the block device of a filesystem mounted from one (btrfs reports an
+	// anonymous number instead), and shared by every bind of it.
+	Major, Minor int
+	Options      []string
 }
+
+// Dev returns the mount's device number (Major, Minor) as stat reports it.
+func (m Mount) Dev() uint64 { return unix.Mkdev(uint32(m.Major), uint32(m.Minor)) }
 
 // ReadOnly reports whether the mount is read-only.
 func (m Mount) ReadOnly() bool {
@@ -66,7 +75,10 @@ type Signature struct {
 	Type   string
 	PTType string
 	// NonZero: no known signature, but the device's first or last MiB is
-	// not all zeros, so something wrote to it.
+	// not all zeros, so something wrote to it. Nothing between those two
+	// windows is read: data there, on a device with no signature blkid
+	// knows, is not seen, and a stage of an unmarked volume formats over
+	// it (TestStageNeverFormatsData pins both sides of this).
 	NonZero bool
 }
 
@@ -90,8 +102,9 @@ func (s Signature) String() string {
 	return strings.Join(parts, " and ")
 }
 
-// LinuxMounter mounts and unmounts with the kernel's calls, reads
-// /proc/self/mountinfo (parsed by k8s.io/mount-utils), and probes and
+// LinuxMounter mounts and unmounts with the kernel's calls, reads the mount
+// table through github.com/moby/sys/mountinfo (the project's one reader of
+// it, which unescapes paths), and probes and
 // formats with blkid and mkfs. It is safe for concurrent use.
 type LinuxMounter struct{}
 
@@ -174,16 +187,27 @@ func (l *LinuxMounter) Unmount(target string) error {
 
 // Mounts implements Mounter.
 func (l *LinuxMounter) Mounts() ([]Mount, error) {
-	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(nil)
 	if err != nil {
 		return nil, err
 	}
+	return fromMountinfo(infos), nil
+}
+
+// fromMountinfo converts the entries of github.com/moby/sys/mountinfo, in
+// the order of the table.
+func fromMountinfo(infos []*mountinfo.Info) []Mount {
 	out := make([]Mount, 0, len(infos))
 	for _, i := range infos {
-		opts := append(append([]string{}, i.MountOptions...), i.SuperOptions...)
-		out = append(out, Mount{Point: i.MountPoint, Source: i.Source, FSType: i.FsType, Root: i.Root, Options: opts})
+		var opts []string
+		for _, o := range []string{i.Options, i.VFSOptions} {
+			if o != "" {
+				opts = append(opts, strings.Split(o, ",")...)
+			}
+		}
+		out = append(out, Mount{Point: i.Mountpoint, Source: i.Source, FSType: i.FSType, Root: i.Root, Major: i.Major, Minor: i.Minor, Options: opts})
 	}
-	return out, nil
+	return out
 }
 
 // MountAt implements Mounter.
@@ -321,8 +345,12 @@ func DeviceSize(path string) (int64, error) {
 	return blockSize(fd)
 }
 
-// Format implements Mounter. Without force no -f/-F is passed, so mkfs's
-// own checks for an existing filesystem stay in place as a last guard.
+// Format implements Mounter. Without force no -f/-F is passed, so
+// mkfs.xfs and mkfs.btrfs refuse a device holding a filesystem they
+// recognise. mke2fs is no such guard: it looks for an existing filesystem
+// only when its stdin and stdout are both terminals, and here neither is,
+// so it formats over whatever the device holds. For ext2/3/4 the probe in
+// prepare is the only check.
 func (l *LinuxMounter) Format(ctx context.Context, dev, fsType string, force bool) error {
 	var args []string
 	switch fsType {
@@ -345,7 +373,7 @@ func (l *LinuxMounter) Format(ctx context.Context, dev, fsType string, force boo
 		return fmt.Errorf("cannot format %s: unknown filesystem type %q", dev, fsType)
 	}
 	cmd := exec.CommandContext(ctx, "mkfs."+fsType, append(args, dev)...)
-	cmd.Stdin = nil // mke2fs asks before overwriting; with no input it declines
+	cmd.Stdin = nil // /dev/null: no tool waits for an answer
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("mkfs.%s %s: %v: %s", fsType, dev, err, strings.TrimSpace(string(out)))

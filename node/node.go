@@ -23,6 +23,8 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/capability"
 	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
+	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 )
 
@@ -40,6 +42,7 @@ type Options struct {
 	AllowedRoots []string
 	Mounter      Mounter
 	Logger       *zap.Logger
+	Formats      *metrics.Formats // counts formats made and refused; nil counts nothing
 }
 
 // Service is the unlocked node service.
@@ -68,12 +71,12 @@ func New(set *backends.Set, opt Options) *Service {
 // each backend release what an earlier run left behind.
 func (s *Service) Start(ctx context.Context) error {
 	for _, b := range s.set.All() {
-		if r, ok := b.(backends.NodeRegistrar); ok {
+		if r, ok := backends.As[backends.NodeRegistrar](b); ok {
 			if err := r.RegisterNode(ctx, s.opt.NodeID); err != nil {
 				return fmt.Errorf("register node %s with backend %s: %w", s.opt.NodeID, b.Name(), err)
 			}
 		}
-		if r, ok := b.(backends.Reconciler); ok {
+		if r, ok := backends.As[backends.Reconciler](b); ok {
 			done, err := r.Reconcile(ctx)
 			if err != nil {
 				return fmt.Errorf("reconcile backend %s: %w", b.Name(), err)
@@ -235,23 +238,39 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
 	fault.Point("node.stage.connected")
+	id := req.GetVolumeId()
+	ms, err := s.m.Mounts()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+	}
+	var devNo uint64
+	if dev.FSType == "" {
+		if devNo, err = blockDevNum(dev.Path); err != nil {
+			return nil, status.Errorf(codes.Internal, "device of volume %s: %v", id, err)
+		}
+	}
 	if c.Block {
-		// The device itself is published; nothing is mounted at staging.
 		if v.Formatted == "" {
 			if err := b.MarkFormatted(ctx, native, backends.FormattedRaw); err != nil {
 				return nil, grpcerr.From(err, "mark volume as raw block")
 			}
 		}
-		return &csi.NodeStageVolumeResponse{}, nil
+		return s.stageBlock(ctx, b, native, id, staging, dev, devNo, ms)
 	}
 
-	if m, ok, err := s.m.MountAt(staging); err != nil {
-		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
-	} else if ok {
-		if m.Source == dev.Path {
+	if m, ok := topmost(ms, staging); ok {
+		if (devNo != 0 && m.Dev() == devNo) || m.Source == dev.Path {
 			return &csi.NodeStageVolumeResponse{}, nil
 		}
-		return nil, status.Errorf(codes.AlreadyExists, "staging path %s already has %s mounted, not volume %s (%s)", staging, m.Source, req.GetVolumeId(), dev.Path)
+		return nil, status.Errorf(codes.AlreadyExists, "staging path %s already has %s mounted, not volume %s (%s)", staging, m.Source, id, dev.Path)
+	}
+	for _, m := range ms {
+		if strings.HasPrefix(m.Point, staging+"/") {
+			return nil, status.Errorf(codes.AlreadyExists, "staging path %s has %s mounted below it; mounting volume %s over it would hide that", staging, m.Point, id)
+		}
+	}
+	if points, records := holders(ms, id, devNo, dev.Path, staging); len(points)+len(records) > 0 {
+		return nil, elsewhere(id, points, records)
 	}
 
 	fsType, err := s.prepare(ctx, b, native, v, dev, c, readOnly)
@@ -280,6 +299,45 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	return &csi.NodeStageVolumeResponse{}, nil
 }
 
+// stageBlock records a block volume as staged at staging: its device node
+// bound onto a file inside the staging path, named for the volume.
+func (s *Service) stageBlock(ctx context.Context, b backends.Backend, native, id, staging string, dev backends.Device, devNo uint64, ms []Mount) (*csi.NodeStageVolumeResponse, error) {
+	rec := filepath.Join(staging, recordName(id))
+	if m, ok := topmost(ms, rec); ok {
+		if n, ok := boundDevice(m); ok && n == devNo {
+			return &csi.NodeStageVolumeResponse{}, nil
+		}
+		// A record of a device that is no longer the volume's (detached
+		// and attached again behind the plugin): record the current one.
+		if err := s.unmountAll(rec); err != nil {
+			return nil, err
+		}
+	}
+	if m, ok := topmost(ms, staging); ok {
+		return nil, status.Errorf(codes.AlreadyExists, "staging path %s already has %s mounted; a block volume is staged in a plain directory", staging, m.Source)
+	}
+	if points, records := holders(ms, id, devNo, "", rec); len(points)+len(records) > 0 {
+		return nil, elsewhere(id, points, records)
+	}
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		return nil, status.Errorf(codes.Internal, "create staging path: %v", err)
+	}
+	if err := makeRecord(rec); err != nil {
+		return nil, status.Errorf(codes.Internal, "create %s: %v", rec, err)
+	}
+	if err := s.verify(ctx, b, native, dev); err != nil {
+		removeRecord(rec)
+		return nil, err
+	}
+	if err := s.m.Mount(dev.Path, rec, "", []string{"bind"}); err != nil {
+		removeRecord(rec)
+		return nil, status.Errorf(codes.Internal, "bind %s to %s: %v", dev.Path, rec, err)
+	}
+	fault.Point("node.stage.mounted")
+	s.log.Info("block volume staged", zap.String("volume", id), zap.String("device", dev.Path), zap.String("staging", staging))
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
 func access(block bool) string {
 	if block {
 		return "block"
@@ -296,8 +354,11 @@ func (s *Service) verify(ctx context.Context, b backends.Backend, native string,
 
 // prepare returns the filesystem to mount, formatting the device first only
 // when the volume has never been formatted (DESIGN.md invariant 1): the
-// backend holds no mark for it, and a probe of the device itself finds no
-// signature of any kind and no data. A probe that fails stops the stage.
+// backend holds no mark for it, blkid -p finds no signature of any kind,
+// and the device's first and last MiB are all zeros. Those two windows are
+// all the probe reads of the data itself: bytes elsewhere on a volume with
+// no mark and no signature are formatted over. A probe that fails stops
+// the stage.
 func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap, readOnly bool) (string, error) {
 	id := volIDOf(b, native)
 	want := c.FSType
@@ -357,12 +418,14 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 			zap.String("volume", id), zap.String("found", sig.String()))
 		force = true
 	default:
+		s.opt.Formats.Refused(b.Name())
 		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted by this plugin but %s holds %s; refusing to format it. Inspect the device; to overwrite it, create the volume with overwritefs=true and set allowOverwrite: true in the plugin configuration",
 			id, dev.Path, sig)
 	}
 	if err := s.m.Format(ctx, dev.Path, want, force); err != nil {
 		return "", status.Errorf(codes.Internal, "format volume %s: %v", id, err)
 	}
+	s.opt.Formats.Performed(b.Name())
 	fault.Point("node.stage.formatted")
 	if err := b.MarkFormatted(ctx, native, want); err != nil {
 		return "", grpcerr.From(err, "record format of "+id)
@@ -382,51 +445,141 @@ func extFamily(fs string) string {
 // NodeUnstageVolume implements csi.NodeServer. A volume unknown to the
 // backends is fine as long as nothing is mounted at the staging path.
 func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	if req.GetVolumeId() == "" {
+	id := req.GetVolumeId()
+	if id == "" {
 		return nil, invalid("volume_id is required")
 	}
-	staging, err := s.realPath("staging_target_path", req.GetStagingTargetPath())
+	staging, err := s.existingPath("staging_target_path", req.GetStagingTargetPath())
 	if err != nil {
 		return nil, err
 	}
-	b, native, err := s.resolve(req.GetVolumeId())
+	if staging == "" {
+		return &csi.NodeUnstageVolumeResponse{}, nil
+	}
+	b, native, err := s.resolve(id)
 	notFound := status.Code(err) == codes.NotFound
 	if err != nil && !notFound {
 		return nil, err
 	}
-	if !notFound {
+	rec := filepath.Join(staging, recordName(id))
+	if notFound {
+		if err := s.unmountAll(rec); err != nil {
+			return nil, err
+		}
+		removeRecord(rec)
+		if err := s.unmountAll(staging); err != nil {
+			return nil, err
+		}
+		return &csi.NodeUnstageVolumeResponse{}, nil
+	}
+	ms, err := s.m.Mounts()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
+	}
+	// What is staged here, by device number: the record of a block
+	// volume, or the filesystem mounted at the staging path.
+	var dev uint64
+	var src string
+	staged := false
+	if m, ok := topmost(ms, rec); ok {
+		if n, ok := boundDevice(m); ok {
+			dev, staged = n, true
+		}
+	}
+	if m, ok := topmost(ms, staging); ok && !staged {
+		if b.Capabilities().FilesystemTypes == nil {
+			if err := b.Verify(ctx, native, backends.Device{Path: m.Source}); err != nil {
+				return nil, status.Errorf(codes.FailedPrecondition, "staging path %s holds %s, which is not volume %s; refusing to unmount it: %v", staging, m.Source, id, err)
+			}
+		}
+		dev, src, staged = m.Dev(), m.Source, true
+	}
+	if staged {
 		// Unstaging under a published target would pull the device from
 		// under it (and a loop device number freed here can be reused by
 		// another volume that the target would then show).
-		if at, err := s.stillPublished(ctx, b, native, staging); err != nil {
-			return nil, err
-		} else if at != "" {
-			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published at %s; unpublish it first", req.GetVolumeId(), at)
+		if points, _ := holders(ms, id, dev, src, staging, rec); len(points) > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published at %s; unpublish it first", id, points[0])
 		}
+		if err := s.unmountAll(rec); err != nil {
+			return nil, err
+		}
+		if err := removeRecord(rec); err != nil {
+			return nil, status.Errorf(codes.Internal, "remove %s: %v", rec, err)
+		}
+		if err := s.unmountAll(staging); err != nil {
+			return nil, err
+		}
+		fault.Point("node.unstage.unmounted")
 	}
-	if err := s.unmountAll(staging); err != nil {
-		return nil, err
-	}
-	fault.Point("node.unstage.unmounted")
-	if notFound {
+	// A volume staged at another path of this node (possible only before
+	// the plugin refused that) keeps its device for that staging.
+	if _, records := holders(ms, id, 0, "", staging, rec); len(records) > 0 {
+		s.log.Info("volume is staged at another path of this node; its device stays", zap.String("volume", id), zap.String("staging", staging), zap.Strings("stagedAt", records))
 		return &csi.NodeUnstageVolumeResponse{}, nil
 	}
+	if !staged {
+		removeRecord(rec) // a stage that died before binding its record
+	}
 	if err := b.Disconnect(ctx, native); err != nil {
-		return nil, grpcerr.From(err, "disconnect volume "+req.GetVolumeId())
+		if !staged && errors.Is(err, backends.ErrInUse) {
+			// Not staged here, and its device is in use: by the
+			// volume's filesystem mounted at another path of this node.
+			s.log.Info("volume is not staged at this path and its device is in use; it stays", zap.String("volume", id), zap.String("staging", staging), zap.Error(err))
+			return &csi.NodeUnstageVolumeResponse{}, nil
+		}
+		return nil, grpcerr.From(err, "disconnect volume "+id)
 	}
 	fault.Point("node.unstage.disconnected")
 	v, err := b.Get(ctx, native)
 	if err == nil {
 		if a, ok := v.AttachedTo(s.opt.NodeID); ok && a.ByNode {
 			if err := b.Detach(ctx, native, s.opt.NodeID); err != nil {
-				return nil, grpcerr.From(err, "detach volume "+req.GetVolumeId())
+				return nil, grpcerr.From(err, "detach volume "+id)
 			}
 		}
 	} else if grpcerr.Code(err) != codes.NotFound {
-		return nil, grpcerr.From(err, "unstage volume "+req.GetVolumeId())
+		return nil, grpcerr.From(err, "unstage volume "+id)
 	}
-	s.log.Info("volume unstaged", zap.String("volume", req.GetVolumeId()), zap.String("staging", staging))
+	s.log.Info("volume unstaged", zap.String("volume", id), zap.String("staging", staging))
 	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+// existingPath resolves the staging or target path of an undo call
+// (unstage, unpublish) as realPath does. A path that does not resolve is
+// an error naming it, unless nothing exists there: then the call has
+// nothing to undo at it, and existingPath returns "" and no error. A
+// symbolic link as the last element is never a mount point and the plugin
+// never mounts through one, so the link alone is removed.
+func (s *Service) existingPath(field, p string) (string, error) {
+	if err := checkPath(field, p); err != nil {
+		return "", err
+	}
+	real, err := s.realPath(field, p)
+	if err == nil {
+		return real, nil
+	}
+	fi, lerr := os.Lstat(p)
+	switch {
+	case errors.Is(lerr, fs.ErrNotExist):
+		return "", nil
+	case lerr != nil:
+		return "", status.Errorf(codes.Internal, "%s %s: %v", field, p, lerr)
+	case fi.Mode()&os.ModeSymlink != 0:
+		// Only a link in a directory the path really names: one reached
+		// through another link may be anyone's.
+		parent, perr := s.realPath(field, filepath.Dir(p))
+		if perr != nil {
+			return "", err
+		}
+		link := filepath.Join(parent, filepath.Base(p))
+		if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", status.Errorf(codes.Internal, "%s %s is a symbolic link that cannot be removed: %v", field, p, err)
+		}
+		s.log.Warn("removed a symbolic link the plugin never mounts through", zap.String(field, p))
+		return "", nil
+	}
+	return "", err
 }
 
 // unmountAll unmounts path until nothing is mounted there.
@@ -461,112 +614,95 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 		return nil, err
 	}
 	readOnly := req.GetReadonly() || c.Mode.ReadOnly()
-
-	var source string
-	if c.Block {
-		dev, err := b.Connect(ctx, native, req.GetPublishContext(), c.Mode.ReadOnly())
-		if err != nil {
-			return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
-		}
-		if err := s.verify(ctx, b, native, dev); err != nil {
-			return nil, err
-		}
-		source = dev.Path
-	} else {
-		m, ok, err := s.m.MountAt(staging)
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
-		}
-		if !ok {
-			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s; call NodeStageVolume first", req.GetVolumeId(), staging)
-		}
-		source = m.Source
+	id := req.GetVolumeId()
+	ms, err := s.m.Mounts()
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
 	}
 
-	if m, ok, err := s.m.MountAt(target); err != nil {
-		return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
-	} else if ok {
-		if m.Source != source && !(c.Block && m.Root == "/"+filepath.Base(source)) {
-			return nil, status.Errorf(codes.AlreadyExists, "target %s already has %s mounted, not volume %s", target, m.Source, req.GetVolumeId())
+	// The volume must be staged at the staging path: publish takes no
+	// resource of its own from the backend, so unpublish has none to give
+	// back.
+	var dev uint64
+	var src, from string
+	skip := []string{staging, target}
+	if c.Block {
+		rec := filepath.Join(staging, recordName(id))
+		m, ok := topmost(ms, rec)
+		n, bound := boundDevice(m)
+		if !ok || !bound {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s; call NodeStageVolume first", id, staging)
 		}
-		if m.ReadOnly() != readOnly {
-			return nil, status.Errorf(codes.AlreadyExists, "volume %s is already published at %s with read-only=%t", req.GetVolumeId(), target, m.ReadOnly())
+		path, err := devNode(n)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "device staged at %s: %v", staging, err)
+		}
+		if err := b.Verify(ctx, native, backends.Device{Path: path}); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s: the device staged there (%s) is not that volume; unstage and stage it again: %v", id, staging, path, err)
+		}
+		dev, from = n, path
+		skip = append(skip, rec)
+	} else {
+		m, ok := topmost(ms, staging)
+		if !ok {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s; call NodeStageVolume first", id, staging)
+		}
+		if b.Capabilities().FilesystemTypes == nil {
+			if err := b.Verify(ctx, native, backends.Device{Path: m.Source}); err != nil {
+				return nil, status.Errorf(codes.FailedPrecondition, "volume %s is not staged at %s: %s is mounted there, which is not that volume: %v", id, staging, m.Source, err)
+			}
+		}
+		dev, src, from = m.Dev(), m.Source, staging
+	}
+
+	if m, ok := topmost(ms, target); ok {
+		if !showsDevice(m, dev, src) {
+			return nil, status.Errorf(codes.AlreadyExists, "target %s already has %s mounted, not volume %s", target, m.Source, id)
+		}
+		ro := m.ReadOnly()
+		if n, ok := boundDevice(m); ok && n != dev {
+			ro = true // its own read-only loop device
+		}
+		if ro != readOnly {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s is already published at %s with read-only=%t", id, target, ro)
 		}
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
 
 	if c.Mode == backends.SingleNodeSingleWriter {
-		if other, err := s.publishedElsewhere(source, staging, target, c.Block); err != nil {
-			return nil, status.Errorf(codes.Internal, "read mount table: %v", err)
-		} else if other != "" {
-			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", req.GetVolumeId(), other)
+		if points, _ := holders(ms, id, dev, src, skip...); len(points) > 0 {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is SINGLE_NODE_SINGLE_WRITER and already published at %s", id, points[0])
 		}
 	}
 	if err := makeTarget(target, c.Block); err != nil {
 		return nil, err
 	}
 	fault.Point("node.publish.target-created")
-	from := staging
-	if c.Block {
-		from = source
+	source := from
+	if c.Block && readOnly {
+		// A read-only bind of a writable device node does not stop
+		// O_RDWR opens: the target gets a read-only device of its own.
+		l, err := s.readOnlyDevice(target, from, dev)
+		if err != nil {
+			os.Remove(target)
+			return nil, status.Errorf(codes.Internal, "read-only device for %s: %v", target, err)
+		}
+		source = l
 	}
 	opts := []string{"bind"}
 	if readOnly {
 		opts = append(opts, "ro")
 	}
-	if err := s.m.Mount(from, target, "", opts); err != nil {
+	if err := s.m.Mount(source, target, "", opts); err != nil {
 		os.Remove(target)
-		return nil, status.Errorf(codes.Internal, "bind %s to %s: %v", from, target, err)
+		if source != from {
+			s.releaseReadOnly(target)
+		}
+		return nil, status.Errorf(codes.Internal, "bind %s to %s: %v", source, target, err)
 	}
 	fault.Point("node.publish.mounted")
-	s.log.Info("volume published", zap.String("volume", req.GetVolumeId()), zap.String("target", target), zap.Bool("readOnly", readOnly))
+	s.log.Info("volume published", zap.String("volume", id), zap.String("target", target), zap.Bool("readOnly", readOnly))
 	return &csi.NodePublishVolumeResponse{}, nil
-}
-
-// stillPublished returns a mount point, other than staging, where the
-// volume is published: a bind of the staged filesystem, or a bind of a
-// device node that the backend proves is this volume.
-func (s *Service) stillPublished(ctx context.Context, b backends.Backend, native, staging string) (string, error) {
-	ms, err := s.m.Mounts()
-	if err != nil {
-		return "", status.Errorf(codes.Internal, "read mount table: %v", err)
-	}
-	staged := ""
-	for _, m := range ms {
-		if m.Point == staging {
-			staged = m.Source
-		}
-	}
-	for _, m := range ms {
-		switch {
-		case m.Point == staging:
-		case staged != "" && m.Source == staged:
-			return m.Point, nil
-		case m.FSType == "devtmpfs" && len(m.Root) > 1:
-			if b.Verify(ctx, native, backends.Device{Path: "/dev" + m.Root}) == nil {
-				return m.Point, nil
-			}
-		}
-	}
-	return "", nil
-}
-
-// publishedElsewhere returns a mount point other than staging and target
-// where the device source is published.
-func (s *Service) publishedElsewhere(source, staging, target string, block bool) (string, error) {
-	ms, err := s.m.Mounts()
-	if err != nil {
-		return "", err
-	}
-	for _, m := range ms {
-		if m.Point == staging || m.Point == target {
-			continue
-		}
-		if (!block && m.Source == source) || (block && m.Root == "/"+filepath.Base(source)) {
-			return m.Point, nil
-		}
-	}
-	return "", nil
 }
 
 // makeTarget creates the target: a directory for a filesystem, a file for
@@ -625,21 +761,20 @@ func (s *Service) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublis
 	if _, _, err := s.resolve(req.GetVolumeId()); err != nil && status.Code(err) != codes.NotFound {
 		return nil, err
 	}
-	if err := checkPath("target_path", req.GetTargetPath()); err != nil {
+	target, err := s.existingPath("target_path", req.GetTargetPath())
+	if err != nil {
 		return nil, err
 	}
-	target, err := s.realPath("target_path", req.GetTargetPath())
-	if err != nil {
-		// A target through a symbolic link was never published by this
-		// plugin (it refuses to), so nothing of the volume is there; the
-		// link and what it points at are left alone.
-		s.log.Warn("unpublish of a target the plugin cannot have published; nothing to do", zap.String("volume", req.GetVolumeId()), zap.String("reason", status.Convert(err).Message()))
+	if target == "" {
 		return &csi.NodeUnpublishVolumeResponse{}, nil
 	}
 	if err := s.unmountAll(target); err != nil {
 		return nil, err
 	}
 	fault.Point("node.unpublish.unmounted")
+	if err := s.releaseReadOnly(target); err != nil {
+		return nil, status.Errorf(codes.Internal, "release the read-only device of %s: %v", target, err)
+	}
 	if err := s.removeTarget(target); err != nil {
 		return nil, err
 	}
@@ -722,7 +857,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 	block := fi.Mode()&os.ModeDevice != 0
 	dev := backends.Device{Path: m.Source}
 	if block {
-		dev.Path = p
+		dev.Path = s.blockSource(p)
 	}
 	// Another volume's mount at this path must not be reported as this one.
 	if b.Capabilities().FilesystemTypes == nil && b.Verify(ctx, native, dev) != nil {
@@ -765,6 +900,9 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	dev := backends.Device{Path: p}
 	var m Mount
 	block := fi.Mode()&os.ModeDevice != 0
+	if block {
+		dev.Path = s.blockSource(p)
+	}
 	if !block {
 		var ok bool
 		if m, ok, err = s.m.MountAt(p); err != nil {
@@ -782,9 +920,15 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 		// or filesystem of its own to grow.
 		return &csi.NodeExpandVolumeResponse{}, nil
 	}
-	if r, ok := b.(backends.NodeExpander); ok {
+	if r, ok := backends.As[backends.NodeExpander](b); ok {
 		if err := r.RefreshDevice(ctx, native, dev); err != nil {
 			return nil, grpcerr.From(err, "refresh device size of "+req.GetVolumeId())
+		}
+	}
+	if dev.Path != p && block {
+		// A read-only target's own loop device learns the new size too.
+		if err := loop.SetCapacity(p); err != nil {
+			return nil, status.Errorf(codes.Internal, "refresh size of %s: %v", p, err)
 		}
 	}
 	if !block {
@@ -820,7 +964,7 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
 	for _, b := range s.set.All() {
-		if z, ok := b.(backends.NodeZoner); ok {
+		if z, ok := backends.As[backends.NodeZoner](b); ok {
 			zone, err := z.NodeZone(ctx)
 			if err != nil {
 				return nil, grpcerr.From(err, "zone of this node from backend "+b.Name())

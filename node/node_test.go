@@ -19,8 +19,8 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
-	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
 // recorder wraps the real mounter to count formats and inject probe errors.
@@ -43,12 +43,11 @@ func (r *recorder) Probe(ctx context.Context, dev string) (Signature, error) {
 }
 
 type fixture struct {
-	t     *testing.T
-	dir   string
-	pool  *file.Backend
-	svc   *Service
-	m     *recorder
-	allow bool
+	t    *testing.T
+	dir  string
+	pool *file.Backend
+	svc  *Service
+	m    *recorder
 }
 
 func newFixture(t *testing.T, allowOverwrite bool) *fixture {
@@ -70,6 +69,16 @@ func newFixture(t *testing.T, allowOverwrite bool) *fixture {
 	f := &fixture{t: t, dir: dir, pool: pool, svc: svc, m: m}
 	t.Cleanup(func() {
 		devs, _ := loop.List()
+		// Read-only devices of targets first: they hold the volumes'.
+		for _, d := range devs {
+			if strings.HasPrefix(d.Name, "csi-libstorage-ro ") && d.BackingRdev != 0 {
+				for _, under := range devs {
+					if n, err := blockDevNum(under.Device); err == nil && n == d.BackingRdev && strings.HasPrefix(under.BackingFile, dir) {
+						loop.Detach(d.Device)
+					}
+				}
+			}
+		}
 		for _, d := range devs {
 			if strings.HasPrefix(d.BackingFile, dir) {
 				loop.Detach(d.Device)
@@ -147,9 +156,47 @@ func writeAt(t *testing.T, img string, off int64, data []byte) {
 	}
 }
 
-// Invariant 1: a device that holds anything is never formatted unless the
-// volume is marked as ours.
+// Invariant 1, as far as the probe reaches: a volume with no format mark is
+// formatted only if blkid -p finds no signature and the first and last MiB
+// of the device are all zeros. Data inside those windows, or any signature
+// blkid knows, stops the stage; the byte just past each window is not read,
+// and data there (the "formatted over" cases) is formatted over. Those
+// cases pin the limit of the guarantee, as the comments on prepare and
+// Signature state it; a probe that reads more must change them with the
+// docs.
 func TestStageNeverFormatsData(t *testing.T) {
+	const size = 320 * units.MiB
+	for _, tt := range []struct {
+		name      string
+		off       int64
+		formatted bool
+	}{
+		{"last byte of the first MiB", units.MiB - 1, false},
+		{"first byte of the last MiB", size - units.MiB, false},
+		{"formatted over: first byte after the first MiB", units.MiB, true},
+		{"formatted over: the middle", size / 2, true},
+		{"formatted over: last byte before the last MiB", size - units.MiB - 1, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, false)
+			id := f.volume("v", nil, func(img string) { writeAt(t, img, tt.off, []byte{0x5a}) })
+			staging, err := f.stage(id, "ext4")
+			if !tt.formatted {
+				if status.Code(err) != codes.FailedPrecondition || f.m.formats != 0 {
+					t.Fatalf("stage with a byte at %d: %v, %d formats; want FailedPrecondition and no mkfs", tt.off, err, f.m.formats)
+				}
+				return
+			}
+			if err != nil || f.m.formats != 1 {
+				t.Fatalf("stage with a byte at %d (outside the probed windows): %v, %d formats; the probe does not read there, so mkfs runs", tt.off, err, f.m.formats)
+			}
+			f.unstage(id, staging)
+		})
+	}
+}
+
+// Signatures and data the probe does find.
+func TestStageNeverFormatsFoundData(t *testing.T) {
 	tests := []struct {
 		name string
 		fs   string

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
-	mountutils "k8s.io/mount-utils"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 )
@@ -79,14 +79,14 @@ func cleanRoot(root string) (mounts, loops int) {
 
 // mountsBelow lists mount points below root, later (upper) mounts first.
 func mountsBelow(root string) []string {
-	infos, err := mountutils.ParseMountInfo("/proc/self/mountinfo")
+	infos, err := mountinfo.GetMounts(mountinfo.PrefixFilter(root + "/"))
 	if err != nil {
 		return nil
 	}
 	var out []string
 	for _, m := range infos {
-		if strings.HasPrefix(m.MountPoint, root+"/") {
-			out = append(out, m.MountPoint)
+		if strings.HasPrefix(m.Mountpoint, root+"/") {
+			out = append(out, m.Mountpoint)
 		}
 	}
 	// Reverse order of mounting, and deeper paths first among equals.

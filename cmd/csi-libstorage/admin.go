@@ -55,7 +55,7 @@ func forceDetach(args []string) error {
 	if err != nil {
 		return err
 	}
-	fd, ok := b.(backends.ForceDetacher)
+	fd, ok := backends.As[backends.ForceDetacher](b)
 	if !ok {
 		return fmt.Errorf("backend %s cannot force a detach", b.Name())
 	}

@@ -24,10 +24,15 @@ type Info struct {
 	// BackingDev and BackingInode identify the backing file.
 	BackingDev   uint64
 	BackingInode uint64
-	ReadOnly     bool
-	DirectIO     bool
+	// BackingRdev is the device number of the backing file when it is
+	// itself a device node (a loop device over a block device).
+	BackingRdev uint64
+	ReadOnly    bool
+	DirectIO    bool
 	// BackingFile is the kernel's idea of the backing path, for logs only.
 	BackingFile string
+	// Name is the name given at Attach (Options.Name), if any.
+	Name string
 }
 
 // FileID returns the device and inode numbers of path, the identity a loop
@@ -56,8 +61,10 @@ func Status(dev string) (Info, error) {
 		Device:       dev,
 		BackingDev:   st.Device,
 		BackingInode: st.Inode,
+		BackingRdev:  st.Rdevice,
 		ReadOnly:     st.Flags&unix.LO_FLAGS_READ_ONLY != 0,
 		DirectIO:     st.Flags&unix.LO_FLAGS_DIRECT_IO != 0,
+		Name:         unix.ByteSliceToString(st.File_name[:]),
 	}
 	name := filepath.Base(dev)
 	if b, err := os.ReadFile("/sys/block/" + name + "/loop/backing_file"); err == nil {
@@ -133,6 +140,10 @@ type Options struct {
 	// DirectIO asks the kernel to bypass the page cache of the backing
 	// file; it falls back to buffered I/O where the filesystem refuses.
 	DirectIO bool
+	// Name is kept by the kernel with the device (lo_file_name, at most
+	// 63 bytes) and reported by Status: a label by which the device can be
+	// found again after a restart.
+	Name string
 }
 
 // Attach binds a free loop device to the file at path and returns the
@@ -147,6 +158,9 @@ func Attach(path string, opt Options) (Info, error) {
 		return Info{}, fmt.Errorf("open backing file %s: %w", path, err)
 	}
 	defer unix.Close(file)
+	if len(opt.Name) >= unix.LO_NAME_SIZE {
+		return Info{}, fmt.Errorf("loop device name %q is longer than %d bytes", opt.Name, unix.LO_NAME_SIZE-1)
+	}
 	var st unix.Stat_t
 	if err := unix.Fstat(file, &st); err != nil {
 		return Info{}, fmt.Errorf("stat backing file %s: %w", path, err)
@@ -194,6 +208,7 @@ func configure(dev string, n, file int, opt Options) error {
 	}
 	defer unix.Close(fd)
 	cfg := unix.LoopConfig{Fd: uint32(file)}
+	copy(cfg.Info.File_name[:], opt.Name)
 	if opt.ReadOnly {
 		cfg.Info.Flags |= unix.LO_FLAGS_READ_ONLY
 	}

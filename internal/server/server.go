@@ -36,10 +36,8 @@ type Options struct {
 	// ShutdownGrace bounds how long in-flight calls may run after a stop.
 	ShutdownGrace time.Duration
 	Logger        *zap.Logger
-	// Metrics, if set, counts and times every call; Backends are the
-	// configured instance names, the only values its backend label takes.
-	Metrics    *metrics.Registry
-	Backends   []string
+	// Metrics, if set, counts and times every call by method and code.
+	Metrics    *metrics.Metrics
 	Identity   csi.IdentityServer
 	Controller csi.ControllerServer // nil in node mode
 	Node       csi.NodeServer       // nil in controller mode
@@ -121,6 +119,9 @@ func Listen(opt Options) (*Server, error) {
 	}
 	if opt.Node != nil {
 		csi.RegisterNodeServer(s.grpc, opt.Node)
+	}
+	if opt.Metrics != nil {
+		opt.Metrics.InitializeServer(s.grpc)
 	}
 	return s, nil
 }
@@ -204,41 +205,13 @@ func (s *Server) recoverer(ctx context.Context, req any, info *grpc.UnaryServerI
 
 type volumeIDer interface{ GetVolumeId() string }
 
-// measure feeds the metrics registry. The backend label is taken from the
-// request only when it names a configured backend, so callers cannot
-// create label values.
+// measure feeds the metrics registry, whose labels are the method and the
+// code only.
 func (s *Server) measure(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if s.opt.Metrics == nil {
 		return h(ctx, req)
 	}
-	done := s.opt.Metrics.Start(info.FullMethod, s.backendOf(req))
-	resp, err := h(ctx, req)
-	done(status.Code(err).String())
-	return resp, err
-}
-
-func (s *Server) backendOf(req any) string {
-	var name string
-	switch r := req.(type) {
-	case volumeIDer:
-		name, _, _ = strings.Cut(r.GetVolumeId(), "/")
-	case interface{ GetSourceVolumeId() string }:
-		name, _, _ = strings.Cut(r.GetSourceVolumeId(), "/")
-	case interface{ GetSnapshotId() string }:
-		name, _, _ = strings.Cut(r.GetSnapshotId(), "/")
-	}
-	if p, ok := req.(interface{ GetParameters() map[string]string }); ok && name == "" {
-		name = p.GetParameters()["backend"]
-		if name == "" && len(s.opt.Backends) > 0 {
-			name = s.opt.Backends[0]
-		}
-	}
-	for _, b := range s.opt.Backends {
-		if b == name {
-			return name
-		}
-	}
-	return ""
+	return s.opt.Metrics.UnaryServerInterceptor()(ctx, req, info, h)
 }
 
 // logger writes one line per call. The request is logged only at debug

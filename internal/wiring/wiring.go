@@ -119,10 +119,12 @@ type Plugin struct {
 	log        *zap.Logger
 	Set        *backends.Set
 	Node       *node.Service
+	// Metrics is the plugin's own registry; nil without MetricsAddress.
+	Metrics *metrics.Metrics
 }
 
 // New builds the backends and services and opens the endpoint.
-func New(ctx context.Context, opt Options) (*Plugin, error) {
+func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 	log := opt.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -143,6 +145,31 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
+	p := &Plugin{Set: set, log: log}
+	if opt.MetricsAddress != "" {
+		p.Metrics = metrics.New()
+		// Volumes are counted where the controller runs: one List per
+		// backend per scrape interval for the cluster, not one per node.
+		// The counts ask the backends directly; the services see every
+		// backend through the timing decorator.
+		if opt.Mode != ModeNode {
+			p.Metrics.WatchVolumes(set, metrics.VolumeOptions{})
+		}
+		if set, err = p.Metrics.Set(set); err != nil {
+			return nil, err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", p.Metrics.Handler())
+		if p.metricsLis, err = net.Listen("tcp", opt.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("metrics address: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				p.metricsLis.Close()
+			}
+		}()
+		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
 	locks := new(lock.Keyed)
 	so := server.Options{
 		Endpoint:      opt.Endpoint,
@@ -150,19 +177,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 		ShutdownGrace: opt.ShutdownGrace,
 		Logger:        log,
 		Identity:      identity.New(set, opt.Mode != ModeNode, log),
-	}
-	p := &Plugin{Set: set, log: log}
-	if opt.MetricsAddress != "" {
-		so.Metrics = metrics.New()
-		for _, b := range set.All() {
-			so.Backends = append(so.Backends, b.Name())
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", so.Metrics)
-		if p.metricsLis, err = net.Listen("tcp", opt.MetricsAddress); err != nil {
-			return nil, fmt.Errorf("metrics address: %w", err)
-		}
-		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		Metrics:       p.Metrics,
 	}
 	if opt.Mode != ModeNode {
 		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
@@ -174,6 +189,7 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 			AllowOverwrite: opt.Config.AllowOverwrite,
 			AllowedRoots:   opt.Config.AllowedRoots,
 			Logger:         log,
+			Formats:        p.Metrics.Formats(),
 		})
 		if err := p.Node.Start(ctx); err != nil {
 			return nil, err

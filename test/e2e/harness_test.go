@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -576,24 +577,21 @@ func (m mountEntry) readOnly() bool {
 	return false
 }
 
-func parseMountinfo(data string) []mountEntry {
-	var out []mountEntry
-	for _, line := range strings.Split(data, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 {
-			continue
-		}
-		sep := -1
-		for i, x := range f {
-			if x == "-" {
-				sep = i
-				break
-			}
-		}
-		if sep < 0 || sep+2 >= len(f) {
-			continue
-		}
-		out = append(out, mountEntry{Root: harness.Unescape(f[3]), Point: harness.Unescape(f[4]), Options: f[5], FSType: f[sep+1], Source: harness.Unescape(f[sep+2])})
+// parseMountinfo reads a mount table with the project's one reader of it,
+// github.com/moby/sys/mountinfo, which unescapes paths.
+func parseMountinfo(t testing.TB, data string) []mountEntry {
+	t.Helper()
+	infos, err := mountinfo.GetMountsFromReader(strings.NewReader(data), nil)
+	if err != nil {
+		t.Fatalf("parse mountinfo: %v", err)
+	}
+	return fromInfos(infos)
+}
+
+func fromInfos(infos []*mountinfo.Info) []mountEntry {
+	out := make([]mountEntry, 0, len(infos))
+	for _, i := range infos {
+		out = append(out, mountEntry{Root: i.Root, Point: i.Mountpoint, Options: i.Options, FSType: i.FSType, Source: i.Source})
 	}
 	return out
 }
@@ -603,17 +601,17 @@ func parseMountinfo(data string) []mountEntry {
 func (p *plugin) mounts() []mountEntry {
 	p.t.Helper()
 	if !p.ns {
-		data, err := os.ReadFile("/proc/self/mountinfo")
+		infos, err := mountinfo.GetMounts(nil)
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		return parseMountinfo(string(data))
+		return fromInfos(infos)
 	}
 	out, err := p.nsenter(nil, "cat", "/proc/self/mountinfo")
 	if err != nil {
 		p.t.Fatalf("%s: read mountinfo: %v", p.name, err)
 	}
-	return parseMountinfo(out)
+	return parseMountinfo(p.t, out)
 }
 
 // mountsAt returns the mounts stacked at path.

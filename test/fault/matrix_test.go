@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,6 +122,9 @@ func (tr *trial) start(crash bool) {
 	args := append([]string{"--endpoint", "unix://" + tr.sock, "--node-id", tr.node, "--log-level", "warn"}, tr.args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), tr.env...)
+	// A test binary killed by its timeout must not leave plugins behind:
+	// they would keep their loop devices and inherited file locks.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if crash {
 		cmd.Env = append(cmd.Env, "CSI_LIBSTORAGE_CRASH_AT="+tr.crashAt, fmt.Sprintf("CSI_LIBSTORAGE_CRASH_HIT=%d", tr.hit))
 	}
@@ -360,6 +364,7 @@ func (tr *trial) startEC2Sim() func() {
 		t.Fatal(err)
 	}
 	sim.Stderr = os.Stderr
+	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
 	}
