@@ -22,6 +22,7 @@ import (
 	lssanity "github.com/csi-libstorage/csi-libstorage/sanity"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	"github.com/csi-libstorage/csi-libstorage/test/harness/ganesha"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
 // needsKernelNFS lists the specs that stage a volume, which mounts it with
@@ -84,11 +85,9 @@ func TestSanity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sock, stop := lssanity.Serve(t, dir, wiring.Options{NodeID: "sanity-node", Mode: wiring.ModeAll, Config: cfg, Logger: zap.NewNop()})
-	defer func() {
-		stop()
-		assertNothingLeft(t, dir, srv)
-	}()
+	sock := filepath.Join(dir, "csi.sock")
+	inproc.Start(t, wiring.Options{Endpoint: "unix://" + sock, NodeID: "sanity-node", Mode: wiring.ModeAll, Config: cfg, Logger: zap.NewNop()})
+	defer assertNothingLeft(t, dir, srv)
 
 	c := lssanity.Case{Name: "nfs", Access: "mount"}
 	sc := lssanity.Config(dir, sock, c, 1<<30, 2<<30)
