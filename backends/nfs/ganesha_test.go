@@ -1,6 +1,7 @@
 package nfs
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -445,5 +446,95 @@ func TestServerGoesAwayMidCall(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(filepath.Join(srv.Export, metaDirName)); len(left) != 1 || left[0].Name() != dirName("counting")+".json" {
 		t.Fatalf("records left after delete: %v", left)
+	}
+}
+
+// TestClone copies a volume's tree through the client and checks the copy
+// on the server's disk: contents, modes, owners, links, nested
+// directories.
+func TestClone(t *testing.T) {
+	srv := ganesha.Start(t, harness.TempDir(t), ganesha.Options{})
+	b := backendOn(t, srv, OnDeleteDelete)
+	src, err := b.Create(ctx(t), backends.CreateRequest{Name: "source"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx(t), backends.CreateRequest{Name: "copy", SourceVolume: src.ID}); !errors.Is(err, backends.ErrUnsupported) || !strings.Contains(err.Error(), "clone: true") {
+		t.Fatalf("clone without the switch: %v", err)
+	}
+	b.cfg.Clone = true
+	base := filepath.Join(srv.Export, "csi/vols")
+	root := filepath.Join(base, src.ID)
+	big := make([]byte, 3<<20+17) // more than one READ and WRITE
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	files := map[string][]byte{"a.txt": []byte("hello"), "sub/deeper/big.bin": big, "sub/empty": nil}
+	for p, data := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, p), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(root, "a.txt"), 123, 456); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("sub/deeper/big.bin", filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	req := backends.CreateRequest{Name: "copy", SourceVolume: src.ID}
+	v, err := b.Create(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.SourceVolume != src.ID {
+		t.Fatalf("clone does not name its source: %+v", v)
+	}
+	dst := filepath.Join(base, v.ID)
+	for p, data := range files {
+		got, err := os.ReadFile(filepath.Join(dst, p))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s: %d bytes, want %d (%v)", p, len(got), len(data), err)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(dst, "a.txt"))
+	if err != nil || fi.Mode().Perm() != 0o600 || fi.Sys().(*syscallStat).Uid != 123 || fi.Sys().(*syscallStat).Gid != 456 {
+		t.Fatalf("a.txt: %v %v", fi.Mode(), err)
+	}
+	if l, err := os.Readlink(filepath.Join(dst, "link")); err != nil || l != "sub/deeper/big.bin" {
+		t.Fatalf("link: %q %v", l, err)
+	}
+	// The clone's own directory gets the configured owner and mode.
+	if fi, err := os.Stat(dst); err != nil || fi.Mode().Perm() != 0o750 || fi.Sys().(*syscallStat).Uid != 1000 {
+		t.Fatalf("clone directory: %v %v", fi.Mode(), err)
+	}
+	// Writing to the clone leaves the source alone.
+	if err := os.WriteFile(filepath.Join(dst, "a.txt"), []byte("changed"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(root, "a.txt")); string(got) != "hello" {
+		t.Fatalf("source changed with its clone: %q", got)
+	}
+	for _, c := range []struct {
+		name string
+		req  backends.CreateRequest
+		want error
+	}{
+		{"repeat", req, nil},
+		{"other source", backends.CreateRequest{Name: "copy", SourceVolume: dirName("other")}, backends.ErrAlreadyExists},
+		{"missing source", backends.CreateRequest{Name: "copy-2", SourceVolume: dirName("nothing")}, backends.ErrNotFound},
+		{"snapshot source", backends.CreateRequest{Name: "copy-3", SourceSnapshot: "snap"}, backends.ErrUnsupported},
+	} {
+		if _, err := b.Create(ctx(t), c.req); !errors.Is(err, c.want) && !(c.want == nil && err == nil) {
+			t.Errorf("%s: %v, want %v", c.name, err, c.want)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(dst, "a.txt")); string(got) != "changed" {
+		t.Fatalf("a repeated clone copied again over the volume: %q", got)
+	}
+	if left, _ := filepath.Glob(filepath.Join(base, metaDirName, ".clone-*")); len(left) != 0 {
+		t.Fatalf("scratch copies left: %v", left)
 	}
 }

@@ -54,6 +54,10 @@ type Config struct {
 	UID  uint32 `yaml:"uid"`
 	GID  uint32 `yaml:"gid"`
 	Mode string `yaml:"mode"`
+	// Clone lets CreateVolume copy another volume of this backend: the
+	// tree is read and written through the controller (NFSv3 has no
+	// server-side copy), so it costs the volume's size in traffic.
+	Clone bool `yaml:"clone"`
 }
 
 // DefaultMode is a new volume directory's mode when the configuration
@@ -157,6 +161,7 @@ func (b *Backend) Capabilities() backends.Capabilities {
 		Mount:           true,
 		FilesystemTypes: []string{"nfs", "nfs4"},
 		MultiNodeMount:  []backends.AccessMode{backends.MultiNodeReaderOnly, backends.MultiNodeSingleWriter, backends.MultiNodeMultiWriter},
+		Clone:           b.cfg.Clone,
 	}
 }
 

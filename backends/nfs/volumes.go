@@ -32,13 +32,15 @@ type record struct {
 	CapacityBytes int64             `json:"capacityBytes"`
 	Parameters    map[string]string `json:"parameters,omitempty"`
 	Modes         []string          `json:"modes,omitempty"`
-	Created       int64             `json:"created"` // unix seconds
+	// SourceVolume is the volume this one was cloned from, if any.
+	SourceVolume string `json:"sourceVolume,omitempty"`
+	Created      int64  `json:"created"` // unix seconds
 }
 
 func (b *Backend) recordPath(id string) string { return b.rel(metaDirName, id+".json") }
 
 func (b *Backend) volume(id string, r *record) *backends.Volume {
-	v := &backends.Volume{ID: id, Name: r.Name, CapacityBytes: r.CapacityBytes, Parameters: maps.Clone(r.Parameters)}
+	v := &backends.Volume{ID: id, Name: r.Name, CapacityBytes: r.CapacityBytes, Parameters: maps.Clone(r.Parameters), SourceVolume: r.SourceVolume}
 	for _, m := range r.Modes {
 		if mode, ok := backends.ParseAccessMode(m); ok {
 			v.Modes = append(v.Modes, mode)
@@ -85,6 +87,8 @@ func compatible(r *record, req backends.CreateRequest) string {
 		return fmt.Sprintf("it was created with %d bytes, less than the %d now required", r.CapacityBytes, req.RequiredBytes)
 	case req.LimitBytes > 0 && r.CapacityBytes > req.LimitBytes:
 		return fmt.Sprintf("it was created with %d bytes, more than the limit of %d", r.CapacityBytes, req.LimitBytes)
+	case r.SourceVolume != req.SourceVolume:
+		return fmt.Sprintf("it was created from %q, not %q", r.SourceVolume, req.SourceVolume)
 	case !maps.Equal(r.Parameters, req.Parameters) && !(len(r.Parameters) == 0 && len(req.Parameters) == 0):
 		return fmt.Sprintf("it was created with parameters %v, not %v", r.Parameters, req.Parameters)
 	}
@@ -100,15 +104,21 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if req.Block {
 		return nil, fmt.Errorf("an NFS volume is a directory and has no block access: %w", backends.ErrInvalid)
 	}
-	if req.SourceSnapshot != "" || req.SourceVolume != "" {
-		return nil, fmt.Errorf("the nfs backend does not copy volumes: %w", backends.ErrUnsupported)
+	if req.SourceSnapshot != "" {
+		return nil, fmt.Errorf("the nfs backend has no snapshots: %w", backends.ErrUnsupported)
+	}
+	if req.SourceVolume != "" && !b.cfg.Clone {
+		return nil, fmt.Errorf("backend %s copies volumes only with clone: true in its configuration: %w", b.cfg.Name, backends.ErrUnsupported)
+	}
+	if req.SourceVolume != "" && !validID(req.SourceVolume) {
+		return nil, fmt.Errorf("source volume %s: %w", req.SourceVolume, backends.ErrNotFound)
 	}
 	id := dirName(req.Name)
 	capBytes := req.RequiredBytes
 	if capBytes == 0 {
 		capBytes = req.LimitBytes
 	}
-	want := &record{Name: req.Name, CapacityBytes: capBytes, Parameters: maps.Clone(req.Parameters), Created: time.Now().Unix()}
+	want := &record{Name: req.Name, CapacityBytes: capBytes, Parameters: maps.Clone(req.Parameters), SourceVolume: req.SourceVolume, Created: time.Now().Unix()}
 	for _, m := range req.Modes {
 		want.Modes = append(want.Modes, m.String())
 	}
@@ -119,6 +129,13 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			return err
 		}
 		if have == nil {
+			if req.SourceVolume != "" {
+				if src, err := b.readRecord(s, req.SourceVolume); err != nil {
+					return err
+				} else if src == nil {
+					return fmt.Errorf("source volume %s: %w", req.SourceVolume, backends.ErrNotFound)
+				}
+			}
 			if _, _, err := s.t.Lookup(b.rel(id)); err == nil {
 				return fmt.Errorf("directory %s exists on the export but is no volume of this plugin (a volume retained after deletion, or someone else's); move it away or pick another name: %w",
 					b.rel(id), backends.ErrAlreadyExists)
@@ -137,6 +154,11 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		if why := compatible(have, req); why != "" {
 			return fmt.Errorf("volume %q exists and %s: %w", req.Name, why, backends.ErrAlreadyExists)
 		}
+		if have.SourceVolume != "" {
+			if err := b.cloneDir(s, id, have.SourceVolume); err != nil {
+				return err
+			}
+		}
 		if err := b.makeDir(s, id); err != nil {
 			return err
 		}
@@ -148,6 +170,29 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	}
 	b.log.Info("volume created", zap.String("volume", id), zap.String("name", req.Name), zap.Int64("capacityBytes", out.CapacityBytes))
 	return out, nil
+}
+
+// cloneDir copies the source volume's tree into a scratch directory beside
+// the records, then renames it into place: a directory under the volume's
+// name is always a whole copy, and a retry after a failure part-way
+// starts the copy again. A volume directory that exists is done.
+func (b *Backend) cloneDir(s *session, id, source string) error {
+	if _, _, err := s.t.Lookup(b.rel(id)); err == nil {
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	scratch := b.rel(metaDirName, ".clone-"+id)
+	if err := s.t.RemoveAll(scratch); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := b.copyTree(s, b.rel(source), scratch); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("clone %s from %s: %v: %w", id, source, err, backends.ErrNotFound)
+		}
+		return fmt.Errorf("clone %s from %s: %w", id, source, err)
+	}
+	return s.t.Rename(scratch, b.rel(id))
 }
 
 // makeDir makes the volume's directory, if missing, and gives it the

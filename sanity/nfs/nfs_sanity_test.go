@@ -53,9 +53,9 @@ var needsKernelNFS = []string{
 // TestSanity runs every csi-sanity spec that applies to what the plugin
 // advertises with an NFS backend, against nfs-ganesha. Skipped besides
 // needsKernelNFS, and why:
-//   - snapshots, cloning and expansion: the NFS backend does not advertise
-//     them (an NFS directory has no size to grow, and copies are not
-//     implemented);
+//   - snapshots and expansion: the NFS backend does not advertise them (an
+//     NFS directory has no size to grow; snapshots are not implemented).
+//     Cloning is configured (clone: true), so the clone specs run;
 //   - ModifyVolume and volume attribute classes: no mutable parameters;
 //   - group snapshots: no GROUP_CONTROLLER_SERVICE;
 //   - volume and storage health (spec 1.13 alpha): not implemented;
@@ -77,6 +77,7 @@ func TestSanity(t *testing.T) {
     mountOptions: [nfsvers=3, hard]
     onDelete: delete
     mode: "0770"
+    clone: true
 `, ganesha.Host, srv.Export, srv.Port, srv.MountPort)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
