@@ -537,4 +537,40 @@ func TestClone(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(base, metaDirName, ".clone-*")); len(left) != 0 {
 		t.Fatalf("scratch copies left: %v", left)
 	}
+
+	// A clone whose copy was cut off (its record written, a partial
+	// scratch copy, no directory) is completed by a retry; a scratch copy
+	// left then is swept by Delete.
+	cut := dirName("cut-clone")
+	if err := b.do(ctx(t), "test", func(s *session) error {
+		return b.writeRecord(s, cut, &record{Name: "cut-clone", SourceVolume: src.ID})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	scratch := filepath.Join(base, metaDirName, ".clone-"+cut)
+	if err := os.MkdirAll(filepath.Join(scratch, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(scratch, "a.txt"), []byte("hel"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The retry starts the copy again and ends with a whole one.
+	again, err := b.Create(ctx(t), backends.CreateRequest{Name: "cut-clone", SourceVolume: src.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, data := range files {
+		if got, err := os.ReadFile(filepath.Join(base, again.ID, p)); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("retried clone %s: %d bytes, want %d (%v)", p, len(got), len(data), err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(scratch, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx(t), cut); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(base, metaDirName, "*"+cut+"*")); len(left) != 0 {
+		t.Fatalf("left after deleting a cut clone: %v", left)
+	}
 }

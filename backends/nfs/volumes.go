@@ -259,18 +259,23 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// sweepTemporary removes the temporary records of volume id that a write
-// cut off by a failed connection left behind.
+// sweepTemporary removes what a failed connection left of volume id: a
+// temporary record whose write was cut off, a clone's partial copy.
 func (b *Backend) sweepTemporary(s *session, id string) error {
 	entries, err := s.t.ReadDirPlus(b.rel(metaDirName))
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.FileName, "."+id+".tmp-") {
-			if err := s.t.Remove(b.rel(metaDirName, e.FileName)); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
+		var err error
+		switch {
+		case strings.HasPrefix(e.FileName, "."+id+".tmp-"):
+			err = s.t.Remove(b.rel(metaDirName, e.FileName))
+		case e.FileName == ".clone-"+id:
+			err = s.t.RemoveAll(b.rel(metaDirName, e.FileName))
+		}
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
 		}
 	}
 	return nil
