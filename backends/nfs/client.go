@@ -89,8 +89,15 @@ func (b *Backend) dial() (*session, error) {
 			dirs = append(dirs, strings.Join(parts[:i+1], "/"))
 		}
 	}
+	// Look before making: a node's plugin only reads, and an export that
+	// squashes the nodes' root refuses MKDIR even of a directory that
+	// exists.
 	for _, d := range append(dirs, b.rel(metaDirName)) {
-		if _, err := t.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		_, _, err := t.Lookup(d)
+		if errors.Is(err, os.ErrNotExist) {
+			_, err = t.Mkdir(d, 0o755)
+		}
+		if err != nil && !errors.Is(err, os.ErrExist) {
 			s.close()
 			return nil, b.rpcErr("MKDIR "+d, b.address(b.cfg.Port), err)
 		}

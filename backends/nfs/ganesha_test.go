@@ -274,14 +274,39 @@ func TestUnreachable(t *testing.T) {
 }
 
 // TestRootSquash: an export that squashes root refuses the controller,
-// and the error names the export option to change.
+// and the error names the export option to change; a node's plugin, which
+// only reads, still finds the volumes the controller made.
 func TestRootSquash(t *testing.T) {
-	b, _ := newBackend(t, OnDeleteDelete, ganesha.Options{Squash: "Root_Squash"})
+	srv := ganesha.Start(t, harness.TempDir(t), ganesha.Options{Squash: "Root_Squash"})
+	// What a controller on an unsquashed export made, on the server's disk
+	// (before ganesha caches the export's directories).
+	id := dirName("made-elsewhere")
+	meta := filepath.Join(srv.Export, "csi/vols", metaDirName)
+	if err := os.MkdirAll(meta, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(srv.Export, "csi/vols", id), 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(meta, id+".json"), []byte(`{"name":"made-elsewhere","capacityBytes":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := backendOn(t, srv, OnDeleteDelete)
 	_, err := b.Create(ctx(t), backends.CreateRequest{Name: "v"})
 	if grpcerr.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "no_root_squash") {
 		t.Fatalf("root squash: %v (%v)", err, grpcerr.Code(err))
 	}
 	t.Logf("root squash: %v", err)
+	v, err := b.Get(ctx(t), id)
+	if err != nil || v.Name != "made-elsewhere" {
+		t.Fatalf("a node's read through a squashing export: %+v %v", v, err)
+	}
+	// With nothing made yet, the first directory is refused the same way.
+	fresh := ganesha.Start(t, harness.TempDir(t), ganesha.Options{Squash: "Root_Squash"})
+	_, err = backendOn(t, fresh, OnDeleteDelete).Create(ctx(t), backends.CreateRequest{Name: "v"})
+	if grpcerr.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), "MKDIR csi: NFS3ERR_ACCES") {
+		t.Fatalf("root squash on an empty export: %v (%v)", err, grpcerr.Code(err))
+	}
 }
 
 // TestPortmapper: with port and mountPort 0 the backend finds both
