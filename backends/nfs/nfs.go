@@ -58,6 +58,9 @@ type Config struct {
 	// tree is read and written through the controller (NFSv3 has no
 	// server-side copy), so it costs the volume's size in traffic.
 	Clone bool `yaml:"clone"`
+	// Snapshots lets the backend take snapshots: whole copies of a
+	// volume's tree, made the same way as clones.
+	Snapshots bool `yaml:"snapshots"`
 }
 
 // DefaultMode is a new volume directory's mode when the configuration
@@ -161,7 +164,7 @@ func (b *Backend) Capabilities() backends.Capabilities {
 		Mount:           true,
 		FilesystemTypes: []string{"nfs", "nfs4"},
 		MultiNodeMount:  []backends.AccessMode{backends.MultiNodeReaderOnly, backends.MultiNodeSingleWriter, backends.MultiNodeMultiWriter},
-		Clone:           b.cfg.Clone,
+		Clone:           b.cfg.Clone || b.cfg.Snapshots,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -32,15 +33,17 @@ type record struct {
 	CapacityBytes int64             `json:"capacityBytes"`
 	Parameters    map[string]string `json:"parameters,omitempty"`
 	Modes         []string          `json:"modes,omitempty"`
-	// SourceVolume is the volume this one was cloned from, if any.
-	SourceVolume string `json:"sourceVolume,omitempty"`
-	Created      int64  `json:"created"` // unix seconds
+	// SourceVolume and SourceSnapshot are what this volume was copied
+	// from, if anything.
+	SourceVolume   string `json:"sourceVolume,omitempty"`
+	SourceSnapshot string `json:"sourceSnapshot,omitempty"`
+	Created        int64  `json:"created"` // unix seconds
 }
 
 func (b *Backend) recordPath(id string) string { return b.rel(metaDirName, id+".json") }
 
 func (b *Backend) volume(id string, r *record) *backends.Volume {
-	v := &backends.Volume{ID: id, Name: r.Name, CapacityBytes: r.CapacityBytes, Parameters: maps.Clone(r.Parameters), SourceVolume: r.SourceVolume}
+	v := &backends.Volume{ID: id, Name: r.Name, CapacityBytes: r.CapacityBytes, Parameters: maps.Clone(r.Parameters), SourceVolume: r.SourceVolume, SourceSnapshot: r.SourceSnapshot}
 	for _, m := range r.Modes {
 		if mode, ok := backends.ParseAccessMode(m); ok {
 			v.Modes = append(v.Modes, mode)
@@ -66,7 +69,13 @@ func (b *Backend) readRecord(s *session, id string) (*record, error) {
 }
 
 func (b *Backend) writeRecord(s *session, id string, r *record) error {
-	raw, err := json.Marshal(r)
+	return b.writeJSON(s, b.rel(metaDirName), id+".json", r)
+}
+
+// writeJSON writes v as dir/name atomically, through a temporary file of
+// a random name that a sweep can find (".<name without .json>.tmp-…").
+func (b *Backend) writeJSON(s *session, dir, name string, v any) error {
+	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
@@ -74,8 +83,8 @@ func (b *Backend) writeRecord(s *session, id string, r *record) error {
 	if _, err := rand.Read(sfx[:]); err != nil {
 		return err
 	}
-	tmp := b.rel(metaDirName, "."+id+".tmp-"+hex.EncodeToString(sfx[:]))
-	return s.writeFileAtomic(b.recordPath(id), tmp, raw)
+	tmp := path.Join(dir, "."+strings.TrimSuffix(name, ".json")+".tmp-"+hex.EncodeToString(sfx[:]))
+	return s.writeFileAtomic(path.Join(dir, name), tmp, raw)
 }
 
 // compatible reports why an existing volume cannot answer req, or "".
@@ -87,8 +96,8 @@ func compatible(r *record, req backends.CreateRequest) string {
 		return fmt.Sprintf("it was created with %d bytes, less than the %d now required", r.CapacityBytes, req.RequiredBytes)
 	case req.LimitBytes > 0 && r.CapacityBytes > req.LimitBytes:
 		return fmt.Sprintf("it was created with %d bytes, more than the limit of %d", r.CapacityBytes, req.LimitBytes)
-	case r.SourceVolume != req.SourceVolume:
-		return fmt.Sprintf("it was created from %q, not %q", r.SourceVolume, req.SourceVolume)
+	case r.SourceVolume != req.SourceVolume || r.SourceSnapshot != req.SourceSnapshot:
+		return fmt.Sprintf("it was created from %q, not %q", r.SourceVolume+r.SourceSnapshot, req.SourceVolume+req.SourceSnapshot)
 	case !maps.Equal(r.Parameters, req.Parameters) && !(len(r.Parameters) == 0 && len(req.Parameters) == 0):
 		return fmt.Sprintf("it was created with parameters %v, not %v", r.Parameters, req.Parameters)
 	}
@@ -104,8 +113,11 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if req.Block {
 		return nil, fmt.Errorf("an NFS volume is a directory and has no block access: %w", backends.ErrInvalid)
 	}
-	if req.SourceSnapshot != "" {
-		return nil, fmt.Errorf("the nfs backend has no snapshots: %w", backends.ErrUnsupported)
+	if req.SourceSnapshot != "" && !b.cfg.Snapshots {
+		return nil, fmt.Errorf("backend %s has snapshots only with snapshots: true in its configuration: %w", b.cfg.Name, backends.ErrUnsupported)
+	}
+	if req.SourceSnapshot != "" && !validSnapID(req.SourceSnapshot) {
+		return nil, fmt.Errorf("source snapshot %s: %w", req.SourceSnapshot, backends.ErrNotFound)
 	}
 	if req.SourceVolume != "" && !b.cfg.Clone {
 		return nil, fmt.Errorf("backend %s copies volumes only with clone: true in its configuration: %w", b.cfg.Name, backends.ErrUnsupported)
@@ -118,7 +130,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if capBytes == 0 {
 		capBytes = req.LimitBytes
 	}
-	want := &record{Name: req.Name, CapacityBytes: capBytes, Parameters: maps.Clone(req.Parameters), SourceVolume: req.SourceVolume, Created: time.Now().Unix()}
+	want := &record{Name: req.Name, CapacityBytes: capBytes, Parameters: maps.Clone(req.Parameters), SourceVolume: req.SourceVolume, SourceSnapshot: req.SourceSnapshot, Created: time.Now().Unix()}
 	for _, m := range req.Modes {
 		want.Modes = append(want.Modes, m.String())
 	}
@@ -134,6 +146,13 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 					return err
 				} else if src == nil {
 					return fmt.Errorf("source volume %s: %w", req.SourceVolume, backends.ErrNotFound)
+				}
+			}
+			if req.SourceSnapshot != "" {
+				if src, err := b.readSnap(s, req.SourceSnapshot); err != nil {
+					return err
+				} else if src == nil {
+					return fmt.Errorf("source snapshot %s: %w", req.SourceSnapshot, backends.ErrNotFound)
 				}
 			}
 			if _, _, err := s.t.Lookup(b.rel(id)); err == nil {
@@ -154,10 +173,14 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		if why := compatible(have, req); why != "" {
 			return fmt.Errorf("volume %q exists and %s: %w", req.Name, why, backends.ErrAlreadyExists)
 		}
-		if have.SourceVolume != "" {
-			if err := b.cloneDir(s, id, have.SourceVolume); err != nil {
-				return err
-			}
+		switch {
+		case have.SourceVolume != "":
+			err = b.copyInto(s, b.rel(have.SourceVolume), b.rel(id), b.rel(metaDirName, ".clone-"+id))
+		case have.SourceSnapshot != "":
+			err = b.copyInto(s, b.snapPath(have.SourceSnapshot), b.rel(id), b.rel(metaDirName, ".clone-"+id))
+		}
+		if err != nil {
+			return err
 		}
 		if err := b.makeDir(s, id); err != nil {
 			return err
@@ -172,27 +195,26 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	return out, nil
 }
 
-// cloneDir copies the source volume's tree into a scratch directory beside
-// the records, then renames it into place: a directory under the volume's
-// name is always a whole copy, and a retry after a failure part-way
-// starts the copy again. A volume directory that exists is done.
-func (b *Backend) cloneDir(s *session, id, source string) error {
-	if _, _, err := s.t.Lookup(b.rel(id)); err == nil {
+// copyInto copies the tree at src to dst through a scratch directory that
+// is renamed into place: a directory at dst is always a whole copy, and a
+// retry after a failure part-way starts the copy again. An existing dst is
+// done.
+func (b *Backend) copyInto(s *session, src, dst, scratch string) error {
+	if _, _, err := s.t.Lookup(dst); err == nil {
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	scratch := b.rel(metaDirName, ".clone-"+id)
 	if err := s.t.RemoveAll(scratch); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if err := b.copyTree(s, b.rel(source), scratch); err != nil {
+	if err := b.copyTree(s, src, scratch); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("clone %s from %s: %v: %w", id, source, err, backends.ErrNotFound)
+			return fmt.Errorf("copy %s to %s: %v: %w", src, dst, err, backends.ErrNotFound)
 		}
-		return fmt.Errorf("clone %s from %s: %w", id, source, err)
+		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
-	return s.t.Rename(scratch, b.rel(id))
+	return s.t.Rename(scratch, dst)
 }
 
 // makeDir makes the volume's directory, if missing, and gives it the
@@ -250,7 +272,7 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 		if err := s.t.Remove(b.recordPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
-		return b.sweepTemporary(s, id)
+		return b.sweepTemporary(s, b.rel(metaDirName), id, ".clone-"+id)
 	})
 	if err != nil {
 		return err
@@ -259,10 +281,11 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// sweepTemporary removes what a failed connection left of volume id: a
-// temporary record whose write was cut off, a clone's partial copy.
-func (b *Backend) sweepTemporary(s *session, id string) error {
-	entries, err := s.t.ReadDirPlus(b.rel(metaDirName))
+// sweepTemporary removes what a failed connection left of volume or
+// snapshot id in dir: temporary records whose write was cut off, and the
+// partial copy of a clone or snapshot (scratch).
+func (b *Backend) sweepTemporary(s *session, dir, id, scratch string) error {
+	entries, err := s.t.ReadDirPlus(dir)
 	if err != nil {
 		return err
 	}
@@ -270,9 +293,9 @@ func (b *Backend) sweepTemporary(s *session, id string) error {
 		var err error
 		switch {
 		case strings.HasPrefix(e.FileName, "."+id+".tmp-"):
-			err = s.t.Remove(b.rel(metaDirName, e.FileName))
-		case e.FileName == ".clone-"+id:
-			err = s.t.RemoveAll(b.rel(metaDirName, e.FileName))
+			err = s.t.Remove(path.Join(dir, e.FileName))
+		case e.FileName == scratch:
+			err = s.t.RemoveAll(path.Join(dir, e.FileName))
 		}
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err

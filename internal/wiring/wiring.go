@@ -84,7 +84,7 @@ func Factories() map[string]Factory {
 				return nil, err
 			}
 			c.Name = e.Name
-			return nfs.New(c, nfs.Options{NodeID: o.NodeID, Logger: o.Logger})
+			return nfs.Build(c, nfs.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 	}
 }

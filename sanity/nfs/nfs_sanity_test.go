@@ -53,9 +53,11 @@ var needsKernelNFS = []string{
 // TestSanity runs every csi-sanity spec that applies to what the plugin
 // advertises with an NFS backend, against nfs-ganesha. Skipped besides
 // needsKernelNFS, and why:
-//   - snapshots and expansion: the NFS backend does not advertise them (an
-//     NFS directory has no size to grow; snapshots are not implemented).
-//     Cloning is configured (clone: true), so the clone specs run;
+//   - expansion: an NFS directory has no size to grow, so the backend does
+//     not advertise it. Clones and snapshots are configured (clone: true,
+//     snapshots: true), so their specs run;
+//   - CreateSnapshot "with accessibility requirements": needs
+//     SNAPSHOT_ACCESSIBILITY_CONSTRAINTS, not advertised;
 //   - ModifyVolume and volume attribute classes: no mutable parameters;
 //   - group snapshots: no GROUP_CONTROLLER_SERVICE;
 //   - volume and storage health (spec 1.13 alpha): not implemented;
@@ -78,6 +80,7 @@ func TestSanity(t *testing.T) {
     onDelete: delete
     mode: "0770"
     clone: true
+    snapshots: true
 `, ganesha.Host, srv.Export, srv.Port, srv.MountPort)
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -103,7 +106,7 @@ func TestSanity(t *testing.T) {
 }
 
 // assertNothingLeft fails the test if the suite left a volume directory,
-// a volume record or a mount behind, looking at the export on the
+// a volume record, a snapshot or a mount behind, looking at the export on the
 // server's disk.
 func assertNothingLeft(t *testing.T, dir string, srv *ganesha.Server) {
 	t.Helper()
@@ -119,7 +122,13 @@ func assertNothingLeft(t *testing.T, dir string, srv *ganesha.Server) {
 	}
 	records, _ := os.ReadDir(filepath.Join(base, ".csi-libstorage"))
 	for _, r := range records {
-		t.Errorf("volume record left: %s", r.Name())
+		if r.Name() != "snapshots" {
+			t.Errorf("volume record left: %s", r.Name())
+		}
+	}
+	snaps, _ := os.ReadDir(filepath.Join(base, ".csi-libstorage", "snapshots"))
+	for _, s := range snaps {
+		t.Errorf("snapshot left: %s", s.Name())
 	}
 	for _, m := range harness.MountsUnder(t, dir) {
 		t.Errorf("mount left behind at %s", m)
