@@ -1,7 +1,7 @@
 // Package controller implements the CSI Controller service: it checks
 // requests, picks the backend instance and maps each call onto the backend
-// contract. Serialization per volume is added by Locked, so the code here
-// reads as if it ran alone.
+// contract. The server runs one call per volume at a time (internal/server),
+// so the code here reads as if it ran alone.
 package controller
 
 import (

@@ -1,7 +1,8 @@
 // Package node implements the CSI Node service: it connects a volume's
 // device, proves the device is that volume, formats it only if it has never
 // held data, mounts it at the staging path and bind-mounts it to each
-// target. Locking per volume is added by Locked.
+// target. The server runs one call per volume at a time (internal/server),
+// so the code here reads as if it ran alone.
 package node
 
 import (
@@ -238,6 +239,9 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
 	fault.Point("node.stage.connected")
+	if dev.Dir {
+		return s.stageDir(ctx, b, native, staging, dev, readOnly)
+	}
 	id := req.GetVolumeId()
 	ms, err := s.m.Mounts()
 	if err != nil {
@@ -479,7 +483,7 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	// What is staged here, by device number: the record of a block
 	// volume, or the filesystem mounted at the staging path.
 	var dev uint64
-	var src string
+	var src, root string
 	staged := false
 	if m, ok := topmost(ms, rec); ok {
 		if n, ok := boundDevice(m); ok {
@@ -492,13 +496,14 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 				return nil, status.Errorf(codes.FailedPrecondition, "staging path %s holds %s, which is not volume %s; refusing to unmount it: %v", staging, m.Source, id, err)
 			}
 		}
-		dev, src, staged = m.Dev(), m.Source, true
+		dev, src, root, staged = m.Dev(), m.Source, m.Root, true
 	}
 	if staged {
 		// Unstaging under a published target would pull the device from
 		// under it (and a loop device number freed here can be reused by
 		// another volume that the target would then show).
-		if points, _ := holders(ms, id, dev, src, staging, rec); len(points) > 0 {
+		points, _ := holders(ms, id, dev, src, staging, rec)
+		if points = withinRoot(ms, points, root); len(points) > 0 {
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published at %s; unpublish it first", id, points[0])
 		}
 		if err := s.unmountAll(rec); err != nil {
@@ -816,7 +821,12 @@ func (s *Service) removeTarget(target string) error {
 // existing checks the id and volume path of a stats or expand request and
 // that the volume exists. The path itself is checked by the caller, after:
 // a path where the volume is not is NOT_FOUND, not INVALID_ARGUMENT.
-func (s *Service) existing(ctx context.Context, id, path, what string) (backends.Backend, string, error) {
+//
+// With proves set the caller proves the volume itself, by verifying the
+// device at the path (block backends), so the backend is not asked: stats
+// are polled often on every node, and the EBS backend would answer with an
+// EC2 call each time.
+func (s *Service) existing(ctx context.Context, id, path, what string, proves bool) (backends.Backend, string, error) {
 	if id == "" {
 		return nil, "", invalid("volume_id is required")
 	}
@@ -827,6 +837,9 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 	if err != nil {
 		return nil, "", err
 	}
+	if proves && b.Capabilities().FilesystemTypes == nil {
+		return b, native, nil
+	}
 	if _, err := b.Get(ctx, native); err != nil {
 		return nil, "", grpcerr.From(err, what+" "+id)
 	}
@@ -836,7 +849,7 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 // NodeGetVolumeStats implements csi.NodeServer.
 func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of", true)
 	if err != nil {
 		return nil, err
 	}
@@ -886,7 +899,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 // staging path or a target, a mount or a published block device.
 func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume", false)
 	if err != nil {
 		return nil, err
 	}
@@ -963,6 +976,18 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 // NodeGetInfo implements csi.NodeServer.
 func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
+	for _, b := range s.set.All() {
+		// A configured limit wins; else the tightest a backend knows.
+		if l, ok := backends.As[backends.NodeVolumeLimiter](b); ok && s.opt.MaxVolumes == 0 {
+			n, err := l.NodeMaxVolumes(ctx)
+			if err != nil {
+				return nil, grpcerr.From(err, "volume limit of this node from backend "+b.Name())
+			}
+			if resp.MaxVolumesPerNode == 0 || n < resp.MaxVolumesPerNode {
+				resp.MaxVolumesPerNode = n
+			}
+		}
+	}
 	for _, b := range s.set.All() {
 		if z, ok := backends.As[backends.NodeZoner](b); ok {
 			zone, err := z.NodeZone(ctx)

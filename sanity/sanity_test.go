@@ -3,7 +3,6 @@ package sanity
 import (
 	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
@@ -56,7 +54,7 @@ func TestSanity(t *testing.T) {
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		assertNothingLeft(t, dir, pool)
+		harness.AssertNoLeaks(t, harness.LeakCheck{Dir: dir})
 	}()
 
 	for _, c := range []Case{
@@ -72,23 +70,4 @@ func TestSanity(t *testing.T) {
 	suite, reporter := GinkgoConfiguration()
 	suite.Timeout = 40 * time.Minute
 	RunSpecs(t, "csi-sanity", suite, reporter)
-}
-
-// assertNothingLeft fails the test if the suite left a loop device over an
-// image of its pool, or a mount below its directory.
-func assertNothingLeft(t *testing.T, dir, pool string) {
-	t.Helper()
-	devs, err := loop.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range devs {
-		if strings.HasPrefix(d.BackingFile, pool) {
-			t.Errorf("loop device %s over %s left behind", d.Device, d.BackingFile)
-			loop.Detach(d.Device)
-		}
-	}
-	for _, m := range harness.MountsUnder(t, dir) {
-		t.Errorf("mount left behind at %s", m)
-	}
 }

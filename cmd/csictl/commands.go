@@ -63,6 +63,7 @@ var commands = []*command{
 	{path: "snapshot delete", args: []string{"ID"}, summary: "delete a snapshot (DeleteSnapshot)", setup: setupSnapshotDelete},
 
 	{path: "stats", args: []string{"ID"}, summary: "volume usage (NodeGetVolumeStats)", setup: setupStats},
+	{path: "migrate", summary: "print CSI volume declarations for a libStorage (REX-Ray) service's volumes", help: migrateHelp, setup: setupMigrate},
 	{path: "capacity", summary: "available capacity (GetCapacity)",
 		help: "Capability flags are sent only when given.", setup: setupCapacity},
 }

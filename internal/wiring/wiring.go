@@ -17,11 +17,11 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/backends/libstorage"
 	"github.com/csi-libstorage/csi-libstorage/backends/nfs"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/server"
 	"github.com/csi-libstorage/csi-libstorage/node"
@@ -77,6 +77,14 @@ func Factories() map[string]Factory {
 			}
 			c.Name = e.Name
 			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		libstorage.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c libstorage.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return libstorage.New(c, libstorage.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 		nfs.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
 			var c nfs.Config
@@ -170,7 +178,6 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 		}()
 		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
-	locks := new(lock.Keyed)
 	so := server.Options{
 		Endpoint:      opt.Endpoint,
 		SocketGID:     gid,
@@ -180,7 +187,7 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 		Metrics:       p.Metrics,
 	}
 	if opt.Mode != ModeNode {
-		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
+		so.Controller = controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log})
 	}
 	if opt.Mode != ModeController {
 		p.Node = node.New(set, node.Options{
@@ -194,7 +201,7 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 		if err := p.Node.Start(ctx); err != nil {
 			return nil, err
 		}
-		so.Node = node.NewLocked(p.Node, locks)
+		so.Node = p.Node
 	}
 	if p.srv, err = server.Listen(so); err != nil {
 		return nil, err
