@@ -326,6 +326,14 @@ type NodeZoner interface {
 	NodeZone(ctx context.Context) (string, error)
 }
 
+// NodeVolumeLimiter is implemented by backends whose nodes take a limited
+// number of volumes (EBS: by instance type).
+type NodeVolumeLimiter interface {
+	// NodeMaxVolumes returns how many of the backend's volumes this node
+	// can have attached at once.
+	NodeMaxVolumes(ctx context.Context) (int64, error)
+}
+
 // Expander is implemented by backends that can grow a volume.
 type Expander interface {
 	Expand(ctx context.Context, id string, requiredBytes, limitBytes int64) (int64, error)

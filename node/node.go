@@ -820,7 +820,12 @@ func (s *Service) removeTarget(target string) error {
 // existing checks the id and volume path of a stats or expand request and
 // that the volume exists. The path itself is checked by the caller, after:
 // a path where the volume is not is NOT_FOUND, not INVALID_ARGUMENT.
-func (s *Service) existing(ctx context.Context, id, path, what string) (backends.Backend, string, error) {
+//
+// With proves set the caller proves the volume itself, by verifying the
+// device at the path (block backends), so the backend is not asked: stats
+// are polled often on every node, and the EBS backend would answer with an
+// EC2 call each time.
+func (s *Service) existing(ctx context.Context, id, path, what string, proves bool) (backends.Backend, string, error) {
 	if id == "" {
 		return nil, "", invalid("volume_id is required")
 	}
@@ -831,6 +836,9 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 	if err != nil {
 		return nil, "", err
 	}
+	if proves && b.Capabilities().FilesystemTypes == nil {
+		return b, native, nil
+	}
 	if _, err := b.Get(ctx, native); err != nil {
 		return nil, "", grpcerr.From(err, what+" "+id)
 	}
@@ -840,7 +848,7 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 // NodeGetVolumeStats implements csi.NodeServer.
 func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of", true)
 	if err != nil {
 		return nil, err
 	}
@@ -890,7 +898,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 // staging path or a target, a mount or a published block device.
 func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume", false)
 	if err != nil {
 		return nil, err
 	}
@@ -962,6 +970,18 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 // NodeGetInfo implements csi.NodeServer.
 func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
+	for _, b := range s.set.All() {
+		// A configured limit wins; else the tightest a backend knows.
+		if l, ok := backends.As[backends.NodeVolumeLimiter](b); ok && s.opt.MaxVolumes == 0 {
+			n, err := l.NodeMaxVolumes(ctx)
+			if err != nil {
+				return nil, grpcerr.From(err, "volume limit of this node from backend "+b.Name())
+			}
+			if resp.MaxVolumesPerNode == 0 || n < resp.MaxVolumesPerNode {
+				resp.MaxVolumesPerNode = n
+			}
+		}
+	}
 	for _, b := range s.set.All() {
 		if z, ok := backends.As[backends.NodeZoner](b); ok {
 			zone, err := z.NodeZone(ctx)

@@ -62,7 +62,9 @@ func forceDetach(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := fd.ForceDetach(ctx, native, *node); err != nil {
-		return err
+		// Nothing matched, or the pool refused: either way nothing was
+		// detached, and the exit status says so.
+		return fmt.Errorf("nothing was detached: %w", err)
 	}
 	log.Warn("volume forcibly detached by the operator", zap.String("volume", *volume), zap.String("node", *node))
 	return nil

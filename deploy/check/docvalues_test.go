@@ -173,7 +173,7 @@ func TestDocsMesosRetries(t *testing.T) {
 	if !slices.Equal(sorted(retried), []string{"CreateVolume", "DeleteVolume"}) {
 		t.Errorf("docs/mesos.md says Mesos retries %v; it retries CreateVolume and DeleteVolume (src/csi/v1_volume_manager.cpp)", retried)
 	}
-	claim := regexp.MustCompile(`(?i)mesos retries`)
+	claim := regexp.MustCompile(`(?i)\bmesos (?:and [^,;]*? )?retr(?:y|ies)\b`)
 	call := regexp.MustCompile(`\b(?:Create|Delete|Controller|Node)[A-Z][A-Za-z]+\b`)
 	for _, doc := range operatorDocs(t) {
 		for _, s := range sentences(readRepo(t, doc)) {

@@ -55,6 +55,7 @@ type allAbilities struct {
 	backends.ForceDetacher
 	backends.NodeExpander
 	backends.NodeRegistrar
+	backends.NodeVolumeLimiter
 	backends.NodeZoner
 	backends.Pager
 	backends.Reconciler
@@ -176,14 +177,15 @@ func TestBackendCallsTimedByBackendAndOperation(t *testing.T) {
 // of package backends is checked, with and without the ability.
 func TestDecoratorKeepsExactlyTheOptionalInterfaces(t *testing.T) {
 	has := map[string]func(backends.Backend) bool{
-		"Expander":      func(b backends.Backend) bool { _, ok := backends.As[backends.Expander](b); return ok },
-		"ForceDetacher": func(b backends.Backend) bool { _, ok := backends.As[backends.ForceDetacher](b); return ok },
-		"NodeExpander":  func(b backends.Backend) bool { _, ok := backends.As[backends.NodeExpander](b); return ok },
-		"NodeRegistrar": func(b backends.Backend) bool { _, ok := backends.As[backends.NodeRegistrar](b); return ok },
-		"NodeZoner":     func(b backends.Backend) bool { _, ok := backends.As[backends.NodeZoner](b); return ok },
-		"Pager":         func(b backends.Backend) bool { _, ok := backends.As[backends.Pager](b); return ok },
-		"Reconciler":    func(b backends.Backend) bool { _, ok := backends.As[backends.Reconciler](b); return ok },
-		"Snapshotter":   func(b backends.Backend) bool { _, ok := backends.As[backends.Snapshotter](b); return ok },
+		"Expander":          func(b backends.Backend) bool { _, ok := backends.As[backends.Expander](b); return ok },
+		"ForceDetacher":     func(b backends.Backend) bool { _, ok := backends.As[backends.ForceDetacher](b); return ok },
+		"NodeExpander":      func(b backends.Backend) bool { _, ok := backends.As[backends.NodeExpander](b); return ok },
+		"NodeRegistrar":     func(b backends.Backend) bool { _, ok := backends.As[backends.NodeRegistrar](b); return ok },
+		"NodeVolumeLimiter": func(b backends.Backend) bool { _, ok := backends.As[backends.NodeVolumeLimiter](b); return ok },
+		"NodeZoner":         func(b backends.Backend) bool { _, ok := backends.As[backends.NodeZoner](b); return ok },
+		"Pager":             func(b backends.Backend) bool { _, ok := backends.As[backends.Pager](b); return ok },
+		"Reconciler":        func(b backends.Backend) bool { _, ok := backends.As[backends.Reconciler](b); return ok },
+		"Snapshotter":       func(b backends.Backend) bool { _, ok := backends.As[backends.Snapshotter](b); return ok },
 	}
 	m := New()
 	bare := m.Backend(&fake{name: "bare"})

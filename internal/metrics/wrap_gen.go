@@ -9,7 +9,7 @@ import (
 )
 
 // optionalNames are the optional interfaces of package backends.
-var optionalNames = []string{"Expander", "ForceDetacher", "NodeExpander", "NodeRegistrar", "NodeZoner", "Pager", "Reconciler", "Snapshotter"}
+var optionalNames = []string{"Expander", "ForceDetacher", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "Reconciler", "Snapshotter"}
 
 // timed decorates a backend: every method that takes a context is timed.
 // It implements every optional interface; backends.As looks through it
@@ -177,6 +177,22 @@ func (w timed) RegisterNode(a0 context.Context, a1 string) error {
 	r0 := w.asNodeRegistrar().RegisterNode(a0, a1)
 	done(r0)
 	return r0
+}
+
+// asNodeVolumeLimiter is the backend's NodeVolumeLimiter; the services ask backends.As before they call.
+func (w timed) asNodeVolumeLimiter() backends.NodeVolumeLimiter {
+	x, ok := backends.As[backends.NodeVolumeLimiter](w.c.inner)
+	if !ok {
+		panic("backend " + w.c.inner.Name() + " has no NodeVolumeLimiter: callers must ask backends.As first")
+	}
+	return x
+}
+
+func (w timed) NodeMaxVolumes(a0 context.Context) (int64, error) {
+	done := w.c.start("NodeMaxVolumes")
+	r0, r1 := w.asNodeVolumeLimiter().NodeMaxVolumes(a0)
+	done(r1)
+	return r0, r1
 }
 
 // asNodeZoner is the backend's NodeZoner; the services ask backends.As before they call.

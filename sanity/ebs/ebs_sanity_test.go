@@ -47,7 +47,9 @@ const (
 //   - volume and storage health, spec 1.13 alpha (5): not implemented;
 //     Mesos (spec 1.1) never calls them;
 //   - "publishing more volumes than the node max attach limit": needs
-//     TestNodeVolumeAttachLimit and a MaxVolumesPerNode, not configured.
+//     TestNodeVolumeAttachLimit; NodeGetInfo reports the instance type's
+//     limit (26 for the test server's m5.large), more than the spec
+//     would attach here.
 //
 // Two pagination specs are pending (XIt) upstream; the backend's own paging
 // test (TestListPaged) covers DescribeVolumes paging.

@@ -500,7 +500,7 @@ func checkPool(t *testing.T, w *world, vols, snaps map[string]bool) {
 	top := dirEntries(t, w.pool)
 	for _, e := range top {
 		switch e {
-		case "volumes", "names", "nodes", "snapshots", "snapnames":
+		case "volumes", "names", "nodes", "snapshots", "snapnames", "pool.lock":
 		default:
 			t.Errorf("unexpected entry %s in the pool", filepath.Join(w.pool, e))
 		}

@@ -111,6 +111,15 @@ func Attach(img string) (string, error) {
 			return "", err
 		}
 		err = configure(int(dev.Fd()), int(backing.Fd()), img)
+		if err == nil {
+			// The block layer's read-only flag (BLKROSET) outlives the
+			// loop binding: a device another test set read-only comes
+			// back read-only. An attached volume is writable.
+			if err = unix.IoctlSetPointerInt(int(dev.Fd()), unix.BLKROSET, 0); err != nil {
+				_ = unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_CLR_FD, 0)
+				err = fmt.Errorf("clear the read-only flag of %s: %w", path, err)
+			}
+		}
 		dev.Close()
 		if err == nil {
 			return path, nil
