@@ -74,6 +74,7 @@ backends:
   - name: shared
     type: file
     dir: /var/lib/csi-libstorage/pool
+    shared: true   # refuse to start unless the pool is an NFS/CephFS/... mount
 allowOverwrite: false
 EOT
       }
