@@ -14,7 +14,7 @@ import (
 // filesystems that every node mounts.
 var SharedFSTypes = []string{
 	"nfs", "nfs4", "ceph", "fuse.cephfs", "glusterfs", "fuse.glusterfs",
-	"gpfs", "lustre", "beegfs", "ocfs2", "gfs2", "cifs", "smb3",
+	"gpfs", "lustre", "beegfs", "ocfs2", "gfs2",
 }
 
 // checkShared returns an error unless dir is itself the mount point of a

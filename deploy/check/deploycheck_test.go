@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -50,7 +51,38 @@ func parseK8s(t *testing.T, files map[string]string) []Object {
 		}
 		out = append(out, objs...)
 	}
+	kustomizeImages(out)
 	return out
+}
+
+// kustomizeImages sets container images as `kubectl apply -k` does from
+// the Kustomization's images: entries (name -> newName:newTag), so the
+// checks see the image a cluster would pull. The manifests name the plugin
+// image by a placeholder that only this entry makes pullable.
+func kustomizeImages(objs []Object) {
+	set := map[string]string{}
+	for _, o := range objs {
+		if o.Kind() != "Kustomization" {
+			continue
+		}
+		for _, e := range Maps(o.M, "images") {
+			img := Str(e, "newName")
+			if img == "" {
+				img = Str(e, "name")
+			}
+			if tag := Str(e, "newTag"); tag != "" {
+				img += ":" + tag
+			}
+			set[Str(e, "name")] = img
+		}
+	}
+	for _, w := range Workloads(objs) {
+		for _, c := range Containers(w.Spec) {
+			if img, ok := set[Str(c, "image")]; ok {
+				c["image"] = img
+			}
+		}
+	}
 }
 
 // mutate returns a copy of files with the first occurrence of old in file
@@ -83,4 +115,56 @@ func joinErrs(errs []error) string {
 		sb.WriteByte('\n')
 	}
 	return sb.String()
+}
+
+// TestKustomizationSetsPluginImage: the plugin containers name one image
+// placeholder, kustomization.yaml's images: entry sets it, and what it sets
+// passes CheckImage; so an operator changes the image in one place.
+func TestKustomizationSetsPluginImage(t *testing.T) {
+	files := readDir(t, k8sDir(t), ".yaml")
+	check := func(files map[string]string) []string {
+		var raw []Object
+		for _, n := range []string{"controller.yaml", "node.yaml", "kustomization.yaml"} {
+			objs, err := ParseYAML(n, []byte(files[n]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, objs...)
+		}
+		var placeholders []string
+		for _, w := range Workloads(raw) {
+			if c := Container(w.Spec, PluginContainer); c != nil {
+				placeholders = append(placeholders, Str(c, "image"))
+			}
+		}
+		kustomizeImages(raw)
+		var problems []string
+		for i, w := range Workloads(raw) {
+			c := Container(w.Spec, PluginContainer)
+			if c == nil {
+				continue
+			}
+			if Str(c, "image") == placeholders[i] {
+				problems = append(problems, fmt.Sprintf("%s: image %s is not set by kustomization.yaml", w, placeholders[i]))
+			} else if err := CheckImage(Str(c, "image")); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", w, err))
+			}
+		}
+		if len(placeholders) != 2 || placeholders[0] != placeholders[1] {
+			problems = append(problems, fmt.Sprintf("plugin images %v: want one placeholder in both workloads", placeholders))
+		}
+		return problems
+	}
+	if p := check(files); len(p) > 0 {
+		t.Errorf("shipped manifests: %v", p)
+	}
+	for _, m := range []struct{ file, old, new string }{
+		{"kustomization.yaml", "newTag: v0.1.0", "newTag: latest"},
+		{"node.yaml", "image: csi-libstorage ", "image: csi-libstorag "},
+		{"kustomization.yaml", "  - name: csi-libstorage\n", "  - name: other\n"},
+	} {
+		if p := check(mutate(t, files, m.file, m.old, m.new)); len(p) == 0 {
+			t.Errorf("%s with %q: no problem found", m.file, m.new)
+		}
+	}
 }
