@@ -1,6 +1,7 @@
 package check
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -16,7 +17,7 @@ func parseNomad(t *testing.T, files map[string]string) (map[string]*Body, error)
 	t.Helper()
 	out := map[string]*Body{}
 	for name, text := range files {
-		b, err := ParseHCL(text)
+		b, err := ParseHCL(nomadVars(text))
 		if err != nil {
 			return nil, &fileErr{name, err}
 		}
@@ -28,6 +29,23 @@ func parseNomad(t *testing.T, files map[string]string) (map[string]*Body, error)
 type fileErr struct {
 	file string
 	err  error
+}
+
+var (
+	varBlockRE = regexp.MustCompile(`(?s)\nvariable "([A-Za-z0-9_]+)" \{\n(.*?)\n\}`)
+	defaultRE  = regexp.MustCompile(`(?m)^\s*default\s*=\s*("[^"]*")\s*$`)
+)
+
+// nomadVars puts each job variable's default in place of var.NAME, as
+// `nomad job run` without -var does, for the subset parser, which reads no
+// expressions. A variable without a default is left and fails the parse.
+func nomadVars(text string) string {
+	for _, m := range varBlockRE.FindAllStringSubmatch(text, -1) {
+		if d := defaultRE.FindStringSubmatch(m[2]); d != nil {
+			text = regexp.MustCompile(`\bvar\.`+m[1]+`\b`).ReplaceAllLiteralString(text, d[1])
+		}
+	}
+	return text
 }
 
 func (e *fileErr) Error() string { return e.file + ": " + e.err.Error() }
@@ -156,5 +174,51 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 				t.Errorf("not reported: %q; the checks said:\n%s", c.want, joinErrs(errs))
 			}
 		})
+	}
+}
+
+// TestNomadImageVariable: both plugin jobs take the plugin image from one
+// job variable, "image", with the same default, so `-var image=...` sets it
+// for both and no job keeps a stale literal.
+func TestNomadImageVariable(t *testing.T) {
+	files := readDir(t, nomadDir(t), ".hcl")
+	check := func(files map[string]string) []string {
+		var problems []string
+		defaults := map[string]bool{}
+		for _, name := range []string{"plugin-controller.nomad.hcl", "plugin-node.nomad.hcl"} {
+			text := files[name]
+			var def string
+			for _, m := range varBlockRE.FindAllStringSubmatch(text, -1) {
+				if d := defaultRE.FindStringSubmatch(m[2]); m[1] == "image" && d != nil {
+					def = d[1]
+				}
+			}
+			if def == "" {
+				problems = append(problems, name+": no variable \"image\" with a default")
+			}
+			defaults[def] = true
+			if !regexp.MustCompile(`(?m)^\s*image\s*=\s*var\.image\s*$`).MatchString(text) {
+				problems = append(problems, name+": the task's image is not var.image")
+			}
+			if strings.Count(text, "csi-libstorage/csi-libstorage:") != 1 {
+				problems = append(problems, name+": the plugin image is named outside the variable's default")
+			}
+		}
+		if len(defaults) != 1 {
+			problems = append(problems, "the plugin jobs' image defaults differ")
+		}
+		return problems
+	}
+	if p := check(files); len(p) > 0 {
+		t.Errorf("shipped jobs: %v", p)
+	}
+	for _, m := range []struct{ file, old, new string }{
+		{"plugin-node.nomad.hcl", "= var.image", `= "registry.example.com/csi-libstorage/csi-libstorage:v0.1.0"`},
+		{"plugin-controller.nomad.hcl", ":v0.1.0\"", ":v0.1.1\""},
+		{"plugin-node.nomad.hcl", `variable "image"`, `variable "img"`},
+	} {
+		if p := check(mutate(t, files, m.file, m.old, m.new)); len(p) == 0 {
+			t.Errorf("%s with %q: no problem found", m.file, m.new)
+		}
 	}
 }
