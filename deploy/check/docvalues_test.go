@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -285,5 +286,19 @@ func TestDocsLinks(t *testing.T) {
 	}
 	if n < 4 {
 		t.Errorf("found only %d links across the docs", n)
+	}
+}
+
+// TestDocsSharedFSTypes: the filesystem types docs/install.md says a
+// shared: true pool may be on are the ones the file backend accepts.
+func TestDocsSharedFSTypes(t *testing.T) {
+	flat := strings.Join(strings.Fields(readDoc(t, "install.md")), " ")
+	m := regexp.MustCompile(`network or cluster filesystem \(([a-z0-9., ]+)\)`).FindStringSubmatch(flat)
+	if m == nil {
+		t.Fatal("docs/install.md does not list the filesystem types of a shared pool")
+	}
+	got := strings.Split(m[1], ", ")
+	if !slices.Equal(sorted(got), sorted(file.SharedFSTypes)) {
+		t.Errorf("docs/install.md lists %v for a shared pool; the file backend accepts %v", got, file.SharedFSTypes)
 	}
 }
