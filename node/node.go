@@ -1,7 +1,8 @@
 // Package node implements the CSI Node service: it connects a volume's
 // device, proves the device is that volume, formats it only if it has never
 // held data, mounts it at the staging path and bind-mounts it to each
-// target. Locking per volume is added by Locked.
+// target. The server runs one call per volume at a time (internal/server),
+// so the code here reads as if it ran alone.
 package node
 
 import (
@@ -961,6 +962,7 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
 	}

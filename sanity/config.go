@@ -17,6 +17,9 @@ type Case struct {
 	Name   string
 	Access string // "mount" or "block"
 	Params map[string]string
+	// Mutable are the mutable parameters the ModifyVolume specs create
+	// and modify volumes with; they must be ones the backend can change.
+	Mutable map[string]string
 }
 
 // Config returns the csi-sanity configuration of one case: built with
@@ -33,6 +36,7 @@ func Config(dir, sock string, c Case, size, expand int64) sanity.TestConfig {
 	cfg.TestVolumeExpandSize = expand
 	cfg.TestVolumeAccessType = c.Access
 	cfg.TestVolumeParameters = c.Params
+	cfg.TestVolumeMutableParameters = c.Mutable
 	cfg.CreateTargetDir = mkdir
 	cfg.CreateStagingDir = mkdir
 	cfg.RemoveTargetPath = os.RemoveAll

@@ -38,6 +38,14 @@ func readDir(t *testing.T, dir, ext string) map[string]string {
 // parseK8s parses the given file contents (name -> text) in name order.
 func parseK8s(t *testing.T, files map[string]string) []Object {
 	t.Helper()
+	objs, err := parseAll(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func parseAll(files map[string]string) ([]Object, error) {
 	var names []string
 	for n := range files {
 		names = append(names, n)
@@ -47,42 +55,12 @@ func parseK8s(t *testing.T, files map[string]string) []Object {
 	for _, n := range names {
 		objs, err := ParseYAML(n, []byte(files[n]))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		out = append(out, objs...)
 	}
-	kustomizeImages(out)
-	return out
-}
-
-// kustomizeImages sets container images as `kubectl apply -k` does from
-// the Kustomization's images: entries (name -> newName:newTag), so the
-// checks see the image a cluster would pull. The manifests name the plugin
-// image by a placeholder that only this entry makes pullable.
-func kustomizeImages(objs []Object) {
-	set := map[string]string{}
-	for _, o := range objs {
-		if o.Kind() != "Kustomization" {
-			continue
-		}
-		for _, e := range Maps(o.M, "images") {
-			img := Str(e, "newName")
-			if img == "" {
-				img = Str(e, "name")
-			}
-			if tag := Str(e, "newTag"); tag != "" {
-				img += ":" + tag
-			}
-			set[Str(e, "name")] = img
-		}
-	}
-	for _, w := range Workloads(objs) {
-		for _, c := range Containers(w.Spec) {
-			if img, ok := set[Str(c, "image")]; ok {
-				c["image"] = img
-			}
-		}
-	}
+	ApplyImages(out)
+	return out, nil
 }
 
 // mutate returns a copy of files with the first occurrence of old in file
@@ -134,19 +112,19 @@ func TestKustomizationSetsPluginImage(t *testing.T) {
 		var placeholders []string
 		for _, w := range Workloads(raw) {
 			if c := Container(w.Spec, PluginContainer); c != nil {
-				placeholders = append(placeholders, Str(c, "image"))
+				placeholders = append(placeholders, c.Image)
 			}
 		}
-		kustomizeImages(raw)
+		ApplyImages(raw)
 		var problems []string
 		for i, w := range Workloads(raw) {
 			c := Container(w.Spec, PluginContainer)
 			if c == nil {
 				continue
 			}
-			if Str(c, "image") == placeholders[i] {
+			if c.Image == placeholders[i] {
 				problems = append(problems, fmt.Sprintf("%s: image %s is not set by kustomization.yaml", w, placeholders[i]))
-			} else if err := CheckImage(Str(c, "image")); err != nil {
+			} else if err := CheckImage(c.Image); err != nil {
 				problems = append(problems, fmt.Sprintf("%s: %v", w, err))
 			}
 		}

@@ -38,6 +38,14 @@ var debianPackage = map[string]string{
 	"mount.nfs4": "nfs-common",
 }
 
+// hostProvided are commands that no Debian package provides: they come
+// with vendor software installed on the host, which the operator mounts
+// into the plugin's container. Each must be named in the docs, where the
+// operator learns to mount it.
+var hostProvided = map[string]string{
+	"/opt/emc/scaleio/sdc/bin/drv_cfg": "the ScaleIO/PowerFlex SDC",
+}
+
 // TestImageInstallsEveryCommand derives the external commands from the
 // plugin's own source (every exec.Command and exec.CommandContext in the
 // packages the binary links) and checks that the Dockerfile installs the
@@ -59,7 +67,14 @@ func TestImageInstallsEveryCommand(t *testing.T) {
 		t.Fatalf("found commands %v: the scan no longer sees the node's blkid and mkfs calls", cmds)
 	}
 	installed := dockerPackages(t, filepath.Join(root, "Dockerfile"))
+	docs := allDocs(t, root)
 	for _, c := range cmds {
+		if from, ok := hostProvided[c]; ok {
+			if !strings.Contains(docs, c) {
+				t.Errorf("the plugin runs %s (from %s on the host), but no page under docs/ names it: say where it comes from and how to mount it into the container", c, from)
+			}
+			continue
+		}
 		pkg, ok := debianPackage[c]
 		if !ok {
 			t.Errorf("the plugin runs %q, which has no entry in debianPackage: add the Debian package that installs it, and add that package to the Dockerfile", c)
@@ -243,4 +258,22 @@ func dockerPackages(t *testing.T, path string) []string {
 		}
 	}
 	return pkgs
+}
+
+// allDocs is the text of every page under docs/.
+func allDocs(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(filepath.Join(root, "docs"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".md") {
+			return err
+		}
+		raw, err := os.ReadFile(p)
+		b.Write(raw)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

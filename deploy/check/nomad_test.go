@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,38 +18,14 @@ func parseNomad(t *testing.T, files map[string]string) (map[string]*Body, error)
 	t.Helper()
 	out := map[string]*Body{}
 	for name, text := range files {
-		b, err := ParseHCL(nomadVars(text))
+		b, err := ParseHCL(name, []byte(text))
 		if err != nil {
-			return nil, &fileErr{name, err}
+			return nil, err
 		}
 		out[name] = b
 	}
 	return out, nil
 }
-
-type fileErr struct {
-	file string
-	err  error
-}
-
-var (
-	varBlockRE = regexp.MustCompile(`(?s)\nvariable "([A-Za-z0-9_]+)" \{\n(.*?)\n\}`)
-	defaultRE  = regexp.MustCompile(`(?m)^\s*default\s*=\s*("[^"]*")\s*$`)
-)
-
-// nomadVars puts each job variable's default in place of var.NAME, as
-// `nomad job run` without -var does, for the subset parser, which reads no
-// expressions. A variable without a default is left and fails the parse.
-func nomadVars(text string) string {
-	for _, m := range varBlockRE.FindAllStringSubmatch(text, -1) {
-		if d := defaultRE.FindStringSubmatch(m[2]); d != nil {
-			text = regexp.MustCompile(`\bvar\.`+m[1]+`\b`).ReplaceAllLiteralString(text, d[1])
-		}
-	}
-	return text
-}
-
-func (e *fileErr) Error() string { return e.file + ": " + e.err.Error() }
 
 func nomadErrs(t *testing.T, files map[string]string) []error {
 	t.Helper()
@@ -56,7 +33,8 @@ func nomadErrs(t *testing.T, files map[string]string) []error {
 	if err != nil {
 		return []error{err}
 	}
-	return append(CheckNomadPlugins(parsed, nomadController, nomadNode), CheckNomadVolume(parsed, nomadVolume)...)
+	errs := append(CheckNomadSchema(parsed, nomadVolume), CheckNomadPlugins(parsed, nomadController, nomadNode)...)
+	return append(errs, CheckNomadVolume(parsed, nomadVolume)...)
 }
 
 func TestHCLParser(t *testing.T) {
@@ -84,7 +62,7 @@ job "x" {
   }
 }
 `
-	b, err := ParseHCL(src)
+	b, err := ParseHCL("x.hcl", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,18 +80,24 @@ job "x" {
 	if got := b.Find("template")[0].Body.String("data"); got != "backends:\n  - name: x\n" {
 		t.Errorf("heredoc = %q", got)
 	}
+	if got := cfg.Attrs["n"]; got != int64(3) {
+		t.Errorf("n = %#v, want 3", got)
+	}
+	if got, _ := cfg.Attrs["m"].(map[string]any); got["k"] != "v" || got["q"] != int64(1) {
+		t.Errorf("m = %#v", cfg.Attrs["m"])
+	}
 	for _, bad := range []string{
 		`job "x" {`,              // never closed
 		`job "x" { } }`,          // one too many
 		`a = "unterminated`,      // string
-		`a = upper("x")`,         // function call
-		`a = 1 + 2`,              // operator
+		`a = upper("x")`,         // function call: the checks read literals
+		`a = var.x[0]`,           // an index into a runtime variable
 		"a = <<EOT\nno end\n",    // heredoc
 		`a = 1` + "\n" + `a = 2`, // duplicate attribute
 		`block "l" "m" = 3`,      // labels then =
 		`a = [1 2]`,              // list without comma
 	} {
-		if _, err := ParseHCL(bad); err == nil {
+		if _, err := ParseHCL("bad.hcl", []byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}
@@ -133,6 +117,7 @@ func TestNomadFiles(t *testing.T) {
 	if n := len(PluginTasks(parsed)); n != 2 {
 		t.Errorf("found %d plugin tasks, want 2", n)
 	}
+	report(t, CheckNomadSchema(parsed, nomadVolume))
 	report(t, CheckNomadPlugins(parsed, nomadController, nomadNode))
 	report(t, CheckNomadVolume(parsed, nomadVolume))
 }
@@ -141,7 +126,7 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 	cases := []struct {
 		name, file, old, new, want string
 	}{
-		{"unbalanced brace", nomadNode, "    task \"plugin\" {", "    task \"plugin\" {{", "expected an attribute"},
+		{"unbalanced brace", nomadNode, "    task \"plugin\" {", "    task \"plugin\" {{", "Argument or block definition required"},
 		{"node plugin not privileged", nomadNode, "        privileged = true\n", "        privileged = false\n", "without privileged = true"},
 		{"node plugin with exec", nomadNode, "driver = \"docker\"", "driver = \"exec\"", "without privileged = true"},
 		{"bad plugin type", nomadNode, "type      = \"node\"", "type      = \"nodes\"", "csi_plugin type \"nodes\""},
@@ -165,6 +150,13 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 		{"job asks for an unoffered capability", nomadExample, "attachment_mode = \"file-system\"", "attachment_mode = \"block-device\"", "does not offer"},
 		{"volume not mounted", nomadExample, "volume      = \"data\"", "volume      = \"pgdata\"", "does not declare"},
 		{"unpinned example image", nomadExample, "postgres:16.4", "postgres", "no tag"},
+		// Misspelt arguments in the blocks the checks read: each would
+		// otherwise fall back to a default without a word.
+		{"misspelt mount_dir", nomadNode, "mount_dir = \"/csi\"", "mount_dirr = \"/csi\"", "An argument named \"mount_dirr\" is not expected here"},
+		{"misspelt volume_mount read_only", nomadExample, "destination = \"/var/lib/postgresql/data\"", "destination = \"/var/lib/postgresql/data\"\n        readonly    = false", "An argument named \"readonly\" is not expected here"},
+		{"misspelt group volume argument", nomadExample, "read_only       = false", "readonly        = false", "An argument named \"readonly\" is not expected here"},
+		{"misspelt volume capacity", nomadVolume, "capacity_max = \"2GiB\"", "capacity_maxx = \"2GiB\"", "An argument named \"capacity_maxx\" is not expected here"},
+		{"misspelt capability block", nomadVolume, "capability {\n  access_mode     = \"single-node-writer\"", "capabilty {\n  access_mode     = \"single-node-writer\"", "Blocks of type \"capabilty\" are not expected here"},
 	}
 	base := readDir(t, nomadDir(t), ".hcl")
 	for _, c := range cases {
@@ -179,33 +171,39 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 
 // TestNomadImageVariable: both plugin jobs take the plugin image from one
 // job variable, "image", with the same default, so `-var image=...` sets it
-// for both and no job keeps a stale literal.
+// for both and no job keeps a literal of its own.
 func TestNomadImageVariable(t *testing.T) {
 	files := readDir(t, nomadDir(t), ".hcl")
+	imageRE := regexp.MustCompile(`(?m)^\s*image\s*=\s*var\.image\s*$`)
 	check := func(files map[string]string) []string {
 		var problems []string
 		defaults := map[string]bool{}
 		for _, name := range []string{"plugin-controller.nomad.hcl", "plugin-node.nomad.hcl"} {
-			text := files[name]
-			var def string
-			for _, m := range varBlockRE.FindAllStringSubmatch(text, -1) {
-				if d := defaultRE.FindStringSubmatch(m[2]); m[1] == "image" && d != nil {
-					def = d[1]
+			body, err := ParseHCL(name, []byte(files[name]))
+			if err != nil {
+				return []string{err.Error()}
+			}
+			def := ""
+			for _, v := range body.BlocksOf("variable") {
+				if len(v.Labels) == 1 && v.Labels[0] == "image" {
+					def = v.Body.String("default")
 				}
 			}
 			if def == "" {
 				problems = append(problems, name+": no variable \"image\" with a default")
 			}
 			defaults[def] = true
-			if !regexp.MustCompile(`(?m)^\s*image\s*=\s*var\.image\s*$`).MatchString(text) {
+			if !imageRE.MatchString(files[name]) {
 				problems = append(problems, name+": the task's image is not var.image")
 			}
-			if strings.Count(text, "csi-libstorage/csi-libstorage:") != 1 {
-				problems = append(problems, name+": the plugin image is named outside the variable's default")
+			for _, pt := range PluginTasks(map[string]*Body{name: body}) {
+				if img := taskConfig(pt.Task).String("image"); img != def {
+					problems = append(problems, fmt.Sprintf("%s: the task's image reads as %q, not the variable's default %q", name, img, def))
+				}
 			}
 		}
 		if len(defaults) != 1 {
-			problems = append(problems, "the plugin jobs' image defaults differ")
+			problems = append(problems, fmt.Sprintf("the plugin jobs' image defaults differ: %v", defaults))
 		}
 		return problems
 	}

@@ -51,6 +51,8 @@ type fakeExpander struct{ *fake }
 // their presence is looked at).
 type allAbilities struct {
 	*fake
+	backends.ConditionReporter
+	backends.Modifier
 	backends.Expander
 	backends.ForceDetacher
 	backends.NodeExpander
@@ -177,6 +179,8 @@ func TestBackendCallsTimedByBackendAndOperation(t *testing.T) {
 // of package backends is checked, with and without the ability.
 func TestDecoratorKeepsExactlyTheOptionalInterfaces(t *testing.T) {
 	has := map[string]func(backends.Backend) bool{
+		"ConditionReporter": func(b backends.Backend) bool { _, ok := backends.As[backends.ConditionReporter](b); return ok },
+		"Modifier":          func(b backends.Backend) bool { _, ok := backends.As[backends.Modifier](b); return ok },
 		"Expander":          func(b backends.Backend) bool { _, ok := backends.As[backends.Expander](b); return ok },
 		"ForceDetacher":     func(b backends.Backend) bool { _, ok := backends.As[backends.ForceDetacher](b); return ok },
 		"NodeExpander":      func(b backends.Backend) bool { _, ok := backends.As[backends.NodeExpander](b); return ok },

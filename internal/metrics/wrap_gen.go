@@ -9,7 +9,7 @@ import (
 )
 
 // optionalNames are the optional interfaces of package backends.
-var optionalNames = []string{"Expander", "ForceDetacher", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "Reconciler", "Snapshotter"}
+var optionalNames = []string{"ConditionReporter", "Expander", "ForceDetacher", "Modifier", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "Reconciler", "Snapshotter"}
 
 // timed decorates a backend: every method that takes a context is timed.
 // It implements every optional interface; backends.As looks through it
@@ -115,6 +115,22 @@ func (w timed) Verify(a0 context.Context, a1 string, a2 backends.Device) error {
 	return r0
 }
 
+// asConditionReporter is the backend's ConditionReporter; the services ask backends.As before they call.
+func (w timed) asConditionReporter() backends.ConditionReporter {
+	x, ok := backends.As[backends.ConditionReporter](w.c.inner)
+	if !ok {
+		panic("backend " + w.c.inner.Name() + " has no ConditionReporter: callers must ask backends.As first")
+	}
+	return x
+}
+
+func (w timed) Conditions(a0 context.Context, a1 string) ([]backends.Condition, error) {
+	done := w.c.start("Conditions")
+	r0, r1 := w.asConditionReporter().Conditions(a0, a1)
+	done(r1)
+	return r0, r1
+}
+
 // asExpander is the backend's Expander; the services ask backends.As before they call.
 func (w timed) asExpander() backends.Expander {
 	x, ok := backends.As[backends.Expander](w.c.inner)
@@ -145,6 +161,26 @@ func (w timed) ForceDetach(a0 context.Context, a1 string, a2 string) error {
 	r0 := w.asForceDetacher().ForceDetach(a0, a1, a2)
 	done(r0)
 	return r0
+}
+
+// asModifier is the backend's Modifier; the services ask backends.As before they call.
+func (w timed) asModifier() backends.Modifier {
+	x, ok := backends.As[backends.Modifier](w.c.inner)
+	if !ok {
+		panic("backend " + w.c.inner.Name() + " has no Modifier: callers must ask backends.As first")
+	}
+	return x
+}
+
+func (w timed) Modify(a0 context.Context, a1 string, a2 map[string]string) error {
+	done := w.c.start("Modify")
+	r0 := w.asModifier().Modify(a0, a1, a2)
+	done(r0)
+	return r0
+}
+
+func (w timed) MutableParameters() []string {
+	return w.asModifier().MutableParameters()
 }
 
 // asNodeExpander is the backend's NodeExpander; the services ask backends.As before they call.

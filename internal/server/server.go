@@ -1,7 +1,7 @@
 // Package server runs the CSI services on one gRPC endpoint: it owns the
 // socket, the interceptors every call passes through (request id, one
-// structured log line with secrets stripped, panic recovery) and the
-// graceful shutdown.
+// structured log line with secrets stripped, panic recovery, one call at a
+// time per volume) and the graceful shutdown.
 package server
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"go.uber.org/zap"
@@ -41,6 +42,9 @@ type Options struct {
 	Identity   csi.IdentityServer
 	Controller csi.ControllerServer // nil in node mode
 	Node       csi.NodeServer       // nil in controller mode
+	// Locks serialize the calls per volume; nil gives the server a set of
+	// its own. Tests pass one to see what is held.
+	Locks *lock.Keyed
 }
 
 // Server is a running CSI endpoint.
@@ -112,7 +116,12 @@ func Listen(opt Options) (*Server, error) {
 	} else if err := s.listenUnix(opt.SocketGID); err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.measure, s.logger, s.recoverer))
+	if opt.Locks == nil {
+		opt.Locks = new(lock.Keyed)
+	}
+	// The volume lock is innermost, so the log line and the metrics of a
+	// call include the time it waited for its volume.
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.measure, s.logger, s.recoverer, volumeLock(opt.Locks)))
 	csi.RegisterIdentityServer(s.grpc, opt.Identity)
 	if opt.Controller != nil {
 		csi.RegisterControllerServer(s.grpc, opt.Controller)

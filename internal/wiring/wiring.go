@@ -21,7 +21,6 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/server"
 	"github.com/csi-libstorage/csi-libstorage/node"
@@ -170,7 +169,6 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 		}()
 		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
-	locks := new(lock.Keyed)
 	so := server.Options{
 		Endpoint:      opt.Endpoint,
 		SocketGID:     gid,
@@ -180,7 +178,7 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 		Metrics:       p.Metrics,
 	}
 	if opt.Mode != ModeNode {
-		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
+		so.Controller = controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log})
 	}
 	if opt.Mode != ModeController {
 		p.Node = node.New(set, node.Options{
@@ -194,7 +192,7 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 		if err := p.Node.Start(ctx); err != nil {
 			return nil, err
 		}
-		so.Node = node.NewLocked(p.Node, locks)
+		so.Node = p.Node
 	}
 	if p.srv, err = server.Listen(so); err != nil {
 		return nil, err

@@ -18,6 +18,8 @@ type volume struct {
 	att                                   *attachment
 	mod                                   *modification // latest
 	visibleAt                             time.Time     // DescribeVolumes shows it from then on
+	modStarts                             []time.Time   // within the last 24 h (modify.go)
+	stateBeforeError                      string        // see SetVolumeError
 }
 
 type attachment struct {
@@ -488,8 +490,12 @@ func (s *Server) modifyVolume(p params) (response, *apiError) {
 	if sp.volType == v.volType && sp.size == v.sizeGiB && sp.iops == v.iops && sp.throughput == v.throughput {
 		return nil, errf("InvalidParameterValue", "Modification request for volume %s does not change its size, type, iops or throughput.", v.id)
 	}
+	now := time.Now().UTC()
+	if err := s.checkModificationRate(v, now); err != nil {
+		return nil, err
+	}
 	m := &modification{
-		state: "modifying", start: time.Now().UTC(),
+		state: "modifying", start: now,
 		origSize: v.sizeGiB, origIops: v.iops, origThroughput: v.throughput, origType: v.volType,
 		targetSize: sp.size, targetIops: sp.iops, targetThrough: sp.throughput, targetType: sp.volType,
 	}
