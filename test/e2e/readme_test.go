@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -55,7 +56,8 @@ func TestREADMEWalkthrough(t *testing.T) {
 	varDir := filepath.Join(dir, "var")
 	os.MkdirAll(varDir, 0o755)
 	plugin := exec.Command(filepath.Join(bin, "csi-libstorage"), "--endpoint", "unix://"+varDir+"/csi.sock", "--pool", varDir+"/pool", "--node-id", host, "--log-format", "console")
-	var logs bytes.Buffer
+	// The plugin writes its log while the test may read it.
+	var logs lockedBuffer
 	plugin.Stdout, plugin.Stderr = &logs, &logs
 	if err := plugin.Start(); err != nil {
 		t.Fatal(err)
@@ -112,4 +114,23 @@ func section(t *testing.T, doc, heading string) string {
 		t.Fatalf("unterminated sh block under %q", heading)
 	}
 	return rest[:end]
+}
+
+// lockedBuffer is a bytes.Buffer that a process may write while the test
+// reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
