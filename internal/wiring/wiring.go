@@ -17,6 +17,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/backends/scaleio"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
@@ -76,6 +77,14 @@ func Factories() map[string]Factory {
 			}
 			c.Name = e.Name
 			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		scaleio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c scaleio.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return scaleio.New(c, scaleio.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 	}
 }
