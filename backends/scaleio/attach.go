@@ -93,6 +93,14 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	if err != nil || done {
 		return map[string]string{}, err
 	}
+	if m, _ := parseName(v.Name); m.byNode != req.ByNode && (req.ByNode || len(v.Attachments) == 0) {
+		// Recorded before the mapping, so a crash in between leaves a
+		// flag on an unmapped volume, which nothing reads.
+		m.byNode = req.ByNode
+		if err := b.rename(ctx, id, m); err != nil {
+			return nil, err
+		}
+	}
 	access := "ReadWrite"
 	if req.ReadOnly || req.Mode.ReadOnly() {
 		access = "ReadOnly"
@@ -148,5 +156,9 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 		}
 	}
 	b.log.Info("volume unmapped", zapVolume(id, v.Name), zap.String("sdc", s.ID))
+	if m, _ := parseName(v.Name); m.byNode && len(raw.MappedSdcInfo) == 1 {
+		m.byNode = false
+		return b.rename(ctx, id, m)
+	}
 	return nil
 }

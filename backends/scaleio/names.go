@@ -36,10 +36,13 @@ type meta struct {
 	modes  []backends.AccessMode
 	fsType string // requested
 	mark   string // formatted mark
+	// byNode: the node service mapped the volume itself (no
+	// ControllerPublish came first) and unmaps it on unstage.
+	byNode bool
 }
 
-// stemLen leaves room for "-" + 12 hex + "_" + 5 meta characters in 31.
-const stemLen = MaxNameLen - 1 - 12 - 1 - 5 - 1
+// stemLen leaves room for "-" + 12 hex + "_" + 6 meta characters in 31.
+const stemLen = MaxNameLen - 1 - 12 - 1 - 6
 
 // nameKey derives the stable, collision-safe part of a volume's name from
 // its CSI name: a readable stem (ScaleIO names take letters, digits, '-',
@@ -68,17 +71,21 @@ func (m meta) name() string {
 			bits |= 1 << (int(mode) - 1)
 		}
 	}
-	return fmt.Sprintf("%s_%c%02x%c%c", m.key, m.kind, bits, fsCodes[m.fsType], fsCodes[m.mark])
+	by := 'c'
+	if m.byNode {
+		by = 'n'
+	}
+	return fmt.Sprintf("%s_%c%02x%c%c%c", m.key, m.kind, bits, fsCodes[m.fsType], fsCodes[m.mark], by)
 }
 
 // parseName reads a name this backend gave; ok is false for any other
 // volume on the storage, which the backend then leaves alone.
 func parseName(n string) (meta, bool) {
 	key, tail, ok := strings.Cut(n, "_")
-	if !ok || len(tail) != 5 || len(key) < 14 || key[len(key)-13] != '-' {
+	if !ok || len(tail) != 6 || (tail[5] != 'c' && tail[5] != 'n') || len(key) < 14 || key[len(key)-13] != '-' {
 		return meta{}, false
 	}
-	m := meta{key: key, kind: tail[0]}
+	m := meta{key: key, kind: tail[0], byNode: tail[5] == 'n'}
 	if m.kind != kindMount && m.kind != kindBlock && m.kind != kindSnapshot {
 		return meta{}, false
 	}

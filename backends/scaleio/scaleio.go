@@ -14,7 +14,10 @@
 // SHA-256 of the whole CSI name (so two CSI names never share a volume),
 // kind is m (mount), b (block) or s (snapshot), modes two hex digits (one
 // bit per access mode the volume was created for), fs the requested
-// filesystem and mark the format mark of invariant 1 (see codes below).
+// filesystem, mark the format mark of invariant 1, and by says whether the
+// node service mapped the volume itself (n; the Mesos volume/csi isolator
+// sends no ControllerPublish, and the node unmaps on unstage) or the
+// controller did (c).
 // Recording the mark renames the volume (setVolumeName), atomically on the
 // storage, so every plugin process sees the same state.
 package scaleio

@@ -95,7 +95,7 @@ func TestNameDerivation(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, tt := range tests {
-		m := meta{key: nameKey(tt.csi), kind: kindBlock, modes: []backends.AccessMode{backends.SingleNodeWriter, backends.MultiNodeReaderOnly}, fsType: "xfs", mark: backends.FormattedRaw}
+		m := meta{key: nameKey(tt.csi), kind: kindBlock, modes: []backends.AccessMode{backends.SingleNodeWriter, backends.MultiNodeReaderOnly}, fsType: "xfs", mark: backends.FormattedRaw, byNode: true}
 		n := m.name()
 		if len(n) > MaxNameLen {
 			t.Errorf("%q: name %q has %d characters", tt.csi, n, len(n))
@@ -103,7 +103,7 @@ func TestNameDerivation(t *testing.T) {
 		if !strings.HasPrefix(n, tt.wantStem) {
 			t.Errorf("%q: name %q does not start with %q", tt.csi, n, tt.wantStem)
 		}
-		if again := (meta{key: nameKey(tt.csi), kind: kindBlock, modes: m.modes, fsType: "xfs", mark: backends.FormattedRaw}).name(); again != n {
+		if again := (meta{key: nameKey(tt.csi), kind: kindBlock, modes: m.modes, fsType: "xfs", mark: backends.FormattedRaw, byNode: true}).name(); again != n {
 			t.Errorf("%q: not stable: %q then %q", tt.csi, n, again)
 		}
 		if other, ok := seen[m.key]; ok {
@@ -111,11 +111,11 @@ func TestNameDerivation(t *testing.T) {
 		}
 		seen[m.key] = tt.csi
 		got, ok := parseName(n)
-		if !ok || got.key != m.key || got.kind != kindBlock || got.fsType != "xfs" || got.mark != backends.FormattedRaw || !sameModes(got.modes, m.modes) {
+		if !ok || got.key != m.key || got.kind != kindBlock || got.fsType != "xfs" || got.mark != backends.FormattedRaw || !got.byNode || !sameModes(got.modes, m.modes) {
 			t.Errorf("%q: parseName(%q) = %+v, %t", tt.csi, n, got, ok)
 		}
 	}
-	for _, foreign := range []string{"", "vol1", "data_m0100", "k8s-1a2b3c4d5e6f7a8b9c0d", "x-0123456789ab_q0100"} {
+	for _, foreign := range []string{"", "vol1", "data_m0100c", "k8s-1a2b3c4d5e6f7a8b9c0d", "x-0123456789ab_q0100c", "x-0123456789ab_m0100x"} {
 		if _, ok := parseName(foreign); ok {
 			t.Errorf("parseName(%q) accepted a name this backend never gives", foreign)
 		}
@@ -495,5 +495,39 @@ func TestSnapshotsCloneExpandCapacity(t *testing.T) {
 	}
 	if len(r.sim.Volumes()) != 2 {
 		t.Fatalf("DeleteSnapshot removed a volume: %+v", r.sim.Volumes())
+	}
+}
+
+func TestNodeAttachIsRecorded(t *testing.T) {
+	// The Mesos volume/csi isolator sends no ControllerPublish: the node
+	// maps the volume itself and must find that out again on unstage,
+	// from the storage alone.
+	r := newRig(t, "")
+	ctx := context.Background()
+	v, err := r.b.Create(ctx, backends.CreateRequest{Name: "by-node", Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.Attach(ctx, v.ID, backends.AttachRequest{Node: guid1, Mode: backends.SingleNodeWriter, ByNode: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.b.Get(ctx, v.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := got.AttachedTo(guid1); !ok || !a.ByNode {
+		t.Fatalf("attachment after a node attach: %+v", got.Attachments)
+	}
+	if err := r.b.Detach(ctx, v.ID, guid1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.b.Attach(ctx, v.ID, backends.AttachRequest{Node: guid1, Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = r.b.Get(ctx, v.ID); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := got.AttachedTo(guid1); !ok || a.ByNode {
+		t.Fatalf("attachment after a controller attach: %+v", got.Attachments)
 	}
 }

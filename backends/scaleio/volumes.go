@@ -52,7 +52,7 @@ func (b *Backend) toVolume(v *volume, pool string) *backends.Volume {
 	}
 	mode := attachmentMode(m.modes)
 	for _, s := range v.MappedSdcInfo {
-		out.Attachments = append(out.Attachments, backends.Attachment{Node: s.SdcID, Mode: mode, ReadOnly: s.AccessMode == "ReadOnly"})
+		out.Attachments = append(out.Attachments, backends.Attachment{Node: s.SdcID, Mode: mode, ReadOnly: s.AccessMode == "ReadOnly", ByNode: m.byNode})
 	}
 	return out
 }
