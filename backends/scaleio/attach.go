@@ -68,7 +68,7 @@ func (b *Backend) withNodes(ctx context.Context, system string, vs ...*backends.
 // The publish context is empty, as the node finds the device from the
 // volume id.
 func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequest) (map[string]string, error) {
-	unlock, err := b.locks.Lock(ctx, "vol/" + id)
+	unlock, err := b.locks.Lock(ctx, "vol/"+id)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 
 // Detach implements backends.Backend.
 func (b *Backend) Detach(ctx context.Context, id, node string) error {
-	unlock, err := b.locks.Lock(ctx, "vol/" + id)
+	unlock, err := b.locks.Lock(ctx, "vol/"+id)
 	if err != nil {
 		return err
 	}

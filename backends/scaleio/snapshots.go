@@ -18,7 +18,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, _ m
 	}
 	sm, _ := parseName(src.Name)
 	m := meta{key: nameKey(name), kind: kindSnapshot, modes: sm.modes, fsType: sm.fsType, mark: sm.mark}
-	unlock, err := b.locks.Lock(ctx, "name/" + m.key)
+	unlock, err := b.locks.Lock(ctx, "name/"+m.key)
 	if err != nil {
 		return nil, err
 	}

@@ -173,7 +173,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		kind = kindBlock
 	}
 	m := meta{key: nameKey(req.Name), kind: kind, modes: req.Modes, fsType: params.FSType(req.Parameters)}
-	unlock, err := b.locks.Lock(ctx, "name/" + m.key)
+	unlock, err := b.locks.Lock(ctx, "name/"+m.key)
 	if err != nil {
 		return nil, err
 	}

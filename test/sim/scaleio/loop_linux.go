@@ -63,7 +63,9 @@ func (l *LoopDevices) Unmap(guid, volumeID string) error {
 }
 
 // Resize implements Devices.
-func (l *LoopDevices) Resize(volumeID string, size int64) error { return l.Loops.Resize(volumeID, size) }
+func (l *LoopDevices) Resize(volumeID string, size int64) error {
+	return l.Loops.Resize(volumeID, size)
+}
 
 // Delete implements Devices.
 func (l *LoopDevices) Delete(volumeID string) error { return l.Loops.Delete(volumeID) }

@@ -16,7 +16,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -58,12 +57,12 @@ type Options struct {
 	User, Password string
 	// Version is what /api/version answers ("3.6"; "4.0" switches to
 	// Bearer tokens).
-	Version                   string
-	SystemID, SystemName      string
+	Version                    string
+	SystemID, SystemName       string
 	ProtectionDomain, PoolName string
-	PoolCapacityBytes         int64
-	SDCs                      []SDC
-	Devices                   Devices
+	PoolCapacityBytes          int64
+	SDCs                       []SDC
+	Devices                    Devices
 }
 
 // Volume is the server's record of one volume, as the gateway shows it.
@@ -244,7 +243,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if fault != nil && fault.Drop {
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, herr := hj.Hijack(); herr == nil {
-				c.(net.Conn).Close()
+				c.Close()
 				return
 			}
 		}
