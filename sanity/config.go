@@ -4,12 +4,16 @@
 package sanity
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
 
 // Case is one configuration a backend's suite runs in.
@@ -56,4 +60,26 @@ func checkPath(p string) (sanity.PathKind, error) {
 		return sanity.PathIsFile, nil
 	}
 	return sanity.PathIsOther, nil
+}
+
+// Serve starts the plugin o describes and serves it until the test ends;
+// the returned stop cancels it, checks that it stopped cleanly, then runs
+// after (the suite's leak checks, which must see the plugin gone).
+func Serve(t *testing.T, o wiring.Options, after func()) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := wiring.New(ctx, o)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	return func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		after()
+	}
 }

@@ -85,13 +85,9 @@ func (b *Backend) DeleteSnapshot(ctx context.Context, id string) error {
 
 // ListSnapshots implements backends.Snapshotter.
 func (b *Backend) ListSnapshots(ctx context.Context) ([]*backends.Snapshot, error) {
-	p, err := b.resolve(ctx)
+	p, all, err := b.poolVolumes(ctx)
 	if err != nil {
 		return nil, err
-	}
-	all, err := b.c.volumes(ctx)
-	if err != nil {
-		return nil, mapErr(err, "list volumes")
 	}
 	var out []*backends.Snapshot
 	for i := range all {

@@ -112,13 +112,9 @@ func (b *Backend) Get(ctx context.Context, id string) (*backends.Volume, error) 
 
 // List implements backends.Backend.
 func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
-	p, err := b.resolve(ctx)
+	p, all, err := b.poolVolumes(ctx)
 	if err != nil {
 		return nil, err
-	}
-	all, err := b.c.volumes(ctx)
-	if err != nil {
-		return nil, mapErr(err, "list volumes")
 	}
 	var out []*backends.Volume
 	for i := range all {
@@ -131,6 +127,17 @@ func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out, nil
+}
+
+// poolVolumes reads every volume of the gateway, with the placement that
+// tells this backend's pool.
+func (b *Backend) poolVolumes(ctx context.Context) (placement, []volume, error) {
+	p, err := b.resolve(ctx)
+	if err != nil {
+		return p, nil, err
+	}
+	all, err := b.c.volumes(ctx)
+	return p, all, mapErr(err, "list volumes")
 }
 
 // findByKey finds the volume (or snapshot) whose name has key, whatever

@@ -101,28 +101,14 @@ func TestSanity(t *testing.T) {
 	}}
 
 	sock := filepath.Join(dir, "csi.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := wiring.New(ctx, wiring.Options{
+	defer lssanity.Serve(t, wiring.Options{
 		Endpoint:  "unix://" + sock,
 		NodeID:    guid,
 		Mode:      wiring.ModeAll,
 		Config:    cfg,
 		Logger:    zap.NewNop(),
 		Factories: factories,
-	})
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		assertNothingLeft(t, dir, loops, sim)
-	}()
+	}, func() { assertNothingLeft(t, dir, loops, sim) })()
 
 	for _, c := range []lssanity.Case{
 		{Name: "mount ext4", Access: "mount", Params: map[string]string{"fsType": "ext4"}},
