@@ -10,8 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 )
@@ -82,4 +85,17 @@ func Serve(t *testing.T, o wiring.Options, after func()) (stop func()) {
 		}
 		after()
 	}
+}
+
+// Run runs csi-sanity once per case, with volumes of size bytes grown to
+// expand bytes, within timeout.
+func Run(t *testing.T, name, dir, sock string, cases []Case, size, expand int64, timeout time.Duration) {
+	for _, c := range cases {
+		sc := Config(dir, sock, c, size, expand)
+		ginkgo.Context(c.Name, func() { sanity.GinkgoTest(&sc) })
+	}
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	suite, reporter := ginkgo.GinkgoConfiguration()
+	suite.Timeout = timeout
+	ginkgo.RunSpecs(t, name, suite, reporter)
 }

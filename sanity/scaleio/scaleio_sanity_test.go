@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
-	. "github.com/onsi/ginkgo/v2"
-	. "github.com/onsi/gomega"
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
@@ -110,19 +107,12 @@ func TestSanity(t *testing.T) {
 		Factories: factories,
 	}, func() { assertNothingLeft(t, dir, loops, sim) })()
 
-	for _, c := range []lssanity.Case{
+	// ScaleIO allocates in 8 GiB units; the images are sparse.
+	lssanity.Run(t, "csi-sanity scaleio", dir, sock, []lssanity.Case{
 		{Name: "mount ext4", Access: "mount", Params: map[string]string{"fsType": "ext4"}},
 		{Name: "mount xfs", Access: "mount", Params: map[string]string{"fsType": "xfs", "provisioning": "thick"}},
 		{Name: "block", Access: "block", Params: nil},
-	} {
-		// ScaleIO allocates in 8 GiB units; the images are sparse.
-		sc := lssanity.Config(dir, sock, c, 8<<30, 16<<30)
-		Context(c.Name, func() { sanity.GinkgoTest(&sc) })
-	}
-	RegisterFailHandler(Fail)
-	suite, reporter := GinkgoConfiguration()
-	suite.Timeout = 6 * time.Minute
-	RunSpecs(t, "csi-sanity scaleio", suite, reporter)
+	}, 8<<30, 16<<30, 6*time.Minute)
 }
 
 // assertNothingLeft fails the test if the suite left a volume, a mapping,
