@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/volname"
 )
 
 var volumeIDRE = regexp.MustCompile(`^[0-9a-f]{16}$`)
@@ -93,10 +94,10 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	if err != nil || done {
 		return map[string]string{}, err
 	}
-	if m, _ := parseName(v.Name); m.byNode != req.ByNode && (req.ByNode || len(v.Attachments) == 0) {
+	if m, _ := volname.Parse(v.Name); m.ByNode != req.ByNode && (req.ByNode || len(v.Attachments) == 0) {
 		// Recorded before the mapping, so a crash in between leaves a
 		// flag on an unmapped volume, which nothing reads.
-		m.byNode = req.ByNode
+		m.ByNode = req.ByNode
 		if err := b.rename(ctx, id, m); err != nil {
 			return nil, err
 		}
@@ -156,8 +157,8 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 		}
 	}
 	b.log.Info("volume unmapped", zapVolume(id, v.Name), zap.String("sdc", s.ID))
-	if m, _ := parseName(v.Name); m.byNode && len(raw.MappedSdcInfo) == 1 {
-		m.byNode = false
+	if m, _ := volname.Parse(v.Name); m.ByNode && len(raw.MappedSdcInfo) == 1 {
+		m.ByNode = false
 		return b.rename(ctx, id, m)
 	}
 	return nil

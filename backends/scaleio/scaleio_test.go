@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/volname"
 	scaleiosim "github.com/csi-libstorage/csi-libstorage/test/sim/scaleio"
 )
 
@@ -95,29 +96,29 @@ func TestNameDerivation(t *testing.T) {
 	}
 	seen := map[string]string{}
 	for _, tt := range tests {
-		m := meta{key: nameKey(tt.csi), kind: kindBlock, modes: []backends.AccessMode{backends.SingleNodeWriter, backends.MultiNodeReaderOnly}, fsType: "xfs", mark: backends.FormattedRaw, byNode: true}
-		n := m.name()
+		m := volname.Meta{Key: volname.Key(tt.csi, MaxNameLen), Kind: volname.Block, Modes: []backends.AccessMode{backends.SingleNodeWriter, backends.MultiNodeReaderOnly}, FSType: "xfs", Mark: backends.FormattedRaw, ByNode: true}
+		n := m.Name()
 		if len(n) > MaxNameLen {
 			t.Errorf("%q: name %q has %d characters", tt.csi, n, len(n))
 		}
 		if !strings.HasPrefix(n, tt.wantStem) {
 			t.Errorf("%q: name %q does not start with %q", tt.csi, n, tt.wantStem)
 		}
-		if again := (meta{key: nameKey(tt.csi), kind: kindBlock, modes: m.modes, fsType: "xfs", mark: backends.FormattedRaw, byNode: true}).name(); again != n {
+		if again := (volname.Meta{Key: volname.Key(tt.csi, MaxNameLen), Kind: volname.Block, Modes: m.Modes, FSType: "xfs", Mark: backends.FormattedRaw, ByNode: true}).Name(); again != n {
 			t.Errorf("%q: not stable: %q then %q", tt.csi, n, again)
 		}
-		if other, ok := seen[m.key]; ok {
-			t.Errorf("%q and %q share the key %q", tt.csi, other, m.key)
+		if other, ok := seen[m.Key]; ok {
+			t.Errorf("%q and %q share the key %q", tt.csi, other, m.Key)
 		}
-		seen[m.key] = tt.csi
-		got, ok := parseName(n)
-		if !ok || got.key != m.key || got.kind != kindBlock || got.fsType != "xfs" || got.mark != backends.FormattedRaw || !got.byNode || !sameModes(got.modes, m.modes) {
-			t.Errorf("%q: parseName(%q) = %+v, %t", tt.csi, n, got, ok)
+		seen[m.Key] = tt.csi
+		got, ok := volname.Parse(n)
+		if !ok || got.Key != m.Key || got.Kind != volname.Block || got.FSType != "xfs" || got.Mark != backends.FormattedRaw || !got.ByNode || !sameModes(got.Modes, m.Modes) {
+			t.Errorf("%q: volname.Parse(%q) = %+v, %t", tt.csi, n, got, ok)
 		}
 	}
 	for _, foreign := range []string{"", "vol1", "data_m0100c", "k8s-1a2b3c4d5e6f7a8b9c0d", "x-0123456789ab_q0100c", "x-0123456789ab_m0100x"} {
-		if _, ok := parseName(foreign); ok {
-			t.Errorf("parseName(%q) accepted a name this backend never gives", foreign)
+		if _, ok := volname.Parse(foreign); ok {
+			t.Errorf("volname.Parse(%q) accepted a name this backend never gives", foreign)
 		}
 	}
 }
@@ -182,7 +183,7 @@ func TestCreateAfterLostAnswer(t *testing.T) {
 	req.RequiredBytes = 1
 	again, err := r.b.Create(ctx, req)
 	if err != nil || again.ID != v.ID || again.Formatted != "ext4" {
-		t.Fatalf("create after mark: %+v, %v", again, err)
+		t.Fatalf("create after Mark: %+v, %v", again, err)
 	}
 }
 
@@ -197,7 +198,7 @@ func TestCreateFindsNameInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := meta{key: nameKey(req.Name), kind: kindMount, modes: req.Modes}.name()
+	name := volname.Meta{Key: volname.Key(req.Name, MaxNameLen), Kind: volname.Mount, Modes: req.Modes}.Name()
 	id, err := r.b.c.createVolume(ctx, p.pd, p.pool, name, 8<<20, true)
 	if err != nil {
 		t.Fatal(err)

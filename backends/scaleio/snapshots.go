@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/volname"
 )
 
 // CreateSnapshot implements backends.Snapshotter with snapshotVolumes. A
@@ -16,14 +17,14 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, _ m
 	if err != nil {
 		return nil, err
 	}
-	sm, _ := parseName(src.Name)
-	m := meta{key: nameKey(name), kind: kindSnapshot, modes: sm.modes, fsType: sm.fsType, mark: sm.mark}
-	unlock, err := b.locks.Lock(ctx, "name/"+m.key)
+	sm, _ := volname.Parse(src.Name)
+	m := volname.Meta{Key: volname.Key(name, MaxNameLen), Kind: volname.Snapshot, Modes: sm.Modes, FSType: sm.FSType, Mark: sm.Mark}
+	unlock, err := b.locks.Lock(ctx, "name/"+m.Key)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	existing, err := b.findByKey(ctx, m.key)
+	existing, err := b.findByKey(ctx, m.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -32,9 +33,9 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, _ m
 		if err != nil {
 			return nil, err
 		}
-		id, err := b.c.snapshot(ctx, p.system, sourceID, m.name())
+		id, err := b.c.snapshot(ctx, p.system, sourceID, m.Name())
 		if isAPI(err, msgNameInUse) {
-			id, err = b.c.volumeIDByName(ctx, m.name())
+			id, err = b.c.volumeIDByName(ctx, m.Name())
 		}
 		if err != nil {
 			return nil, mapErr(err, "snapshot volume "+sourceID)
@@ -43,7 +44,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, _ m
 			return nil, mapErr(err, "read snapshot "+id)
 		}
 	}
-	if em, _ := parseName(existing.Name); em.kind != kindSnapshot || existing.AncestorVolumeID != sourceID {
+	if em, _ := volname.Parse(existing.Name); em.Kind != volname.Snapshot || existing.AncestorVolumeID != sourceID {
 		return nil, fmt.Errorf("%w: snapshot %q exists as %s of another source (%s)", backends.ErrAlreadyExists, name, existing.ID, existing.AncestorVolumeID)
 	}
 	return toSnapshot(existing), nil
@@ -66,7 +67,7 @@ func (b *Backend) snapshotOf(ctx context.Context, id string) (*volume, error) {
 	if err != nil {
 		return nil, mapErr(err, "read snapshot "+id)
 	}
-	if m, ok := parseName(v.Name); !ok || m.kind != kindSnapshot || v.StoragePoolID != p.pool {
+	if m, ok := volname.Parse(v.Name); !ok || m.Kind != volname.Snapshot || v.StoragePoolID != p.pool {
 		return nil, fmt.Errorf("snapshot %s: %w", id, backends.ErrNotFound)
 	}
 	return v, nil
@@ -91,7 +92,7 @@ func (b *Backend) ListSnapshots(ctx context.Context) ([]*backends.Snapshot, erro
 	}
 	var out []*backends.Snapshot
 	for i := range all {
-		if m, ok := parseName(all[i].Name); ok && m.kind == kindSnapshot && all[i].StoragePoolID == p.pool {
+		if m, ok := volname.Parse(all[i].Name); ok && m.Kind == volname.Snapshot && all[i].StoragePoolID == p.pool {
 			out = append(out, toSnapshot(&all[i]))
 		}
 	}
@@ -102,7 +103,7 @@ func (b *Backend) ListSnapshots(ctx context.Context) ([]*backends.Snapshot, erro
 // cloneFrom makes a new volume named name through snapshotVolumes of the
 // source (a snapshot, or a volume directly: ScaleIO snapshots are writable
 // volumes). The clone keeps the source's format mark.
-func (b *Backend) cloneFrom(ctx context.Context, p placement, req backends.CreateRequest, m meta) (string, error) {
+func (b *Backend) cloneFrom(ctx context.Context, p placement, req backends.CreateRequest, m volname.Meta) (string, error) {
 	var src *volume
 	var err error
 	if req.SourceSnapshot != "" {
@@ -113,14 +114,14 @@ func (b *Backend) cloneFrom(ctx context.Context, p placement, req backends.Creat
 	if err != nil {
 		return "", err
 	}
-	sm, _ := parseName(src.Name)
-	m.mark = sm.mark
+	sm, _ := volname.Parse(src.Name)
+	m.Mark = sm.Mark
 	if src.SizeInKb*kib > req.LimitBytes && req.LimitBytes > 0 {
 		return "", fmt.Errorf("%w: source %s has %d bytes, above the limit %d", backends.ErrOutOfRange, src.ID, src.SizeInKb*kib, req.LimitBytes)
 	}
-	id, err := b.c.snapshot(ctx, p.system, src.ID, m.name())
+	id, err := b.c.snapshot(ctx, p.system, src.ID, m.Name())
 	if isAPI(err, msgNameInUse) {
-		id, err = b.c.volumeIDByName(ctx, m.name())
+		id, err = b.c.volumeIDByName(ctx, m.Name())
 	}
 	return id, mapErr(err, "clone "+src.ID)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
+	"github.com/csi-libstorage/csi-libstorage/internal/volname"
 )
 
 const kib = 1024
@@ -31,28 +32,28 @@ func allocate(required, limit int64) (int64, error) {
 
 // toVolume converts a gateway volume this backend named; nil for others.
 func (b *Backend) toVolume(v *volume, pool string) *backends.Volume {
-	m, ok := parseName(v.Name)
-	if !ok || m.kind == kindSnapshot || v.StoragePoolID != pool {
+	m, ok := volname.Parse(v.Name)
+	if !ok || m.Kind == volname.Snapshot || v.StoragePoolID != pool {
 		return nil
 	}
 	out := &backends.Volume{
 		ID:            v.ID,
 		Name:          v.Name,
 		CapacityBytes: v.SizeInKb * kib,
-		Modes:         m.modes,
-		Block:         m.kind == kindBlock,
-		Formatted:     m.mark,
+		Modes:         m.Modes,
+		Block:         m.Kind == volname.Block,
+		Formatted:     m.Mark,
 		Parameters:    map[string]string{},
 	}
-	if m.fsType != "" {
-		out.Parameters[params.FSTypeKey] = m.fsType
+	if m.FSType != "" {
+		out.Parameters[params.FSTypeKey] = m.FSType
 	}
 	if v.VolumeType == "ThickProvisioned" {
 		out.Parameters[ParamProvisioning] = "thick"
 	}
-	mode := attachmentMode(m.modes)
+	mode := attachmentMode(m.Modes)
 	for _, s := range v.MappedSdcInfo {
-		out.Attachments = append(out.Attachments, backends.Attachment{Node: s.SdcID, Mode: mode, ReadOnly: s.AccessMode == "ReadOnly", ByNode: m.byNode})
+		out.Attachments = append(out.Attachments, backends.Attachment{Node: s.SdcID, Mode: mode, ReadOnly: s.AccessMode == "ReadOnly", ByNode: m.ByNode})
 	}
 	return out
 }
@@ -148,7 +149,7 @@ func (b *Backend) findByKey(ctx context.Context, key string) (*volume, error) {
 		return nil, mapErr(err, "list volumes")
 	}
 	for i := range all {
-		if m, ok := parseName(all[i].Name); ok && m.key == key {
+		if m, ok := volname.Parse(all[i].Name); ok && m.Key == key {
 			return &all[i], nil
 		}
 	}
@@ -175,18 +176,18 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
-	kind := byte(kindMount)
+	kind := byte(volname.Mount)
 	if req.Block {
-		kind = kindBlock
+		kind = volname.Block
 	}
-	m := meta{key: nameKey(req.Name), kind: kind, modes: req.Modes, fsType: params.FSType(req.Parameters)}
-	unlock, err := b.locks.Lock(ctx, "name/"+m.key)
+	m := volname.Meta{Key: volname.Key(req.Name, MaxNameLen), Kind: kind, Modes: req.Modes, FSType: params.FSType(req.Parameters)}
+	unlock, err := b.locks.Lock(ctx, "name/"+m.Key)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
 
-	existing, err := b.findByKey(ctx, m.key)
+	existing, err := b.findByKey(ctx, m.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +197,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		case req.SourceSnapshot != "" || req.SourceVolume != "":
 			id, err = b.cloneFrom(ctx, p, req, m)
 		default:
-			id, err = b.createNamed(ctx, p, m.name(), size, thin)
+			id, err = b.createNamed(ctx, p, m.Name(), size, thin)
 		}
 		if err != nil {
 			return nil, err
@@ -286,24 +287,24 @@ func (b *Backend) remove(ctx context.Context, id string) error {
 }
 
 // rename records new metadata in a volume's name.
-func (b *Backend) rename(ctx context.Context, id string, m meta) error {
-	return mapErr(b.c.volumeAction(ctx, id, "setVolumeName", map[string]string{"newName": m.name()}), "rename volume "+id)
+func (b *Backend) rename(ctx context.Context, id string, m volname.Meta) error {
+	return mapErr(b.c.volumeAction(ctx, id, "setVolumeName", map[string]string{"newName": m.Name()}), "rename volume "+id)
 }
 
 // MarkFormatted implements backends.Backend by renaming the volume.
 func (b *Backend) MarkFormatted(ctx context.Context, id, fsType string) error {
-	if _, ok := fsCodes[fsType]; !ok || fsType == "" {
+	if !volname.HasCode(fsType) {
 		return fmt.Errorf("%w: filesystem %q has no mark code", backends.ErrInvalid, fsType)
 	}
 	raw, _, err := b.get(ctx, id)
 	if err != nil {
 		return err
 	}
-	m, _ := parseName(raw.Name)
-	if m.mark == fsType {
+	m, _ := volname.Parse(raw.Name)
+	if m.Mark == fsType {
 		return nil
 	}
-	m.mark = fsType
+	m.Mark = fsType
 	return b.rename(ctx, id, m)
 }
 
