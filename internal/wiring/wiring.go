@@ -18,6 +18,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/backends/scaleio"
+	"github.com/csi-libstorage/csi-libstorage/backends/xtremio"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
@@ -85,6 +86,14 @@ func Factories() map[string]Factory {
 			}
 			c.Name = e.Name
 			return scaleio.New(c, scaleio.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		xtremio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c xtremio.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return xtremio.New(c, xtremio.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 	}
 }
