@@ -244,18 +244,3 @@ func (c *client) volumeByIndex(ctx context.Context, index string) (*volume, erro
 	err := c.do(ctx, http.MethodGet, "volumes/"+url.PathEscape(index), nil, nil, &out)
 	return &out.Content, err
 }
-
-type created struct {
-	Links []struct {
-		Href string `json:"href"`
-	} `json:"links"`
-}
-
-// index reads the object index from a 201 answer's self link.
-func (c created) index() string {
-	if len(c.Links) == 0 {
-		return ""
-	}
-	h := c.Links[0].Href
-	return h[strings.LastIndex(h, "/")+1:]
-}

@@ -137,7 +137,7 @@ func naaFromVPD83(p []byte) (string, error) {
 	if len(p) < 4 || p[1] != 0x83 {
 		return "", errors.New("not a VPD page 0x83")
 	}
-	end := min(4+int(p[2])<<8|int(p[3]), len(p))
+	end := min(4+(int(p[2])<<8|int(p[3])), len(p))
 	for i := 4; i+4 <= end; {
 		n := int(p[i+3])
 		if i+4+n > end {

@@ -50,14 +50,13 @@ type Options struct {
 
 // Volume is the server's record of a volume or snapshot.
 type Volume struct {
-	Index     int
-	Name      string
-	SizeKB    int64
-	NAA       string
-	Ancestor  int
-	Created   time.Time
-	Maps      map[string]int // initiator group → lun
-	mappedDev map[string]bool
+	Index    int
+	Name     string
+	SizeKB   int64
+	NAA      string
+	Ancestor int
+	Created  time.Time
+	Maps     map[string]int // initiator group → lun
 }
 
 // Fault makes calls whose path contains Path (and method, if set) fail with
