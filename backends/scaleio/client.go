@@ -3,19 +3,15 @@ package scaleio
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 // APIError is an error answer of the gateway:
@@ -45,31 +41,12 @@ type client struct {
 	logins  int
 }
 
-func newClient(endpoint, user, password string, tlsCfg *tls.Config, timeout time.Duration) (*client, error) {
+func newClient(endpoint, user, password string, hc *http.Client) (*client, error) {
 	u, err := url.Parse(strings.TrimSuffix(endpoint, "/"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("gateway %q: want an http(s) URL", endpoint)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsCfg
-	return &client{base: u, user: user, password: password, http: &http.Client{Transport: tr, Timeout: timeout}}, nil
-}
-
-// tlsConfig builds the TLS settings from a CA file and the skip switch.
-func tlsConfig(caFile string, insecure bool) (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // operator's explicit switch
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("gateway CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("gateway CA %s: no PEM certificate in it", caFile)
-		}
-		c.RootCAs = pool
-	}
-	return c, nil
+	return &client{base: u, user: user, password: password, http: hc}, nil
 }
 
 // unquote reads the JSON string answers of /api/login, /api/version and

@@ -1,14 +1,13 @@
 package scaleio
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/restutil"
 )
 
 // Messages the gateway answers with that the backend acts on. The gateway
@@ -56,8 +55,7 @@ func mapErr(err error, what string) error {
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+	if restutil.Transient(err) {
 		return fmt.Errorf("%s: %w: %v", what, backends.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)

@@ -24,9 +24,7 @@ package scaleio
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -36,6 +34,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/lock"
+	"github.com/csi-libstorage/csi-libstorage/internal/restutil"
 )
 
 // Type is the backend type name used in configuration.
@@ -148,7 +147,7 @@ func New(cfg Config, o Options) (*Backend, error) {
 	if cfg.ProtectionDomain == "" || cfg.StoragePool == "" {
 		return fail("protectionDomain and storagePool are required")
 	}
-	password, err := readPassword(cfg)
+	password, err := restutil.ReadPassword(cfg.PasswordFile, cfg.PasswordEnv)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -164,24 +163,12 @@ func New(cfg Config, o Options) (*Backend, error) {
 		b.byID = DefaultByIDDir
 	}
 	var timeout time.Duration
-	for _, d := range []struct {
-		field, text string
-		def         time.Duration
-		dst         *time.Duration
-	}{
-		{"attachTimeout", cfg.AttachTimeout, DefaultWait, &b.wait},
-		{"pollInterval", cfg.PollInterval, DefaultPoll, &b.poll},
-		{"requestTimeout", cfg.RequestTimeout, DefaultTimeout, &timeout},
-	} {
-		*d.dst = d.def
-		if d.text == "" {
-			continue
-		}
-		v, err := time.ParseDuration(d.text)
-		if err != nil || v <= 0 {
-			return fail("%s %q: want a positive duration such as 30s", d.field, d.text)
-		}
-		*d.dst = v
+	if err := restutil.ParseDurations(
+		restutil.Duration{Field: "attachTimeout", Text: cfg.AttachTimeout, Default: DefaultWait, Dst: &b.wait},
+		restutil.Duration{Field: "pollInterval", Text: cfg.PollInterval, Default: DefaultPoll, Dst: &b.poll},
+		restutil.Duration{Field: "requestTimeout", Text: cfg.RequestTimeout, Default: DefaultTimeout, Dst: &timeout},
+	); err != nil {
+		return fail("%v", err)
 	}
 	drv := cfg.DrvCfg
 	if drv == "" {
@@ -197,40 +184,14 @@ func New(cfg Config, o Options) (*Backend, error) {
 	if b.rescan == nil {
 		b.rescan = func(ctx context.Context) error { return rescanSDC(ctx, drv) }
 	}
-	tc, err := tlsConfig(cfg.CAFile, cfg.InsecureSkipVerify)
+	hc, err := restutil.HTTPClient(cfg.CAFile, cfg.InsecureSkipVerify, timeout)
 	if err != nil {
-		return fail("%v", err)
+		return fail("gateway %v", err)
 	}
-	if b.c, err = newClient(cfg.Gateway, cfg.User, password, tc, timeout); err != nil {
+	if b.c, err = newClient(cfg.Gateway, cfg.User, password, hc); err != nil {
 		return fail("%v", err)
 	}
 	return b, nil
-}
-
-// readPassword takes the password from the file or the environment
-// variable the configuration names, never from the configuration itself.
-func readPassword(cfg Config) (string, error) {
-	switch {
-	case cfg.PasswordFile != "" && cfg.PasswordEnv != "":
-		return "", errors.New("set passwordFile or passwordEnv, not both")
-	case cfg.PasswordFile != "":
-		b, err := os.ReadFile(cfg.PasswordFile)
-		if err != nil {
-			return "", fmt.Errorf("passwordFile: %w", err)
-		}
-		p := strings.TrimRight(string(b), "\r\n")
-		if p == "" {
-			return "", fmt.Errorf("passwordFile %s is empty", cfg.PasswordFile)
-		}
-		return p, nil
-	case cfg.PasswordEnv != "":
-		p, ok := os.LookupEnv(cfg.PasswordEnv)
-		if !ok || p == "" {
-			return "", fmt.Errorf("passwordEnv: environment variable %s is not set", cfg.PasswordEnv)
-		}
-		return p, nil
-	}
-	return "", errors.New("passwordFile or passwordEnv is required")
 }
 
 // Name implements backends.Backend.

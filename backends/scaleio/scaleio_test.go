@@ -295,37 +295,6 @@ func toString(v any) string {
 	return string(b)
 }
 
-func TestPasswordSources(t *testing.T) {
-	dir := t.TempDir()
-	file := filepath.Join(dir, "pw")
-	if err := os.WriteFile(file, []byte("from-file\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("SIO_PW", "from-env")
-	tests := []struct {
-		cfg     Config
-		want    string
-		wantErr string
-	}{
-		{Config{PasswordFile: file}, "from-file", ""},
-		{Config{PasswordEnv: "SIO_PW"}, "from-env", ""},
-		{Config{}, "", "passwordFile or passwordEnv is required"},
-		{Config{PasswordFile: file, PasswordEnv: "SIO_PW"}, "", "not both"},
-		{Config{PasswordFile: empty}, "", "is empty"},
-		{Config{PasswordEnv: "SIO_UNSET_VARIABLE"}, "", "is not set"},
-	}
-	for _, tt := range tests {
-		got, err := readPassword(tt.cfg)
-		if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-			t.Errorf("readPassword(%+v) = %q, %v; want %q, %q", tt.cfg, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 func TestAttachAccessModes(t *testing.T) {
 	r := newRig(t, "")
 	ctx := context.Background()

@@ -51,27 +51,11 @@ func (b *Backend) toVolume(v *volume, pool string) *backends.Volume {
 	if v.VolumeType == "ThickProvisioned" {
 		out.Parameters[ParamProvisioning] = "thick"
 	}
-	mode := attachmentMode(m.Modes)
+	mode := volname.AttachmentMode(m.Modes)
 	for _, s := range v.MappedSdcInfo {
 		out.Attachments = append(out.Attachments, backends.Attachment{Node: s.SdcID, Mode: mode, ReadOnly: s.AccessMode == "ReadOnly", ByNode: m.ByNode})
 	}
 	return out
-}
-
-// attachmentMode is the mode an existing mapping is taken to have: the
-// gateway does not record it, so the most permissive multi-node mode the
-// volume was created for, else its single-node mode. CheckAttach then
-// allows a second mapping only where the volume's modes allow it.
-func attachmentMode(modes []backends.AccessMode) backends.AccessMode {
-	for _, m := range []backends.AccessMode{backends.MultiNodeMultiWriter, backends.MultiNodeSingleWriter, backends.MultiNodeReaderOnly} {
-		if slices.Contains(modes, m) {
-			return m
-		}
-	}
-	if len(modes) > 0 {
-		return modes[0]
-	}
-	return backends.SingleNodeWriter
 }
 
 func notFound(id string) error {

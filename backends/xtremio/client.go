@@ -3,18 +3,14 @@ package xtremio
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 )
 
 // APIError is an error answer of the XMS: {"message":"obj_not_found","error_code":400}.
@@ -42,26 +38,12 @@ type client struct {
 	version string // "v3" or "v2", found on first use
 }
 
-func newClient(endpoint, user, password, cluster, caFile string, insecure bool, timeout time.Duration) (*client, error) {
+func newClient(endpoint, user, password, cluster string, hc *http.Client) (*client, error) {
 	u, err := url.Parse(strings.TrimSuffix(endpoint, "/"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("xms %q: want an http(s) URL", endpoint)
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure} //nolint:gosec // operator's explicit switch
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("xms CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("xms CA %s: no PEM certificate in it", caFile)
-		}
-		tc.RootCAs = pool
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
-	return &client{base: u.String(), user: user, password: password, cluster: cluster, http: &http.Client{Transport: tr, Timeout: timeout}}, nil
+	return &client{base: u.String(), user: user, password: password, cluster: cluster, http: hc}, nil
 }
 
 func (c *client) send(ctx context.Context, method, path string, body []byte) (int, []byte, error) {

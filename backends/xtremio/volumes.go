@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 
@@ -35,18 +34,6 @@ func size(required, limit int64) (int64, error) {
 	return s, nil
 }
 
-func attachmentMode(modes []backends.AccessMode) backends.AccessMode {
-	for _, m := range []backends.AccessMode{backends.MultiNodeMultiWriter, backends.MultiNodeSingleWriter, backends.MultiNodeReaderOnly} {
-		if slices.Contains(modes, m) {
-			return m
-		}
-	}
-	if len(modes) > 0 {
-		return modes[0]
-	}
-	return backends.SingleNodeWriter
-}
-
 // toVolume converts an XMS volume this backend named; nil for others.
 func toVolume(v *volume) *backends.Volume {
 	m, ok := volname.Parse(v.Name)
@@ -58,7 +45,7 @@ func toVolume(v *volume) *backends.Volume {
 	if m.FSType != "" {
 		out.Parameters[params.FSTypeKey] = m.FSType
 	}
-	mode := attachmentMode(m.Modes)
+	mode := volname.AttachmentMode(m.Modes)
 	ig := make([]string, 0, len(v.mappings()))
 	for g := range v.mappings() {
 		ig = append(ig, g)

@@ -14,8 +14,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/lock"
+	"github.com/csi-libstorage/csi-libstorage/internal/restutil"
 )
 
 // Type is the backend type name used in configuration.
@@ -112,7 +111,7 @@ func New(cfg Config, o Options) (*Backend, error) {
 	if cfg.XMS == "" || cfg.User == "" {
 		return fail("xms and user are required")
 	}
-	password, err := readPassword(cfg.PasswordFile, cfg.PasswordEnv)
+	password, err := restutil.ReadPassword(cfg.PasswordFile, cfg.PasswordEnv)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -134,55 +133,21 @@ func New(cfg Config, o Options) (*Backend, error) {
 		b.devDir = "/dev"
 	}
 	var timeout time.Duration
-	for _, d := range []struct {
-		field, text string
-		def         time.Duration
-		dst         *time.Duration
-	}{
-		{"attachTimeout", cfg.AttachTimeout, DefaultWait, &b.wait},
-		{"pollInterval", cfg.PollInterval, DefaultPoll, &b.poll},
-		{"requestTimeout", cfg.RequestTimeout, DefaultTimeout, &timeout},
-	} {
-		*d.dst = d.def
-		if d.text == "" {
-			continue
-		}
-		v, err := time.ParseDuration(d.text)
-		if err != nil || v <= 0 {
-			return fail("%s %q: want a positive duration such as 30s", d.field, d.text)
-		}
-		*d.dst = v
+	if err := restutil.ParseDurations(
+		restutil.Duration{Field: "attachTimeout", Text: cfg.AttachTimeout, Default: DefaultWait, Dst: &b.wait},
+		restutil.Duration{Field: "pollInterval", Text: cfg.PollInterval, Default: DefaultPoll, Dst: &b.poll},
+		restutil.Duration{Field: "requestTimeout", Text: cfg.RequestTimeout, Default: DefaultTimeout, Dst: &timeout},
+	); err != nil {
+		return fail("%v", err)
 	}
-	if b.c, err = newClient(cfg.XMS, cfg.User, password, cfg.Cluster, cfg.CAFile, cfg.InsecureSkipVerify, timeout); err != nil {
+	hc, err := restutil.HTTPClient(cfg.CAFile, cfg.InsecureSkipVerify, timeout)
+	if err != nil {
+		return fail("xms %v", err)
+	}
+	if b.c, err = newClient(cfg.XMS, cfg.User, password, cfg.Cluster, hc); err != nil {
 		return fail("%v", err)
 	}
 	return b, nil
-}
-
-// readPassword takes the password from a file or an environment variable,
-// never from the configuration itself.
-func readPassword(file, env string) (string, error) {
-	switch {
-	case file != "" && env != "":
-		return "", errors.New("set passwordFile or passwordEnv, not both")
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", fmt.Errorf("passwordFile: %w", err)
-		}
-		p := strings.TrimRight(string(b), "\r\n")
-		if p == "" {
-			return "", fmt.Errorf("passwordFile %s is empty", file)
-		}
-		return p, nil
-	case env != "":
-		p, ok := os.LookupEnv(env)
-		if !ok || p == "" {
-			return "", fmt.Errorf("passwordEnv: environment variable %s is not set", env)
-		}
-		return p, nil
-	}
-	return "", errors.New("passwordFile or passwordEnv is required")
 }
 
 // Name implements backends.Backend.
@@ -248,8 +213,7 @@ func mapErr(err error, what string) error {
 		}
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	var ne net.Error
-	if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+	if restutil.Transient(err) {
 		return fmt.Errorf("%s: %w: %v", what, backends.ErrUnavailable, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)

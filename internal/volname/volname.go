@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -130,4 +131,20 @@ func Parse(n string) (Meta, bool) {
 		return Meta{}, false
 	}
 	return m, true
+}
+
+// AttachmentMode is the mode an existing attachment is taken to have when
+// the storage does not record it: the most permissive multi-node mode the
+// volume was created for, else its first mode. backends.CheckAttach then
+// allows another node only where the volume's modes allow it.
+func AttachmentMode(modes []backends.AccessMode) backends.AccessMode {
+	for _, m := range []backends.AccessMode{backends.MultiNodeMultiWriter, backends.MultiNodeSingleWriter, backends.MultiNodeReaderOnly} {
+		if slices.Contains(modes, m) {
+			return m
+		}
+	}
+	if len(modes) > 0 {
+		return modes[0]
+	}
+	return backends.SingleNodeWriter
 }
