@@ -23,6 +23,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simhttp"
 )
 
 // Gateway error messages the plugin matches.
@@ -84,29 +86,21 @@ type MappedSdc struct {
 	AccessMode string `json:"accessMode"`
 }
 
-// Fault makes calls whose path contains Path fail (Status, Message), or,
-// with Drop, take effect and then lose their answer. Count is how many
-// calls it hits (0: all, until cleared).
-type Fault struct {
-	Method, Path string
-	Status       int
-	Message      string
-	Drop         bool
-	Count        int
-}
+// Fault is an injected failure (see simhttp.Fault).
+type Fault = simhttp.Fault
 
 // Server is the test gateway.
 type Server struct {
 	opt  Options
 	http *httptest.Server
 
+	simhttp.Switches
+
 	mu      sync.Mutex
 	tokens  map[string]bool
 	logins  int
 	volumes map[string]*Volume
 	nextID  uint64
-	delay   time.Duration
-	faults  []*Fault
 	devErrs []error
 }
 
@@ -158,27 +152,6 @@ func (s *Server) Logins() int {
 	return s.logins
 }
 
-// SetDelay makes every answer wait d.
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
-}
-
-// Inject adds a fault.
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
-}
-
-// ClearFaults removes every fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
-
 // Volumes returns a copy of every volume, sorted by id.
 func (s *Server) Volumes() []Volume {
 	s.mu.Lock()
@@ -213,40 +186,17 @@ func fail(status, code int, format string, a ...any) *apiErr {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	delay := s.delay
-	var fault *Fault
-	for i, f := range s.faults {
-		if (f.Method == "" || f.Method == r.Method) && strings.Contains(r.URL.Path, f.Path) {
-			fault = f
-			if f.Count > 0 {
-				if f.Count--; f.Count == 0 {
-					s.faults = append(s.faults[:i], s.faults[i+1:]...)
-				}
-			}
-			break
-		}
-	}
-	s.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
+	fault, ok := s.Before(r)
+	if !ok {
+		return
 	}
 	if fault != nil && !fault.Drop {
 		write(w, fault.Status, &apiErr{Message: fault.Message, HTTPStatusCode: fault.Status})
 		return
 	}
 	out, err := s.handle(r)
-	if fault != nil && fault.Drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, herr := hj.Hijack(); herr == nil {
-				c.Close()
-				return
-			}
-		}
+	if fault != nil && fault.Drop && simhttp.Drop(w) {
+		return
 	}
 	if err != nil {
 		write(w, err.HTTPStatusCode, err)

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simhttp"
 )
 
 // Devices makes mapped volumes visible as block devices. The Server calls
@@ -59,15 +61,8 @@ type Volume struct {
 	Maps     map[string]int // initiator group → lun
 }
 
-// Fault makes calls whose path contains Path (and method, if set) fail with
-// Status and Message, or, with Drop, take effect and lose the answer.
-type Fault struct {
-	Method, Path string
-	Status       int
-	Message      string
-	Drop         bool
-	Count        int
-}
+// Fault is an injected failure (see simhttp.Fault).
+type Fault = simhttp.Fault
 
 type group struct {
 	index      int
@@ -80,12 +75,12 @@ type Server struct {
 	opt  Options
 	http *httptest.Server
 
+	simhttp.Switches
+
 	mu       sync.Mutex
 	volumes  map[int]*Volume
 	groups   map[string]*group
 	next     int
-	delay    time.Duration
-	faults   []*Fault
 	devErrs  []error
 	requests int
 }
@@ -110,20 +105,6 @@ func (s *Server) Close() {
 		s.http.CloseClientConnections()
 		s.http.Close()
 	}
-}
-
-// SetDelay makes every answer wait d.
-func (s *Server) SetDelay(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delay = d
-}
-
-// Inject adds a fault.
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
 }
 
 // Volumes returns a copy of every volume and snapshot, by index.
@@ -180,40 +161,17 @@ func fail(status int, msg string) *apiErr {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	delay := s.delay
-	var fault *Fault
-	for i, f := range s.faults {
-		if (f.Method == "" || f.Method == r.Method) && strings.Contains(r.URL.Path, f.Path) {
-			fault = f
-			if f.Count > 0 {
-				if f.Count--; f.Count == 0 {
-					s.faults = append(s.faults[:i], s.faults[i+1:]...)
-				}
-			}
-			break
-		}
-	}
-	s.mu.Unlock()
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
+	fault, ok := s.Before(r)
+	if !ok {
+		return
 	}
 	if fault != nil && !fault.Drop {
 		write(w, fault.Status, fail(fault.Status, fault.Message))
 		return
 	}
 	status, out, err := s.handle(r)
-	if fault != nil && fault.Drop {
-		if hj, ok := w.(http.Hijacker); ok {
-			if c, _, herr := hj.Hijack(); herr == nil {
-				c.Close()
-				return
-			}
-		}
+	if fault != nil && fault.Drop && simhttp.Drop(w) {
+		return
 	}
 	if err != nil {
 		write(w, err.status, err)
