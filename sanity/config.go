@@ -17,6 +17,8 @@ import (
 	"github.com/onsi/gomega"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 // Case is one configuration a backend's suite runs in.
@@ -98,4 +100,23 @@ func Run(t *testing.T, name, dir, sock string, cases []Case, size, expand int64,
 	suite, reporter := ginkgo.GinkgoConfiguration()
 	suite.Timeout = timeout
 	ginkgo.RunSpecs(t, name, suite, reporter)
+}
+
+// AssertNoDevices fails the test if a loop device over an image in
+// imageDir, a device error of the simulator, or a mount below dir is left.
+func AssertNoDevices(t *testing.T, dir, imageDir string, deviceErrs []error) {
+	t.Helper()
+	devs, err := ec2sim.LoopsBackedBy(imageDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if len(devs) > 0 {
+		t.Errorf("left behind: loop devices %v", devs)
+	}
+	for _, e := range deviceErrs {
+		t.Errorf("device error: %v", e)
+	}
+	for _, m := range harness.MountsUnder(t, dir) {
+		t.Errorf("mount left behind at %s", m)
+	}
 }

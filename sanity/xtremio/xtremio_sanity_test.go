@@ -7,7 +7,6 @@
 package xtremio
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,17 +102,5 @@ func assertNothingLeft(t *testing.T, dir string, loops *xtremiosim.LoopDevices, 
 	for _, v := range sim.Volumes() {
 		t.Errorf("left behind: volume %d (%s) mapped to %v", v.Index, v.Name, v.Maps)
 	}
-	devs, err := ec2sim.LoopsBackedBy(loops.Loops.ImageDir)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Fatal(err)
-	}
-	if len(devs) > 0 {
-		t.Errorf("left behind: loop devices %v", devs)
-	}
-	for _, e := range sim.DeviceErrors() {
-		t.Errorf("device error: %v", e)
-	}
-	for _, m := range harness.MountsUnder(t, dir) {
-		t.Errorf("mount left behind at %s", m)
-	}
+	lssanity.AssertNoDevices(t, dir, loops.Loops.ImageDir, sim.DeviceErrors())
 }
