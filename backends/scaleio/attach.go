@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/volname"
 )
 
@@ -114,6 +115,7 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	if err != nil && !isAPI(err, msgAlreadyMapped) {
 		return nil, mapErr(err, fmt.Sprintf("map volume %s to SDC %s", id, s.ID))
 	}
+	fault.Point("scaleio.map.requested")
 	b.log.Info("volume mapped", zapVolume(id, v.Name), zap.String("sdc", s.ID), zap.String("accessMode", access))
 	return map[string]string{}, nil
 }
@@ -156,6 +158,7 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 			return err
 		}
 	}
+	fault.Point("scaleio.unmap.requested")
 	b.log.Info("volume unmapped", zapVolume(id, v.Name), zap.String("sdc", s.ID))
 	if m, _ := volname.Parse(v.Name); m.ByNode && len(raw.MappedSdcInfo) == 1 {
 		m.ByNode = false

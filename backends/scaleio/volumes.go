@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 	"github.com/csi-libstorage/csi-libstorage/internal/volname"
@@ -216,6 +217,9 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 // volume of that name.
 func (b *Backend) createNamed(ctx context.Context, p placement, name string, size int64, thin bool) (string, error) {
 	id, err := b.c.createVolume(ctx, p.pd, p.pool, name, size/kib, thin)
+	if err == nil {
+		fault.Point("scaleio.create.requested")
+	}
 	if isAPI(err, msgNameInUse) {
 		id, err = b.c.volumeIDByName(ctx, name)
 	}
@@ -266,13 +270,18 @@ func (b *Backend) remove(ctx context.Context, id string) error {
 	if err = mapErr(err, "remove volume "+id); err != nil && !isNotFound(err) {
 		return err
 	}
+	fault.Point("scaleio.remove.requested")
 	b.log.Info("volume removed", zapVolume(id, ""))
 	return nil
 }
 
 // rename records new metadata in a volume's name.
 func (b *Backend) rename(ctx context.Context, id string, m volname.Meta) error {
-	return mapErr(b.c.volumeAction(ctx, id, "setVolumeName", map[string]string{"newName": m.Name()}), "rename volume "+id)
+	if err := b.c.volumeAction(ctx, id, "setVolumeName", map[string]string{"newName": m.Name()}); err != nil {
+		return mapErr(err, "rename volume "+id)
+	}
+	fault.Point("scaleio.renamed")
+	return nil
 }
 
 // MarkFormatted implements backends.Backend by renaming the volume.

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,6 +52,16 @@ var ebsPoints = []string{
 	"ebs.delete.requested",
 }
 
+// scaleioPoints are the ScaleIO backend's: right after each gateway call
+// that changes state (a rename records the format mark).
+var scaleioPoints = []string{
+	"scaleio.create.requested",
+	"scaleio.map.requested",
+	"scaleio.renamed",
+	"scaleio.unmap.requested",
+	"scaleio.remove.requested",
+}
+
 // filePoints are the file backend's step boundaries and the node's. Each
 // point is tried at every hit the lifecycle below reaches.
 var filePoints = []string{
@@ -73,7 +84,7 @@ var filePoints = []string{
 	"file.delete.removed-meta.json",
 }
 
-var binary, simBinary string
+var binary, simBinary, scaleioSimBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "csi-fault-bin-")
@@ -82,7 +93,8 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "csi-libstorage")
 	simBinary = filepath.Join(dir, "ec2sim")
-	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}} {
+	scaleioSimBinary = filepath.Join(dir, "scaleiosim")
+	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}, {scaleioSimBinary, "cmd/scaleiosim"}} {
 		out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", b.out, "github.com/csi-libstorage/csi-libstorage/"+b.pkg).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s with faultinject: %v\n%s", b.pkg, err, out)
@@ -299,6 +311,7 @@ var backendsUnderTest = map[string]backend{
 		clean: (*trial).assertCleanPool,
 	},
 	"ebs": {points: append(slices.Clone(ebsPoints), nodePoints...), setup: (*trial).startEC2Sim, clean: (*trial).assertCleanEC2},
+	"scaleio": {points: append(slices.Clone(scaleioPoints), nodePoints...), setup: (*trial).startScaleIOSim, clean: (*trial).assertCleanEC2},
 }
 
 // TestCrashAtEveryStep kills the plugin with SIGKILL at every hit of every
@@ -307,7 +320,7 @@ var backendsUnderTest = map[string]backend{
 // EC2 test server running as a process of its own.
 func TestCrashAtEveryStep(t *testing.T) {
 	harness.RequireRoot(t)
-	for _, name := range []string{"file", "ebs"} {
+	for _, name := range []string{"file", "ebs", "scaleio"} {
 		be := backendsUnderTest[name]
 		t.Run(name, func(t *testing.T) {
 			trials, crashes := 0, 0
@@ -402,6 +415,54 @@ func (tr *trial) startEC2Sim() func() {
 		sim.Process.Signal(os.Interrupt)
 		if err := sim.Wait(); err != nil {
 			t.Errorf("ec2sim: %v", err)
+		}
+	}
+}
+
+// startScaleIOSim runs cmd/scaleiosim for one trial and points the plugin
+// at it; the node id is the simulated SDC's GUID.
+func (tr *trial) startScaleIOSim() func() {
+	t := tr.t
+	t.Helper()
+	const guid = "9E56672F-2F4B-4A42-BFF4-88B6846FBFDA"
+	sim := exec.Command(scaleioSimBinary, "--dir", filepath.Join(tr.dir, "scaleio"), "--sdc", guid)
+	sim.Env = append(os.Environ(), "SCALEIOSIM_PASSWORD=fault-pw")
+	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := sim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Stderr = os.Stderr
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ep struct {
+		Gateway string            `json:"gateway"`
+		Images  string            `json:"images"`
+		ByIDDir map[string]string `json:"byIdDir"`
+	}
+	if err := json.NewDecoder(out).Decode(&ep); err != nil {
+		sim.Process.Kill()
+		t.Fatalf("scaleiosim: %v", err)
+	}
+	cfg := filepath.Join(tr.dir, "config.yaml")
+	yaml := fmt.Sprintf("backends:\n  - name: sio\n    type: scaleio\n    gateway: %s\n    user: admin\n    passwordEnv: SCALEIO_FAULT_PW\n    protectionDomain: pd1\n    storagePool: pool1\n    sdcGUID: %s\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n",
+		ep.Gateway, guid, ep.ByIDDir[guid])
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.node, tr.args = guid, []string{"--config", cfg}
+	tr.env = []string{"SCALEIO_FAULT_PW=fault-pw"}
+	tr.pool = ep.Images
+	return func() {
+		for _, d := range []string{ep.Images, ep.ByIDDir[guid]} {
+			if entries, _ := os.ReadDir(d); len(entries) != 0 {
+				t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
+			}
+		}
+		sim.Process.Signal(os.Interrupt)
+		if err := sim.Wait(); err != nil {
+			t.Errorf("scaleiosim: %v", err)
 		}
 	}
 }
