@@ -311,6 +311,8 @@ var backendsUnderTest = map[string]backend{
 		clean: (*trial).assertCleanPool,
 	},
 	"ebs": {points: append(slices.Clone(ebsPoints), nodePoints...), setup: (*trial).startEC2Sim, clean: (*trial).assertCleanEC2},
+
+	// ScaleIO against cmd/scaleiosim, a process of its own.
 	"scaleio": {points: append(slices.Clone(scaleioPoints), nodePoints...), setup: (*trial).startScaleIOSim, clean: (*trial).assertCleanEC2},
 }
 
