@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/volname"
 )
 
@@ -146,6 +147,7 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 		if raw, err = b.c.volumeByIndex(ctx, id); err != nil {
 			return nil, mapErr(err, "read volume "+id)
 		}
+		fault.Point("xtremio.map.requested")
 		b.log.Info("volume mapped", zap.String("volume", id), zap.String("group", ig))
 	}
 	lun, ok := raw.mappings()[ig]
@@ -183,6 +185,7 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 	if err != nil && !isNotFound(err) {
 		return err
 	}
+	fault.Point("xtremio.unmap.requested")
 	b.log.Info("volume unmapped", zap.String("volume", id), zap.String("group", ig))
 	if m, _ := volname.Parse(raw.Name); m.ByNode && len(maps) == 1 {
 		m.ByNode = false

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 	"github.com/csi-libstorage/csi-libstorage/internal/volname"
@@ -135,6 +136,9 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			if isAPI(err, msgNotUnique) {
 				err = nil // an earlier attempt made it; its answer was lost
 			}
+			if err == nil {
+				fault.Point("xtremio.create.requested")
+			}
 			err = mapErr(err, "create volume "+m.Name())
 		}
 		if err != nil {
@@ -172,7 +176,11 @@ func (b *Backend) resize(ctx context.Context, name string, sz int64) error {
 }
 
 func (b *Backend) rename(ctx context.Context, old, name string) error {
-	return mapErr(b.c.do(ctx, http.MethodPut, "volumes", url.Values{"name": {old}}, map[string]any{"vol-name": name}, nil), "rename volume "+old)
+	if err := b.c.do(ctx, http.MethodPut, "volumes", url.Values{"name": {old}}, map[string]any{"vol-name": name}, nil); err != nil {
+		return mapErr(err, "rename volume "+old)
+	}
+	fault.Point("xtremio.renamed")
+	return nil
 }
 
 // Delete implements backends.Backend.
@@ -195,6 +203,7 @@ func (b *Backend) remove(ctx context.Context, name string) error {
 	if err != nil && !isNotFound(err) {
 		return err
 	}
+	fault.Point("xtremio.delete.requested")
 	return nil
 }
 

@@ -62,6 +62,15 @@ var scaleioPoints = []string{
 	"scaleio.remove.requested",
 }
 
+// xtremioPoints are the XtremIO backend's, likewise.
+var xtremioPoints = []string{
+	"xtremio.create.requested",
+	"xtremio.map.requested",
+	"xtremio.renamed",
+	"xtremio.unmap.requested",
+	"xtremio.delete.requested",
+}
+
 // filePoints are the file backend's step boundaries and the node's. Each
 // point is tried at every hit the lifecycle below reaches.
 var filePoints = []string{
@@ -84,7 +93,7 @@ var filePoints = []string{
 	"file.delete.removed-meta.json",
 }
 
-var binary, simBinary, scaleioSimBinary string
+var binary, simBinary, scaleioSimBinary, xtremioSimBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "csi-fault-bin-")
@@ -94,7 +103,8 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "csi-libstorage")
 	simBinary = filepath.Join(dir, "ec2sim")
 	scaleioSimBinary = filepath.Join(dir, "scaleiosim")
-	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}, {scaleioSimBinary, "cmd/scaleiosim"}} {
+	xtremioSimBinary = filepath.Join(dir, "xtremiosim")
+	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}, {scaleioSimBinary, "cmd/scaleiosim"}, {xtremioSimBinary, "cmd/xtremiosim"}} {
 		out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", b.out, "github.com/csi-libstorage/csi-libstorage/"+b.pkg).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s with faultinject: %v\n%s", b.pkg, err, out)
@@ -312,8 +322,10 @@ var backendsUnderTest = map[string]backend{
 	},
 	"ebs": {points: append(slices.Clone(ebsPoints), nodePoints...), setup: (*trial).startEC2Sim, clean: (*trial).assertCleanEC2},
 
-	// ScaleIO against cmd/scaleiosim, a process of its own.
+	// ScaleIO and XtremIO against cmd/scaleiosim and cmd/xtremiosim,
+	// processes of their own.
 	"scaleio": {points: append(slices.Clone(scaleioPoints), nodePoints...), setup: (*trial).startScaleIOSim, clean: (*trial).assertCleanEC2},
+	"xtremio": {points: append(slices.Clone(xtremioPoints), nodePoints...), setup: (*trial).startXtremIOSim, clean: (*trial).assertCleanEC2},
 }
 
 // TestCrashAtEveryStep kills the plugin with SIGKILL at every hit of every
@@ -322,7 +334,7 @@ var backendsUnderTest = map[string]backend{
 // EC2 test server running as a process of its own.
 func TestCrashAtEveryStep(t *testing.T) {
 	harness.RequireRoot(t)
-	for _, name := range []string{"file", "ebs", "scaleio"} {
+	for _, name := range []string{"file", "ebs", "scaleio", "xtremio"} {
 		be := backendsUnderTest[name]
 		t.Run(name, func(t *testing.T) {
 			trials, crashes := 0, 0
@@ -465,6 +477,63 @@ func (tr *trial) startScaleIOSim() func() {
 		sim.Process.Signal(os.Interrupt)
 		if err := sim.Wait(); err != nil {
 			t.Errorf("scaleiosim: %v", err)
+		}
+	}
+}
+
+// startXtremIOSim runs cmd/xtremiosim for one trial and points the plugin
+// at it; the node id is the node's initiator group, which the plugin
+// creates at start-up from the trial's iSCSI initiator name.
+func (tr *trial) startXtremIOSim() func() {
+	t := tr.t
+	t.Helper()
+	const group = "node1"
+	sim := exec.Command(xtremioSimBinary, "--dir", filepath.Join(tr.dir, "xtremio"), "--group", group)
+	sim.Env = append(os.Environ(), "XTREMIOSIM_PASSWORD=fault-pw")
+	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := sim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Stderr = os.Stderr
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var ep struct {
+		XMS     string            `json:"xms"`
+		Images  string            `json:"images"`
+		ByIDDir map[string]string `json:"byIdDir"`
+		Sysfs   map[string]string `json:"sysfs"`
+	}
+	if err := json.NewDecoder(out).Decode(&ep); err != nil {
+		sim.Process.Kill()
+		t.Fatalf("xtremiosim: %v", err)
+	}
+	host := filepath.Join(tr.dir, "host")
+	if err := os.MkdirAll(filepath.Join(host, "etc/iscsi"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "etc/iscsi/initiatorname.iscsi"), []byte("InitiatorName=iqn.2026-12.fault:node1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(tr.dir, "config.yaml")
+	yaml := fmt.Sprintf("backends:\n  - name: xio\n    type: xtremio\n    xms: %s\n    user: admin\n    passwordEnv: XTREMIO_FAULT_PW\n    hostRoot: %s\n    sysfsRoot: %s\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n",
+		ep.XMS, host, ep.Sysfs[group], ep.ByIDDir[group])
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.node, tr.args = group, []string{"--config", cfg}
+	tr.env = []string{"XTREMIO_FAULT_PW=fault-pw"}
+	tr.pool = ep.Images
+	return func() {
+		for _, d := range []string{ep.Images, ep.ByIDDir[group]} {
+			if entries, _ := os.ReadDir(d); len(entries) != 0 {
+				t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
+			}
+		}
+		sim.Process.Signal(os.Interrupt)
+		if err := sim.Wait(); err != nil {
+			t.Errorf("xtremiosim: %v", err)
 		}
 	}
 }
