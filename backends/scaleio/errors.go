@@ -2,7 +2,6 @@ package scaleio
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
@@ -23,42 +22,24 @@ const (
 
 // errorTable maps gateway answers to the backend's errors, first match
 // wins.
-var errorTable = []struct {
-	match func(*APIError) bool
-	err   error
-}{
-	{func(e *APIError) bool { return strings.Contains(e.Message, msgNotFound) || e.ErrorCode == 78 }, backends.ErrNotFound},
-	{func(e *APIError) bool { return strings.Contains(e.Message, msgRemoveInProcess) }, backends.ErrUnavailable},
-	{func(e *APIError) bool {
+var errorTable = []restutil.Rule[*APIError]{
+	{Match: func(e *APIError) bool { return strings.Contains(e.Message, msgNotFound) || e.ErrorCode == 78 }, Err: backends.ErrNotFound},
+	{Match: func(e *APIError) bool { return strings.Contains(e.Message, msgRemoveInProcess) }, Err: backends.ErrUnavailable},
+	{Match: func(e *APIError) bool {
 		return e.HTTPStatusCode == http.StatusUnauthorized || e.HTTPStatusCode == http.StatusForbidden ||
 			strings.Contains(strings.ToLower(e.Message), "permission")
-	}, backends.ErrPermission},
-	{func(e *APIError) bool { return strings.Contains(strings.ToLower(e.Message), "capacity") }, backends.ErrCapacity},
-	{func(e *APIError) bool {
+	}, Err: backends.ErrPermission},
+	{Match: func(e *APIError) bool { return strings.Contains(strings.ToLower(e.Message), "capacity") }, Err: backends.ErrCapacity},
+	{Match: func(e *APIError) bool {
 		return e.HTTPStatusCode == http.StatusServiceUnavailable || e.HTTPStatusCode == http.StatusBadGateway ||
 			e.HTTPStatusCode == http.StatusGatewayTimeout || e.HTTPStatusCode == http.StatusTooManyRequests
-	}, backends.ErrUnavailable},
+	}, Err: backends.ErrUnavailable},
 }
 
 // mapErr wraps a client error with what was being done and the backend
 // error that gives the caller the right gRPC code.
 func mapErr(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var api *APIError
-	if errors.As(err, &api) {
-		for _, row := range errorTable {
-			if row.match(api) {
-				return fmt.Errorf("%s: %w: %s", what, row.err, api.Message)
-			}
-		}
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if restutil.Transient(err) {
-		return fmt.Errorf("%s: %w: %v", what, backends.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
+	return restutil.Classify(err, what, errorTable, backends.ErrUnavailable)
 }
 
 func isAPI(err error, text string) bool {

@@ -184,39 +184,21 @@ const (
 	msgMapped      = "already_mapped"
 )
 
-var errorTable = []struct {
-	match func(*APIError) bool
-	err   error
-}{
-	{func(e *APIError) bool {
+var errorTable = []restutil.Rule[*APIError]{
+	{Match: func(e *APIError) bool {
 		return strings.Contains(e.Message, msgNotFound) || strings.Contains(e.Message, msgVolNotFound)
-	}, backends.ErrNotFound},
-	{func(e *APIError) bool {
+	}, Err: backends.ErrNotFound},
+	{Match: func(e *APIError) bool {
 		return strings.Contains(e.Message, msgBusy) || e.Status == 503 || e.Status == 502 || e.Status == 504
-	}, backends.ErrUnavailable},
-	{func(e *APIError) bool { return e.Status == 401 || e.Status == 403 }, backends.ErrPermission},
-	{func(e *APIError) bool {
+	}, Err: backends.ErrUnavailable},
+	{Match: func(e *APIError) bool { return e.Status == 401 || e.Status == 403 }, Err: backends.ErrPermission},
+	{Match: func(e *APIError) bool {
 		return strings.Contains(e.Message, "space") || strings.Contains(e.Message, "capacity")
-	}, backends.ErrCapacity},
+	}, Err: backends.ErrCapacity},
 }
 
 func mapErr(err error, what string) error {
-	if err == nil {
-		return nil
-	}
-	var api *APIError
-	if errors.As(err, &api) {
-		for _, row := range errorTable {
-			if row.match(api) {
-				return fmt.Errorf("%s: %w: %s", what, row.err, api.Message)
-			}
-		}
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if restutil.Transient(err) {
-		return fmt.Errorf("%s: %w: %v", what, backends.ErrUnavailable, err)
-	}
-	return fmt.Errorf("%s: %w", what, err)
+	return restutil.Classify(err, what, errorTable, backends.ErrUnavailable)
 }
 
 func isAPI(err error, text string) bool {

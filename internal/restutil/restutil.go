@@ -97,3 +97,32 @@ func Transient(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)
 }
+
+// Rule maps the API errors it matches to a backend error.
+type Rule[E error] struct {
+	Match func(E) bool
+	Err   error
+}
+
+// Classify wraps err with what was being done and with the backend error
+// of the first rule that matches it (an API error of type E), or
+// backends-neutral unavailable when the server was not reached (see
+// Transient); unavailable is the backend's ErrUnavailable.
+func Classify[E error](err error, what string, rules []Rule[E], unavailable error) error {
+	if err == nil {
+		return nil
+	}
+	var api E
+	if errors.As(err, &api) {
+		for _, r := range rules {
+			if r.Match(api) {
+				return fmt.Errorf("%s: %w: %v", what, r.Err, err)
+			}
+		}
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if Transient(err) {
+		return fmt.Errorf("%s: %w: %v", what, unavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
