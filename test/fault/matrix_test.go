@@ -433,14 +433,14 @@ func (tr *trial) startEC2Sim() func() {
 	}
 }
 
-// startScaleIOSim runs cmd/scaleiosim for one trial and points the plugin
-// at it; the node id is the simulated SDC's GUID.
-func (tr *trial) startScaleIOSim() func() {
+// startSimProcess runs a simulator command that prints its endpoints as
+// one JSON line, decodes that line into ep, and returns the function that
+// checks dirs are empty and stops it.
+func (tr *trial) startSimProcess(bin string, env []string, ep any, args ...string) (stop func(dirs ...string)) {
 	t := tr.t
 	t.Helper()
-	const guid = "9E56672F-2F4B-4A42-BFF4-88B6846FBFDA"
-	sim := exec.Command(scaleioSimBinary, "--dir", filepath.Join(tr.dir, "scaleio"), "--sdc", guid)
-	sim.Env = append(os.Environ(), "SCALEIOSIM_PASSWORD=fault-pw")
+	sim := exec.Command(bin, args...)
+	sim.Env = append(os.Environ(), env...)
 	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := sim.StdoutPipe()
 	if err != nil {
@@ -450,15 +450,35 @@ func (tr *trial) startScaleIOSim() func() {
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
 	}
+	if err := json.NewDecoder(out).Decode(ep); err != nil {
+		sim.Process.Kill()
+		t.Fatalf("%s: %v", filepath.Base(bin), err)
+	}
+	return func(dirs ...string) {
+		for _, d := range dirs {
+			if entries, _ := os.ReadDir(d); len(entries) != 0 {
+				t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
+			}
+		}
+		sim.Process.Signal(os.Interrupt)
+		if err := sim.Wait(); err != nil {
+			t.Errorf("%s: %v", filepath.Base(bin), err)
+		}
+	}
+}
+
+// startScaleIOSim runs cmd/scaleiosim for one trial and points the plugin
+// at it; the node id is the simulated SDC's GUID.
+func (tr *trial) startScaleIOSim() func() {
+	t := tr.t
+	t.Helper()
+	const guid = "9E56672F-2F4B-4A42-BFF4-88B6846FBFDA"
 	var ep struct {
 		Gateway string            `json:"gateway"`
 		Images  string            `json:"images"`
 		ByIDDir map[string]string `json:"byIdDir"`
 	}
-	if err := json.NewDecoder(out).Decode(&ep); err != nil {
-		sim.Process.Kill()
-		t.Fatalf("scaleiosim: %v", err)
-	}
+	stop := tr.startSimProcess(scaleioSimBinary, []string{"SCALEIOSIM_PASSWORD=fault-pw"}, &ep, "--dir", filepath.Join(tr.dir, "scaleio"), "--sdc", guid)
 	cfg := filepath.Join(tr.dir, "config.yaml")
 	yaml := fmt.Sprintf("backends:\n  - name: sio\n    type: scaleio\n    gateway: %s\n    user: admin\n    passwordEnv: SCALEIO_FAULT_PW\n    protectionDomain: pd1\n    storagePool: pool1\n    sdcGUID: %s\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n",
 		ep.Gateway, guid, ep.ByIDDir[guid])
@@ -468,17 +488,7 @@ func (tr *trial) startScaleIOSim() func() {
 	tr.node, tr.args = guid, []string{"--config", cfg}
 	tr.env = []string{"SCALEIO_FAULT_PW=fault-pw"}
 	tr.pool = ep.Images
-	return func() {
-		for _, d := range []string{ep.Images, ep.ByIDDir[guid]} {
-			if entries, _ := os.ReadDir(d); len(entries) != 0 {
-				t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
-			}
-		}
-		sim.Process.Signal(os.Interrupt)
-		if err := sim.Wait(); err != nil {
-			t.Errorf("scaleiosim: %v", err)
-		}
-	}
+	return func() { stop(ep.Images, ep.ByIDDir[guid]) }
 }
 
 // startXtremIOSim runs cmd/xtremiosim for one trial and points the plugin
@@ -488,27 +498,13 @@ func (tr *trial) startXtremIOSim() func() {
 	t := tr.t
 	t.Helper()
 	const group = "node1"
-	sim := exec.Command(xtremioSimBinary, "--dir", filepath.Join(tr.dir, "xtremio"), "--group", group)
-	sim.Env = append(os.Environ(), "XTREMIOSIM_PASSWORD=fault-pw")
-	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := sim.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sim.Stderr = os.Stderr
-	if err := sim.Start(); err != nil {
-		t.Fatal(err)
-	}
 	var ep struct {
 		XMS     string            `json:"xms"`
 		Images  string            `json:"images"`
 		ByIDDir map[string]string `json:"byIdDir"`
 		Sysfs   map[string]string `json:"sysfs"`
 	}
-	if err := json.NewDecoder(out).Decode(&ep); err != nil {
-		sim.Process.Kill()
-		t.Fatalf("xtremiosim: %v", err)
-	}
+	stop := tr.startSimProcess(xtremioSimBinary, []string{"XTREMIOSIM_PASSWORD=fault-pw"}, &ep, "--dir", filepath.Join(tr.dir, "xtremio"), "--group", group)
 	host := filepath.Join(tr.dir, "host")
 	if err := os.MkdirAll(filepath.Join(host, "etc/iscsi"), 0o755); err != nil {
 		t.Fatal(err)
@@ -525,17 +521,7 @@ func (tr *trial) startXtremIOSim() func() {
 	tr.node, tr.args = group, []string{"--config", cfg}
 	tr.env = []string{"XTREMIO_FAULT_PW=fault-pw"}
 	tr.pool = ep.Images
-	return func() {
-		for _, d := range []string{ep.Images, ep.ByIDDir[group]} {
-			if entries, _ := os.ReadDir(d); len(entries) != 0 {
-				t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
-			}
-		}
-		sim.Process.Signal(os.Interrupt)
-		if err := sim.Wait(); err != nil {
-			t.Errorf("xtremiosim: %v", err)
-		}
-	}
+	return func() { stop(ep.Images, ep.ByIDDir[group]) }
 }
 
 // assertCleanEC2 checks that no mount and no device of the volume is left
