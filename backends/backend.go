@@ -236,6 +236,9 @@ type Device struct {
 	FSType string
 	// MountOptions are extra options a filesystem backend needs.
 	MountOptions []string
+	// Dir: Path is a directory on this node that is bind-mounted at the
+	// staging path (a libStorage vfs volume), nothing to format.
+	Dir bool
 }
 
 // Backend is one configured storage instance. All methods must be safe for
@@ -321,6 +324,14 @@ type Reconciler interface {
 type NodeZoner interface {
 	// NodeZone returns this node's zone, as the node side sees it.
 	NodeZone(ctx context.Context) (string, error)
+}
+
+// NodeVolumeLimiter is implemented by backends whose nodes take a limited
+// number of volumes (EBS: by instance type).
+type NodeVolumeLimiter interface {
+	// NodeMaxVolumes returns how many of the backend's volumes this node
+	// can have attached at once.
+	NodeMaxVolumes(ctx context.Context) (int64, error)
 }
 
 // Expander is implemented by backends that can grow a volume.

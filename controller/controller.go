@@ -1,7 +1,7 @@
 // Package controller implements the CSI Controller service: it checks
 // requests, picks the backend instance and maps each call onto the backend
-// contract. Serialization per volume is added by Locked, so the code here
-// reads as if it ran alone.
+// contract. The server runs one call per volume at a time (internal/server),
+// so the code here reads as if it ran alone.
 package controller
 
 import (
@@ -60,9 +60,16 @@ func New(set *backends.Set, opt Options) *Service {
 		csi.ControllerServiceCapability_RPC_LIST_VOLUMES_PUBLISHED_NODES,
 		csi.ControllerServiceCapability_RPC_GET_VOLUME,
 		csi.ControllerServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		csi.ControllerServiceCapability_RPC_GET_VOLUME_HEALTH,
 	}
 	for _, b := range set.All() {
-		if _, ok := b.(backends.Snapshotter); ok {
+		if _, ok := backends.As[backends.Modifier](b); ok {
+			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_MODIFY_VOLUME)
+			break
+		}
+	}
+	for _, b := range set.All() {
+		if _, ok := backends.As[backends.Snapshotter](b); ok {
 			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_CREATE_DELETE_SNAPSHOT, csi.ControllerServiceCapability_RPC_LIST_SNAPSHOTS, csi.ControllerServiceCapability_RPC_GET_SNAPSHOT)
 			break
 		}
@@ -74,7 +81,7 @@ func New(set *backends.Set, opt Options) *Service {
 		}
 	}
 	for _, b := range set.All() {
-		if _, ok := b.(backends.Expander); ok {
+		if _, ok := backends.As[backends.Expander](b); ok {
 			rpcs = append(rpcs, csi.ControllerServiceCapability_RPC_EXPAND_VOLUME)
 			break
 		}
@@ -138,15 +145,15 @@ func (s *Service) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest
 	if err := volid.CheckString(name, MaxNameLen); err != nil {
 		return nil, invalid("name %q: %v", name, err)
 	}
-	if len(req.GetMutableParameters()) > 0 {
-		return nil, invalid("mutable_parameters are not supported")
-	}
 	caps, err := capability.ParseAll(req.GetVolumeCapabilities())
 	if err != nil {
 		return nil, invalid("volume_capabilities: %v", err)
 	}
 	b, p, err := s.backendFor(req.GetParameters())
 	if err != nil {
+		return nil, err
+	}
+	if p, err = withMutable(b, p, req.GetMutableParameters()); err != nil {
 		return nil, err
 	}
 	creq, err := s.createRequest(b, name, req, caps, p)
@@ -487,7 +494,7 @@ func (s *Service) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) 
 // listAfter returns up to limit (0: all) volumes of b whose id sorts after
 // after, in id order.
 func listAfter(ctx context.Context, b backends.Backend, after string, limit int) ([]*backends.Volume, error) {
-	if p, ok := b.(backends.Pager); ok {
+	if p, ok := backends.As[backends.Pager](b); ok {
 		return p.ListAfter(ctx, after, limit)
 	}
 	vols, err := b.List(ctx)
@@ -567,7 +574,7 @@ func (s *Service) ControllerExpandVolume(ctx context.Context, req *csi.Controlle
 	if err != nil {
 		return nil, err
 	}
-	x, ok := b.(backends.Expander)
+	x, ok := backends.As[backends.Expander](b)
 	if !ok {
 		return nil, status.Errorf(codes.FailedPrecondition, "backend %s cannot expand volumes", b.Name())
 	}

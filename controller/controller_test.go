@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
-	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 	"github.com/csi-libstorage/csi-libstorage/internal/volid"
 )
@@ -246,55 +243,6 @@ func TestPublishRules(t *testing.T) {
 	g, err := s.ControllerGetVolume(ctx, &csi.ControllerGetVolumeRequest{VolumeId: id})
 	if err != nil || len(g.GetStatus().GetPublishedNodeIds()) != 1 || g.GetStatus().GetPublishedNodeIds()[0] != "n2" {
 		t.Fatalf("published nodes %v, %v; want [n2]", g.GetStatus().GetPublishedNodeIds(), err)
-	}
-}
-
-// blocking holds Attach until released, to keep a volume busy.
-type blocking struct {
-	backends.Backend
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (b *blocking) Attach(ctx context.Context, id string, r backends.AttachRequest) (map[string]string, error) {
-	b.entered <- struct{}{}
-	<-b.release
-	return b.Backend.Attach(ctx, id, r)
-}
-
-// A call on a busy volume waits, and gives up at its deadline with
-// DEADLINE_EXCEEDED (which Mesos retries), never ABORTED. Another volume is
-// not held up.
-func TestLockedWaitsAndTimesOut(t *testing.T) {
-	_, pool := newService(t, Options{})
-	bl := &blocking{Backend: pool, entered: make(chan struct{}, 1), release: make(chan struct{})}
-	set, _ := backends.NewSet(bl)
-	l := NewLocked(New(set, Options{}), new(lock.Keyed))
-	a := create(t, l.Service, "a")
-	b := create(t, l.Service, "b")
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if _, err := l.ControllerPublishVolume(context.Background(), &csi.ControllerPublishVolumeRequest{VolumeId: a, NodeId: "n1", VolumeCapability: snw}); err != nil {
-			t.Error(err)
-		}
-	}()
-	<-bl.entered
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err := l.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: a, NodeId: "n1"})
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Fatalf("call on a busy volume: %v, want DeadlineExceeded", err)
-	}
-	if _, err := l.DeleteVolume(context.Background(), &csi.DeleteVolumeRequest{VolumeId: b}); err != nil {
-		t.Fatalf("another volume was held up: %v", err)
-	}
-	close(bl.release)
-	wg.Wait()
-	if l.locks.Len() != 0 {
-		t.Fatalf("%d locks left", l.locks.Len())
 	}
 }
 

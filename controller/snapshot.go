@@ -27,7 +27,7 @@ func (s *Service) snapshotter(id, field string) (backends.Snapshotter, backends.
 	if err != nil {
 		return nil, nil, "", status.Errorf(status.Code(err), "%s: %s", field, status.Convert(err).Message())
 	}
-	sn, ok := b.(backends.Snapshotter)
+	sn, ok := backends.As[backends.Snapshotter](b)
 	if !ok {
 		return nil, nil, "", status.Errorf(codes.NotFound, "%s %q: backend %s has no snapshots", field, id, b.Name())
 	}
@@ -89,7 +89,7 @@ func (s *Service) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReque
 	}
 	var all []*csi.Snapshot
 	for _, b := range s.set.All() {
-		sn, ok := b.(backends.Snapshotter)
+		sn, ok := backends.As[backends.Snapshotter](b)
 		if !ok {
 			continue
 		}

@@ -1,7 +1,8 @@
 // Package node implements the CSI Node service: it connects a volume's
 // device, proves the device is that volume, formats it only if it has never
 // held data, mounts it at the staging path and bind-mounts it to each
-// target. Locking per volume is added by Locked.
+// target. The server runs one call per volume at a time (internal/server),
+// so the code here reads as if it ran alone.
 package node
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/fault"
 	"github.com/csi-libstorage/csi-libstorage/internal/grpcerr"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/params"
 )
 
@@ -41,6 +43,7 @@ type Options struct {
 	AllowedRoots []string
 	Mounter      Mounter
 	Logger       *zap.Logger
+	Formats      *metrics.Formats // counts formats made and refused; nil counts nothing
 }
 
 // Service is the unlocked node service.
@@ -69,12 +72,12 @@ func New(set *backends.Set, opt Options) *Service {
 // each backend release what an earlier run left behind.
 func (s *Service) Start(ctx context.Context) error {
 	for _, b := range s.set.All() {
-		if r, ok := b.(backends.NodeRegistrar); ok {
+		if r, ok := backends.As[backends.NodeRegistrar](b); ok {
 			if err := r.RegisterNode(ctx, s.opt.NodeID); err != nil {
 				return fmt.Errorf("register node %s with backend %s: %w", s.opt.NodeID, b.Name(), err)
 			}
 		}
-		if r, ok := b.(backends.Reconciler); ok {
+		if r, ok := backends.As[backends.Reconciler](b); ok {
 			done, err := r.Reconcile(ctx)
 			if err != nil {
 				return fmt.Errorf("reconcile backend %s: %w", b.Name(), err)
@@ -236,6 +239,9 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, grpcerr.From(err, "connect volume "+req.GetVolumeId())
 	}
 	fault.Point("node.stage.connected")
+	if dev.Dir {
+		return s.stageDir(ctx, b, native, staging, dev, readOnly)
+	}
 	id := req.GetVolumeId()
 	ms, err := s.m.Mounts()
 	if err != nil {
@@ -416,12 +422,14 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 			zap.String("volume", id), zap.String("found", sig.String()))
 		force = true
 	default:
+		s.opt.Formats.Refused(b.Name())
 		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted by this plugin but %s holds %s; refusing to format it. Inspect the device; to overwrite it, create the volume with overwritefs=true and set allowOverwrite: true in the plugin configuration",
 			id, dev.Path, sig)
 	}
 	if err := s.m.Format(ctx, dev.Path, want, force); err != nil {
 		return "", status.Errorf(codes.Internal, "format volume %s: %v", id, err)
 	}
+	s.opt.Formats.Performed(b.Name())
 	fault.Point("node.stage.formatted")
 	if err := b.MarkFormatted(ctx, native, want); err != nil {
 		return "", grpcerr.From(err, "record format of "+id)
@@ -475,7 +483,7 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	// What is staged here, by device number: the record of a block
 	// volume, or the filesystem mounted at the staging path.
 	var dev uint64
-	var src string
+	var src, root string
 	staged := false
 	if m, ok := topmost(ms, rec); ok {
 		if n, ok := boundDevice(m); ok {
@@ -488,13 +496,14 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 				return nil, status.Errorf(codes.FailedPrecondition, "staging path %s holds %s, which is not volume %s; refusing to unmount it: %v", staging, m.Source, id, err)
 			}
 		}
-		dev, src, staged = m.Dev(), m.Source, true
+		dev, src, root, staged = m.Dev(), m.Source, m.Root, true
 	}
 	if staged {
 		// Unstaging under a published target would pull the device from
 		// under it (and a loop device number freed here can be reused by
 		// another volume that the target would then show).
-		if points, _ := holders(ms, id, dev, src, staging, rec); len(points) > 0 {
+		points, _ := holders(ms, id, dev, src, staging, rec)
+		if points = withinRoot(ms, points, root); len(points) > 0 {
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published at %s; unpublish it first", id, points[0])
 		}
 		if err := s.unmountAll(rec); err != nil {
@@ -812,7 +821,12 @@ func (s *Service) removeTarget(target string) error {
 // existing checks the id and volume path of a stats or expand request and
 // that the volume exists. The path itself is checked by the caller, after:
 // a path where the volume is not is NOT_FOUND, not INVALID_ARGUMENT.
-func (s *Service) existing(ctx context.Context, id, path, what string) (backends.Backend, string, error) {
+//
+// With proves set the caller proves the volume itself, by verifying the
+// device at the path (block backends), so the backend is not asked: stats
+// are polled often on every node, and the EBS backend would answer with an
+// EC2 call each time.
+func (s *Service) existing(ctx context.Context, id, path, what string, proves bool) (backends.Backend, string, error) {
 	if id == "" {
 		return nil, "", invalid("volume_id is required")
 	}
@@ -823,6 +837,9 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 	if err != nil {
 		return nil, "", err
 	}
+	if proves && b.Capabilities().FilesystemTypes == nil {
+		return b, native, nil
+	}
 	if _, err := b.Get(ctx, native); err != nil {
 		return nil, "", grpcerr.From(err, what+" "+id)
 	}
@@ -832,7 +849,7 @@ func (s *Service) existing(ctx context.Context, id, path, what string) (backends
 // NodeGetVolumeStats implements csi.NodeServer.
 func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "stats of", true)
 	if err != nil {
 		return nil, err
 	}
@@ -882,7 +899,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 // staging path or a target, a mount or a published block device.
 func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume")
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume", false)
 	if err != nil {
 		return nil, err
 	}
@@ -911,7 +928,7 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	if err := s.verify(ctx, b, native, dev); err != nil {
 		return nil, err
 	}
-	if r, ok := b.(backends.NodeExpander); ok {
+	if r, ok := backends.As[backends.NodeExpander](b); ok {
 		if err := r.RefreshDevice(ctx, native, dev); err != nil {
 			return nil, grpcerr.From(err, "refresh device size of "+req.GetVolumeId())
 		}
@@ -945,6 +962,7 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
 		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
 		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
 	} {
 		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
 	}
@@ -955,7 +973,19 @@ func (s *Service) NodeGetCapabilities(ctx context.Context, req *csi.NodeGetCapab
 func (s *Service) NodeGetInfo(ctx context.Context, req *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	resp := &csi.NodeGetInfoResponse{NodeId: s.opt.NodeID, MaxVolumesPerNode: s.opt.MaxVolumes}
 	for _, b := range s.set.All() {
-		if z, ok := b.(backends.NodeZoner); ok {
+		// A configured limit wins; else the tightest a backend knows.
+		if l, ok := backends.As[backends.NodeVolumeLimiter](b); ok && s.opt.MaxVolumes == 0 {
+			n, err := l.NodeMaxVolumes(ctx)
+			if err != nil {
+				return nil, grpcerr.From(err, "volume limit of this node from backend "+b.Name())
+			}
+			if resp.MaxVolumesPerNode == 0 || n < resp.MaxVolumesPerNode {
+				resp.MaxVolumesPerNode = n
+			}
+		}
+	}
+	for _, b := range s.set.All() {
+		if z, ok := backends.As[backends.NodeZoner](b); ok {
 			zone, err := z.NodeZone(ctx)
 			if err != nil {
 				return nil, grpcerr.From(err, "zone of this node from backend "+b.Name())

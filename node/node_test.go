@@ -43,12 +43,11 @@ func (r *recorder) Probe(ctx context.Context, dev string) (Signature, error) {
 }
 
 type fixture struct {
-	t     *testing.T
-	dir   string
-	pool  *file.Backend
-	svc   *Service
-	m     *recorder
-	allow bool
+	t    *testing.T
+	dir  string
+	pool *file.Backend
+	svc  *Service
+	m    *recorder
 }
 
 func newFixture(t *testing.T, allowOverwrite bool) *fixture {

@@ -18,7 +18,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
-	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simloop"
 )
 
 // Case is one configuration a backend's suite runs in.
@@ -26,6 +26,9 @@ type Case struct {
 	Name   string
 	Access string // "mount" or "block"
 	Params map[string]string
+	// Mutable are the mutable parameters the ModifyVolume specs create
+	// and modify volumes with; they must be ones the backend can change.
+	Mutable map[string]string
 }
 
 // Config returns the csi-sanity configuration of one case: built with
@@ -42,6 +45,7 @@ func Config(dir, sock string, c Case, size, expand int64) sanity.TestConfig {
 	cfg.TestVolumeExpandSize = expand
 	cfg.TestVolumeAccessType = c.Access
 	cfg.TestVolumeParameters = c.Params
+	cfg.TestVolumeMutableParameters = c.Mutable
 	cfg.CreateTargetDir = mkdir
 	cfg.CreateStagingDir = mkdir
 	cfg.RemoveTargetPath = os.RemoveAll
@@ -106,7 +110,7 @@ func Run(t *testing.T, name, dir, sock string, cases []Case, size, expand int64,
 // imageDir, a device error of the simulator, or a mount below dir is left.
 func AssertNoDevices(t *testing.T, dir, imageDir string, deviceErrs []error) {
 	t.Helper()
-	devs, err := ec2sim.LoopsBackedBy(imageDir)
+	devs, err := simloop.BackedBy(imageDir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}

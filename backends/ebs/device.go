@@ -25,7 +25,13 @@ var nvmeNameRE = regexp.MustCompile(`^nvme[0-9]+n[0-9]+$`)
 // from /sys/block/<nvmeXnY>/device/serial, which on Nitro instances is the
 // EBS volume id without its dash ("vol0123..."). Other devices (Xen xvd
 // disks) give ErrNoSerial.
-func NVMeSerial(devicePath string) (string, error) {
+func NVMeSerial(devicePath string) (string, error) { return nvmeSerialIn("/sys", devicePath) }
+
+func (b *Backend) nvmeSerial(devicePath string) (string, error) {
+	return nvmeSerialIn(b.sysfs, devicePath)
+}
+
+func nvmeSerialIn(sysfs, devicePath string) (string, error) {
 	real, err := filepath.EvalSymlinks(devicePath)
 	if err != nil {
 		return "", err
@@ -34,7 +40,7 @@ func NVMeSerial(devicePath string) (string, error) {
 	if !nvmeNameRE.MatchString(name) {
 		return "", fmt.Errorf("%s (%s): %w", devicePath, real, ErrNoSerial)
 	}
-	raw, err := os.ReadFile(filepath.Join("/sys/block", name, "device", "serial"))
+	raw, err := os.ReadFile(filepath.Join(sysfs, "block", name, "device", "serial"))
 	if err != nil {
 		return "", fmt.Errorf("serial of %s: %w", real, err)
 	}
@@ -52,7 +58,8 @@ var errRefused = errors.New("refusing the device")
 
 // Connect implements backends.Backend. It waits (bounded by the attach
 // timeout and ctx) for the volume's device on this instance and returns it
-// only once its serial proves it is this volume.
+// only once its serial proves it is this volume. A device whose NVMe
+// serial proves it needs no EC2 call at all.
 func (b *Backend) Connect(ctx context.Context, id string, publish map[string]string, readOnly bool) (backends.Device, error) {
 	if !volumeIDRE.MatchString(id) {
 		return backends.Device{}, notFound(id)
@@ -60,22 +67,36 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	if pv := publish[PublishVolumeID]; pv != "" && pv != id {
 		return backends.Device{}, invalidf("publish context is for volume %s, not %s", pv, id)
 	}
+	if dev, err := b.provenDevice(id); err != nil || dev != "" {
+		if err == nil {
+			b.log.Info("volume device found", zap.String("id", id), zap.String("device", dev))
+		}
+		return backends.Device{Path: dev}, err
+	}
 	inst, err := b.selfInstance(ctx)
 	if err != nil {
 		return backends.Device{}, err
 	}
 	var dev string
 	err = b.wait(ctx, b.attachWait, fmt.Sprintf("device of volume %s on %s", id, inst), func() (bool, error) {
+		if p, err := b.provenDevice(id); err != nil || p != "" {
+			dev = p
+			return p != "", err
+		}
 		v, err := b.describeVolume(ctx, id)
 		if err != nil {
-			return false, err
+			return false, retryable(err)
 		}
 		a, ok := ec2Attachment(v, inst)
-		if !ok || a.State == types.VolumeAttachmentStateDetaching || a.State == types.VolumeAttachmentStateDetached {
-			return false, fmt.Errorf("%w: volume %s is not attached to this instance (%s)", backends.ErrConflict, id, inst)
-		}
-		if a.State != types.VolumeAttachmentStateAttached {
+		switch {
+		case !ok:
+			// Either not attached yet, or attached and not described
+			// yet (EC2 is eventually consistent): not yet.
 			return false, nil
+		case a.State == types.VolumeAttachmentStateDetaching || a.State == types.VolumeAttachmentStateDetached:
+			return false, fmt.Errorf("%w: volume %s is being detached from this instance (%s)", backends.ErrConflict, id, inst)
+		case a.State != types.VolumeAttachmentStateAttached:
+			return false, nil // attaching, or busy: in transition
 		}
 		name := aws.ToString(a.Device)
 		if pc := publish[PublishDevicePath]; pc != "" && suffixOf(pc) != suffixOf(name) {
@@ -93,6 +114,56 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	}
 	b.log.Info("volume device found", zap.String("id", id), zap.String("device", dev))
 	return backends.Device{Path: dev}, nil
+}
+
+// provenDevice returns the volume's device when its NVMe serial proves it
+// is the volume: behind the udev by-id link, or, where udev made no links
+// (minimal images), the NVMe namespace in sysfs whose serial is the
+// volume's. "" when neither is there; an error wrapping errRefused when a
+// link leads to another volume.
+func (b *Backend) provenDevice(id string) (string, error) {
+	want := serialOf(id)
+	link := filepath.Join(b.byID, ByIDName(id))
+	if _, err := os.Lstat(link); err == nil {
+		real, err := filepath.EvalSymlinks(link)
+		if err != nil {
+			return "", nil // dangling: udev has not caught up
+		}
+		if !underDev(real) {
+			return "", fmt.Errorf("%w: %s points at %s, outside /dev", errRefused, link, real)
+		}
+		got, serr := b.serial(real)
+		if serr != nil {
+			return "", fmt.Errorf("%w %s behind %s: cannot read its serial: %v", errRefused, real, link, serr)
+		}
+		if got != want {
+			return "", fmt.Errorf("%w %s: the link %s is stale, its device has serial %q, not %q (volume %s); the wrong volume would be mounted",
+				errRefused, real, link, got, want, id)
+		}
+		return real, nil
+	}
+	serials, _ := filepath.Glob(filepath.Join(b.sysfs, "block", "nvme*", "device", "serial"))
+	for _, sp := range serials {
+		raw, err := os.ReadFile(sp)
+		if err != nil || strings.TrimSpace(string(raw)) != want {
+			continue
+		}
+		name := filepath.Base(filepath.Dir(filepath.Dir(sp)))
+		dev := filepath.Join("/dev", name)
+		if b.devRoot != "" {
+			dev = filepath.Join(b.devRoot, dev)
+		}
+		real, err := filepath.EvalSymlinks(dev)
+		if err != nil || !underDev(real) {
+			continue
+		}
+		// Read the serial again through the device itself: the
+		// namespace may have been replaced since the scan.
+		if got, err := b.serial(real); err == nil && got == want {
+			return real, nil
+		}
+	}
+	return "", nil
 }
 
 // nameCandidates lists where a device name may show up: the name itself
@@ -120,27 +191,11 @@ func underDev(p string) bool { return strings.HasPrefix(p, "/dev/") }
 // an error wrapping errRefused when what is there is another volume.
 func (b *Backend) findDevice(ctx context.Context, id, inst, name string) (string, error) {
 	want := serialOf(id)
-	link := filepath.Join(b.byID, ByIDName(id))
-	linkExists := false
-	if _, err := os.Lstat(link); err == nil {
-		linkExists = true
-		real, err := filepath.EvalSymlinks(link)
-		if err == nil {
-			if !underDev(real) {
-				return "", fmt.Errorf("%w: %s points at %s, outside /dev", errRefused, link, real)
-			}
-			got, serr := b.serial(real)
-			if serr != nil {
-				return "", fmt.Errorf("%w %s behind %s: cannot read its serial: %v", errRefused, real, link, serr)
-			}
-			if got != want {
-				return "", fmt.Errorf("%w %s: the link %s is stale, its device has serial %q, not %q (volume %s); the wrong volume would be mounted",
-					errRefused, real, link, got, want, id)
-			}
-			return real, nil
-		}
-		// A dangling link: udev has not caught up; look further.
+	if dev, err := b.provenDevice(id); err != nil || dev != "" {
+		return dev, err
 	}
+	_, lerr := os.Lstat(filepath.Join(b.byID, ByIDName(id)))
+	linkExists := lerr == nil
 	for _, c := range b.nameCandidates(name) {
 		if _, err := os.Lstat(c); err != nil {
 			continue

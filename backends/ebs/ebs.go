@@ -25,10 +25,10 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
@@ -77,6 +77,9 @@ const (
 	DefaultDevicePrefix = "/dev/xvd"
 	DefaultAttachWait   = 45 * time.Second
 	DefaultPollInterval = 500 * time.Millisecond
+	// DefaultAttachAbortAfter: the reference driver gives up on an
+	// attachment stuck in "attaching" after 90 s, too.
+	DefaultAttachAbortAfter = 90 * time.Second
 	// DefaultSizeGiB is the size of a volume created without one (raised
 	// to the type's minimum).
 	DefaultSizeGiB = 1
@@ -132,6 +135,15 @@ type Config struct {
 	// polls ("500ms"), doubled up to 8 times that.
 	AttachTimeout string `yaml:"attachTimeout"`
 	PollInterval  string `yaml:"pollInterval"`
+	// AttachAbortAfter is how long an attachment may stay "attaching"
+	// before it is detached and retried on another device name ("90s").
+	AttachAbortAfter string `yaml:"attachAbortAfter"`
+	// MaxVolumesPerNode overrides the number of volumes, root included,
+	// an instance takes; 0: derived from the instance type.
+	MaxVolumesPerNode int `yaml:"maxVolumesPerNode"`
+	// CapIOPS lowers IOPS above what a volume's size allows to the most it
+	// allows, instead of refusing the request.
+	CapIOPS bool `yaml:"capIOPS"`
 }
 
 // String hides the credentials, so a logged config never leaks them.
@@ -172,6 +184,9 @@ type Options struct {
 	// DevRoot is prepended to device names (/dev/xvdba) when the node
 	// looks for them; tests point it at a scratch directory. Empty: "/".
 	DevRoot string
+	// SysfsRoot is where sysfs is mounted ("/sys"); tests point it at a
+	// scratch tree.
+	SysfsRoot string
 }
 
 // Backend is one EBS backend instance.
@@ -183,7 +198,10 @@ type Backend struct {
 	byID       string
 	prefix     string
 	attachWait time.Duration
+	abortAfter time.Duration
 	poll       time.Duration
+	maxVolumes int
+	sysfs      string
 	node       string
 	serial     SerialFunc
 	devRoot    string
@@ -203,6 +221,11 @@ type Backend struct {
 	// zoneTried: pickZone asked IMDS once; an off-EC2 controller does
 	// not wait for it on every create.
 	zoneTried bool
+	// swept: the temporary clone snapshots were swept once.
+	swept     bool
+	tempGrace time.Duration
+	// noCopy: EC2 refused CopyVolumes here; clones take snapshots.
+	noCopy atomic.Bool
 }
 
 // New builds a backend from its configuration.
@@ -219,9 +242,13 @@ func New(cfg Config, opt Options) (*Backend, error) {
 	b := &Backend{
 		cfg: cfg, name: cfg.Name, cluster: cfg.ClusterID,
 		volType: cfg.DefaultType, byID: cfg.ByIDDir, prefix: cfg.DevicePrefix,
-		attachWait: DefaultAttachWait, poll: DefaultPollInterval,
+		attachWait: DefaultAttachWait, poll: DefaultPollInterval, abortAfter: DefaultAttachAbortAfter,
+		maxVolumes: cfg.MaxVolumesPerNode, sysfs: opt.SysfsRoot,
 		node: opt.NodeID, serial: opt.Serial, devRoot: opt.DevRoot, log: opt.Logger,
-		alloc: newAllocator(), pageSize: 500,
+		pageSize: 500, tempGrace: DefaultTemporaryGrace,
+	}
+	if b.sysfs == "" {
+		b.sysfs = "/sys"
 	}
 	if b.log == nil {
 		b.log = zap.NewNop()
@@ -242,6 +269,10 @@ func New(cfg Config, opt Options) (*Backend, error) {
 	if !strings.HasPrefix(b.prefix, "/dev/") || (!strings.HasSuffix(b.prefix, "/xvd") && !strings.HasSuffix(b.prefix, "/sd")) {
 		return fail("devicePrefix %q: use /dev/xvd or /dev/sd", b.prefix)
 	}
+	b.alloc = newAllocator(suffixesFor(b.prefix))
+	if cfg.MaxVolumesPerNode < 0 || cfg.MaxVolumesPerNode == 1 || cfg.MaxVolumesPerNode > len(xvdSuffixes)+1 {
+		return fail("maxVolumesPerNode %d: want 0 (from the instance type) or 2-%d, the root volume included", cfg.MaxVolumesPerNode, len(xvdSuffixes)+1)
+	}
 	if err := checkTags(cfg.Tags); err != nil {
 		return fail("tags: %v", err)
 	}
@@ -256,8 +287,13 @@ func New(cfg Config, opt Options) (*Backend, error) {
 			return fail("pollInterval %q: want a positive duration such as 500ms", cfg.PollInterval)
 		}
 	}
+	if cfg.AttachAbortAfter != "" {
+		if b.abortAfter, err = time.ParseDuration(cfg.AttachAbortAfter); err != nil || b.abortAfter <= 0 {
+			return fail("attachAbortAfter %q: want a positive duration such as 90s", cfg.AttachAbortAfter)
+		}
+	}
 	if b.serial == nil {
-		b.serial = NVMeSerial
+		b.serial = b.nvmeSerial
 	}
 
 	io := imds.Options{}
@@ -293,11 +329,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		if cfg.Endpoint != "" {
 			o.BaseEndpoint = aws.String(cfg.Endpoint)
 		}
-		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
-			so.MaxAttempts = 5
-			so.MaxBackoff = maxBackoff
-			so.Backoff = retry.NewExponentialJitterBackoff(maxBackoff)
-		})
+		o.Retryer = newPerAPIRetryer(maxBackoff)
 	})
 	return b, nil
 }
@@ -337,25 +369,59 @@ func (b *Backend) Capacity(ctx context.Context, params map[string]string) (int64
 	return ReportedCapacity, nil
 }
 
-// wait polls fn until it reports done, ctx ends, or timeout passes; the
-// delay starts at the poll interval and doubles up to 8 times it.
+// transient marks an error a wait callback met that is worth another
+// poll: an EC2 call that failed for a reason that passes (throttling, 5xx,
+// no answer), after the SDK's own retries.
+type transient struct{ err error }
+
+func (t transient) Error() string { return t.err.Error() }
+func (t transient) Unwrap() error { return t.err }
+
+// retryable marks err transient when it is ErrUnavailable.
+func retryable(err error) error {
+	if errors.Is(err, backends.ErrUnavailable) {
+		return transient{err}
+	}
+	return err
+}
+
+// wait polls fn until it reports done, fails, or time runs out: timeout,
+// or shortly before ctx's deadline, so that the caller can still answer
+// UNAVAILABLE ("not yet, retry") rather than the CO timing out. Transient
+// errors are polled through. The delay starts at the poll interval and
+// doubles up to 8 times it.
 func (b *Backend) wait(ctx context.Context, timeout time.Duration, what string, fn func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok {
+		if early := d.Add(-min(time.Until(d)/10, time.Second)); early.Before(deadline) {
+			deadline = early
+		}
+	}
 	delay := b.poll
+	var last error
 	for {
 		done, err := fn()
-		if err != nil || done {
+		var t transient
+		switch {
+		case errors.As(err, &t):
+			last = t.err
+			b.log.Debug("retrying after a transient error", zap.String("waiting for", what), zap.Error(t.err))
+		case err != nil || done:
 			return err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: %s: still not done after %s; retry later", backends.ErrUnavailable, what, timeout)
+		left := time.Until(deadline)
+		if left <= 0 {
+			if last != nil {
+				return fmt.Errorf("%w: %s: still not done; last error: %v; retry later", backends.ErrUnavailable, what, last)
+			}
+			return fmt.Errorf("%w: %s: still not done; retry later", backends.ErrUnavailable, what)
 		}
-		t := time.NewTimer(delay)
+		tm := time.NewTimer(min(delay, left))
 		select {
 		case <-ctx.Done():
-			t.Stop()
+			tm.Stop()
 			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-t.C:
+		case <-tm.C:
 		}
 		delay = min(2*delay, 8*b.poll)
 	}

@@ -41,6 +41,9 @@ type env struct {
 	// drop, when > 0, makes the proxy swallow that many CreateVolume
 	// responses after the sim has handled the request.
 	drop atomic.Int32
+	// lost, if set, runs after each CreateVolume whose answer the proxy
+	// swallowed.
+	lost func()
 }
 
 func newEnv(t *testing.T) *env {
@@ -84,6 +87,9 @@ func (e *env) proxy(w http.ResponseWriter, r *http.Request) {
 	if form.Get("Action") == "CreateVolume" && e.drop.Load() > 0 {
 		e.drop.Add(-1)
 		e.sim.ServeHTTP(httptest.NewRecorder(), r) // EC2 did it; the answer is lost
+		if e.lost != nil {
+			e.lost()
+		}
 		http.Error(w, "connection reset", http.StatusBadGateway)
 		return
 	}
@@ -242,6 +248,7 @@ func TestCreateAlreadyExists(t *testing.T) {
 func TestParams(t *testing.T) {
 	b := &Backend{volType: "gp3"}
 	bk := &Backend{volType: "gp3", cfg: Config{KMSKeyID: "alias/k"}}
+	capped := &Backend{volType: "gp3", cfg: Config{CapIOPS: true}}
 	tests := []struct {
 		name    string
 		b       *Backend
@@ -273,7 +280,16 @@ func TestParams(t *testing.T) {
 		{name: "io1 too small is raised", p: map[string]string{"type": "io1", "iops": "100"}, gib: 1, volType: "io1", iops: 100, size: 4},
 		{name: "st1 min size", p: map[string]string{"type": "st1"}, gib: 10, volType: "st1", size: 125},
 		{name: "standard too big", p: map[string]string{"type": "standard"}, gib: 2000, want: "at most 1024"},
-		{name: "gp3 too big", p: nil, gib: 20000, want: "at most 16384"},
+		{name: "gp3 64 TiB", p: nil, gib: 65536, volType: "gp3", size: 65536},
+		{name: "gp3 too big", p: nil, gib: 70000, want: "at most 65536"},
+		{name: "io1 iops per GiB", p: map[string]string{"type": "io1", "iops": "1000"}, gib: 10, want: "at most 500 IOPS (50 per GiB); ask for at least 20 GiB"},
+		{name: "io1 iops capped", b: capped, p: map[string]string{"type": "io1", "iops": "1000"}, gib: 10, volType: "io1", iops: 500, size: 10},
+		{name: "io2 iops per GiB", p: map[string]string{"type": "io2", "iops": "5000"}, gib: 4, want: "at most 4000 IOPS"},
+		{name: "gp3 iops per GiB", p: map[string]string{"iops": "16000"}, gib: 8, want: "at most 4000 IOPS"},
+		{name: "gp3 iops capped", b: capped, p: map[string]string{"iops": "16000"}, gib: 8, volType: "gp3", iops: 4000, size: 8},
+		{name: "gp3 baseline iops at 1 GiB", p: map[string]string{"iops": "3000"}, gib: 1, volType: "gp3", iops: 3000, size: 1},
+		{name: "gp3 throughput per IOPS", p: map[string]string{"throughput": "1000"}, gib: 100, want: "needs iops=4000"},
+		{name: "gp3 throughput with iops", p: map[string]string{"throughput": "1000", "iops": "4000"}, gib: 100, volType: "gp3", iops: 4000, size: 100},
 		{name: "encrypted bad", p: map[string]string{"encrypted": "maybe"}, want: "true or false"},
 		{name: "kms with encrypted=false", p: map[string]string{"encrypted": "false", "kmsKeyId": "k"}, want: "encrypted=false"},
 		{name: "tags bad", p: map[string]string{"tags": "novalue"}, want: "key=value"},
@@ -289,9 +305,12 @@ func TestParams(t *testing.T) {
 				bb = b
 			}
 			s, err := bb.parseSpec(tc.p)
-			var size int32
+			var size, iops int32
 			if err == nil {
 				size, err = s.sizeGiB(tc.gib<<30, 0)
+			}
+			if err == nil {
+				iops, _, err = s.performance(size, bb.cfg.CapIOPS)
 			}
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -305,8 +324,8 @@ func TestParams(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if s.volType != tc.volType || size != tc.size || s.iopsFor(size) != tc.iops {
-				t.Fatalf("got type %s size %d iops %d", s.volType, size, s.iopsFor(size))
+			if s.volType != tc.volType || size != tc.size || iops != tc.iops {
+				t.Fatalf("got type %s size %d iops %d", s.volType, size, iops)
 			}
 			if bb == bk && (!s.encrypted || s.kmsKeyID != "alias/k") {
 				t.Fatalf("config kmsKeyID not applied: %+v", s)
@@ -463,15 +482,19 @@ func TestConnectWaitsAndRefusesUnattached(t *testing.T) {
 	ctrl := e.backend(e.config("c1", ""), "")
 	node := e.backend(e.config("c1", inst1), inst1)
 	v := create(t, ctrl, "w", 1, nil)
-	if _, err := node.Connect(ctx(t), v.ID, nil, false); !errors.Is(err, backends.ErrConflict) {
+	// Unattached, or attached and not described yet: not yet, then
+	// UNAVAILABLE before the caller's deadline.
+	short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancelShort()
+	if _, err := node.Connect(short, v.ID, nil, false); !errors.Is(err, backends.ErrUnavailable) {
 		t.Fatalf("connect unattached: %v", err)
 	}
 	e.sim.HoldAttach(true)
 	c, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := ctrl.Attach(c, v.ID, backends.AttachRequest{Node: inst1, Mode: backends.SingleNodeWriter})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("attach held: %v, want deadline", err)
+	if !errors.Is(err, backends.ErrUnavailable) {
+		t.Fatalf("attach held: %v, want ErrUnavailable before the deadline", err)
 	}
 	e.sim.HoldAttach(false)
 	pc := attach(t, ctrl, v.ID, inst1, false) // resumes the same attachment
@@ -485,25 +508,25 @@ func TestConnectWaitsAndRefusesUnattached(t *testing.T) {
 }
 
 func TestAllocator(t *testing.T) {
-	al := newAllocator()
-	s1, _ := al.take("i-1", map[string]bool{"ba": true})
-	s2, _ := al.take("i-1", map[string]bool{"ba": true})
+	al := newAllocator(xvdSuffixes)
+	s1, _ := al.take("i-1", map[string]bool{"ba": true}, 0)
+	s2, _ := al.take("i-1", map[string]bool{"ba": true}, 0)
 	if s1 != "bb" || s2 != "bc" {
 		t.Fatalf("got %s %s", s1, s2)
 	}
 	al.release("i-1", s1, true) // EC2 said bb was taken
-	s3, _ := al.take("i-1", nil)
+	s3, _ := al.take("i-1", nil, 0)
 	if s3 != "ba" {
 		t.Fatalf("got %s", s3)
 	}
-	if s, _ := al.take("i-2", nil); s != "ba" {
+	if s, _ := al.take("i-2", nil, 0); s != "ba" {
 		t.Fatalf("other instance got %s", s)
 	}
 	used := map[string]bool{}
-	for _, s := range deviceSuffixes {
+	for _, s := range xvdSuffixes {
 		used[s] = true
 	}
-	if _, err := al.take("i-3", used); !errors.Is(err, backends.ErrLimit) {
+	if _, err := al.take("i-3", used, 0); !errors.Is(err, backends.ErrLimit) {
 		t.Fatalf("full instance: %v", err)
 	}
 	if suffixOf("/dev/sdbc") != "bc" || suffixOf("/dev/xvdbc") != "bc" || suffixOf("xvda") != "a" {

@@ -46,6 +46,9 @@ var errorCodes = map[string]error{
 	"SnapshotLimitExceeded":               backends.ErrLimit,
 	"ResourceLimitExceeded":               backends.ErrLimit,
 	"VolumeModificationSizeLimitExceeded": backends.ErrLimit,
+	"VolumeModificationRateExceeded":      backends.ErrLimit,
+	"InvalidSnapshot.InUse":               backends.ErrInUse,
+	"OperationNotPermitted":               backends.ErrUnavailable,
 	"InsufficientVolumeCapacity":          backends.ErrCapacity,
 	"IncorrectState":                      backends.ErrUnavailable,
 	"IncorrectModificationState":          backends.ErrUnavailable,
@@ -58,6 +61,13 @@ var errorCodes = map[string]error{
 	"InternalError":                       backends.ErrUnavailable,
 	"InternalFailure":                     backends.ErrUnavailable,
 	"InvalidPaginationToken":              backends.ErrUnavailable,
+}
+
+// errorHints complete EC2's message where it does not say what to do.
+var errorHints = map[string]string{
+	"VolumeModificationRateExceeded": "EC2 allows 4 modifications of a volume in any rolling 24 hours; retry when the oldest of the last 4 is 24 hours old",
+	"InvalidSnapshot.InUse":          "the snapshot is in use (by a volume being created from it, or an AMI); delete it when that is done or deregister the AMI",
+	"OperationNotPermitted":          "another operation, such as a modification, is in progress on it; retry when it has finished",
 }
 
 // apiCode returns the EC2 error code in err, or "".
@@ -83,6 +93,9 @@ func mapErr(err error, what string) error {
 		return fmt.Errorf("%s: %w", what, err)
 	case errors.As(err, &ae):
 		msg := fmt.Sprintf("%s: EC2 %s: %s", what, ae.ErrorCode(), ae.ErrorMessage())
+		if h := errorHints[ae.ErrorCode()]; h != "" {
+			msg += " (" + h + ")"
+		}
 		if s, ok := errorCodes[ae.ErrorCode()]; ok {
 			return fmt.Errorf("%w: %s", s, msg)
 		}

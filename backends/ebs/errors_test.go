@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/aws/smithy-go"
@@ -42,6 +43,9 @@ func TestErrorMapping(t *testing.T) {
 		{api("SomethingNew", smithy.FaultServer), backends.ErrUnavailable},
 		{api("UnauthorizedOperation", smithy.FaultClient), backends.ErrPermission},
 		{api("AuthFailure", smithy.FaultClient), backends.ErrPermission},
+		{api("VolumeModificationRateExceeded", smithy.FaultClient), backends.ErrLimit},
+		{api("InvalidSnapshot.InUse", smithy.FaultClient), backends.ErrInUse},
+		{api("OperationNotPermitted", smithy.FaultClient), backends.ErrUnavailable},
 		{errors.New("dial tcp: connection refused"), backends.ErrUnavailable},
 	}
 	sentinels := []error{backends.ErrNotFound, backends.ErrNodeNotFound, backends.ErrAlreadyExists, backends.ErrInUse,
@@ -52,6 +56,16 @@ func TestErrorMapping(t *testing.T) {
 			if errors.Is(got, s) != (s == tc.want) {
 				t.Errorf("%v: errors.Is(%v) = %t", tc.err, s, errors.Is(got, s))
 			}
+		}
+	}
+	// Where EC2's message does not say what to do, the error does.
+	for code, want := range map[string]string{
+		"VolumeModificationRateExceeded": "4 modifications of a volume in any rolling 24 hours",
+		"InvalidSnapshot.InUse":          "deregister the AMI",
+		"OperationNotPermitted":          "retry when it has finished",
+	} {
+		if got := mapErr(api(code, smithy.FaultClient), "op").Error(); !strings.Contains(got, want) {
+			t.Errorf("%s: %q does not say %q", code, got, want)
 		}
 	}
 	if got := mapErr(fmt.Errorf("x: %w", context.DeadlineExceeded), "op"); !errors.Is(got, context.DeadlineExceeded) || errors.Is(got, backends.ErrUnavailable) {

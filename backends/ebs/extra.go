@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sort"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -219,6 +220,7 @@ type source struct {
 	snapshot  string // the snapshot EC2 creates the volume from
 	sizeGiB   int32
 	formatted string
+	zone      string // of the source volume
 }
 
 // resolveSource checks a create request's content source.
@@ -228,7 +230,7 @@ func (b *Backend) resolveSource(ctx context.Context, req backends.CreateRequest)
 		if err != nil {
 			return nil, fmt.Errorf("source volume: %w", err)
 		}
-		return &source{id: req.SourceVolume, volume: req.SourceVolume, sizeGiB: aws.ToInt32(v.Size), formatted: tagMap(v.Tags)[TagFormatted]}, nil
+		return &source{id: req.SourceVolume, volume: req.SourceVolume, sizeGiB: aws.ToInt32(v.Size), formatted: tagMap(v.Tags)[TagFormatted], zone: aws.ToString(v.AvailabilityZone)}, nil
 	}
 	sn, err := b.describeSnapshot(ctx, req.SourceSnapshot)
 	if err != nil {
@@ -241,6 +243,56 @@ func (b *Backend) resolveSource(ctx context.Context, req backends.CreateRequest)
 		return nil, err
 	}
 	return &source{id: req.SourceSnapshot, snapshot: req.SourceSnapshot, sizeGiB: aws.ToInt32(sn.VolumeSize), formatted: tagMap(sn.Tags)[TagFormatted]}, nil
+}
+
+// DefaultTemporaryGrace is how old a clone's temporary snapshot must be
+// before a sweep deletes it: a clone in flight (in this process or an
+// earlier one) uses it for minutes at most once it is completed.
+const DefaultTemporaryGrace = time.Hour
+
+// dropTemporary deletes a clone's temporary snapshot when the create that
+// took it returns, however it returns. A snapshot a volume is still being
+// created from is left to the sweep.
+func (b *Backend) dropTemporary(ctx context.Context, id string) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := b.deleteSnapshot(dctx, id); err != nil {
+		b.log.Info("temporary clone snapshot left for the next sweep", zap.String("snapshot", id), zap.Error(err))
+	}
+}
+
+// sweepOnce sweeps the temporary snapshots once per process, at its first
+// create: an earlier process may have died in the middle of a clone.
+func (b *Backend) sweepOnce(ctx context.Context) {
+	b.selfMu.Lock()
+	done := b.swept
+	b.swept = true
+	b.selfMu.Unlock()
+	if !done {
+		b.sweepTemporary(ctx)
+	}
+}
+
+// sweepTemporary deletes this cluster's temporary clone snapshots that are
+// older than the grace: completed ones, whose clone has had ample time to
+// use them, and any older than a day. Failures are only logged.
+func (b *Backend) sweepTemporary(ctx context.Context) {
+	snaps, err := b.describeSnapshots(ctx, []types.Filter{{Name: aws.String("tag:" + TagTemporary), Values: []string{"true"}}}, true)
+	if err != nil {
+		b.log.Info("temporary clone snapshots not swept", zap.Error(err))
+		return
+	}
+	for _, sn := range snaps {
+		age := time.Since(time.Unix(sn.CreatedAt, 0))
+		if age < b.tempGrace || (!sn.Ready && age < 24*time.Hour) {
+			continue
+		}
+		if err := b.deleteSnapshot(ctx, sn.ID); err != nil {
+			b.log.Info("temporary clone snapshot not swept", zap.String("snapshot", sn.ID), zap.Error(err))
+			continue
+		}
+		b.log.Info("temporary clone snapshot swept", zap.String("snapshot", sn.ID), zap.Duration("age", age))
+	}
 }
 
 // DeleteSnapshot implements backends.Snapshotter; a missing snapshot is
@@ -306,9 +358,10 @@ func (b *Backend) describeSnapshots(ctx context.Context, filters []types.Filter,
 }
 
 var (
-	_ backends.Backend       = (*Backend)(nil)
-	_ backends.NodeZoner     = (*Backend)(nil)
-	_ backends.NodeRegistrar = (*Backend)(nil)
-	_ backends.Expander      = (*Backend)(nil)
-	_ backends.Snapshotter   = (*Backend)(nil)
+	_ backends.Backend           = (*Backend)(nil)
+	_ backends.NodeZoner         = (*Backend)(nil)
+	_ backends.NodeRegistrar     = (*Backend)(nil)
+	_ backends.Expander          = (*Backend)(nil)
+	_ backends.Snapshotter       = (*Backend)(nil)
+	_ backends.NodeVolumeLimiter = (*Backend)(nil)
 )

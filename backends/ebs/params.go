@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/csi-libstorage/csi-libstorage/backends"
 )
 
@@ -31,20 +33,27 @@ type volumeType struct {
 	iops             bool // takes provisioned IOPS
 	needIOPS         bool // must be given IOPS
 	minIOPS, maxIOPS int32
-	throughput       bool
+	// iopsPerGiB is the most IOPS each GiB of the volume allows; the
+	// minimum IOPS are allowed at any size.
+	iopsPerGiB int32
+	throughput bool
 }
 
 var volumeTypes = map[string]volumeType{
 	"gp2":      {minGiB: 1, maxGiB: 16384},
-	"gp3":      {minGiB: 1, maxGiB: 16384, iops: true, minIOPS: 3000, maxIOPS: 80000, throughput: true},
-	"io1":      {minGiB: 4, maxGiB: 16384, iops: true, needIOPS: true, minIOPS: 100, maxIOPS: 64000},
-	"io2":      {minGiB: 4, maxGiB: 65536, iops: true, needIOPS: true, minIOPS: 100, maxIOPS: 256000},
+	"gp3":      {minGiB: 1, maxGiB: 65536, iops: true, minIOPS: 3000, maxIOPS: 80000, iopsPerGiB: 500, throughput: true},
+	"io1":      {minGiB: 4, maxGiB: 16384, iops: true, needIOPS: true, minIOPS: 100, maxIOPS: 64000, iopsPerGiB: 50},
+	"io2":      {minGiB: 4, maxGiB: 65536, iops: true, needIOPS: true, minIOPS: 100, maxIOPS: 256000, iopsPerGiB: 1000},
 	"st1":      {minGiB: 125, maxGiB: 16384},
 	"sc1":      {minGiB: 125, maxGiB: 16384},
 	"standard": {minGiB: 1, maxGiB: 1024},
 }
 
 const minThroughput, maxThroughput = 125, 2000
+
+// gp3IOPSPerMiBps: gp3 gives at most 0.25 MiB/s of throughput per
+// provisioned IOPS (its baseline 125 MiB/s aside).
+const gp3IOPSPerMiBps = 4
 
 func typeList() string {
 	ks := slices.Sorted(maps.Keys(volumeTypes))
@@ -179,6 +188,60 @@ func (s *spec) iopsFor(size int32) int32 {
 	ty := volumeTypes[s.volType]
 	n := int64(s.iopsPerGB) * int64(size)
 	return int32(min(max(n, int64(ty.minIOPS)), int64(ty.maxIOPS)))
+}
+
+// performance returns the IOPS and throughput to ask for at size GiB,
+// checked against the ratios EC2 enforces: IOPS per GiB for each type and
+// gp3's throughput per IOPS. IOPS above what the size allows are lowered to
+// that when capIOPS is set, and refused otherwise.
+func (s *spec) performance(size int32, capIOPS bool) (iops, throughput int32, err error) {
+	ty := volumeTypes[s.volType]
+	iops, throughput = s.iopsFor(size), s.throughput
+	if iops > 0 && ty.iopsPerGiB > 0 {
+		most := min(max(int64(ty.iopsPerGiB)*int64(size), int64(ty.minIOPS)), int64(ty.maxIOPS))
+		if int64(iops) > most {
+			if !capIOPS {
+				return 0, 0, invalidf("iops=%d: a %d GiB %s volume takes at most %d IOPS (%d per GiB); ask for at least %d GiB, fewer IOPS, or set capIOPS in the backend configuration to get %d",
+					iops, size, s.volType, most, ty.iopsPerGiB, (int64(iops)+int64(ty.iopsPerGiB)-1)/int64(ty.iopsPerGiB), most)
+			}
+			iops = int32(most)
+		}
+	}
+	if throughput > minThroughput && s.volType == "gp3" {
+		base := iops
+		if base == 0 {
+			base = ty.minIOPS
+		}
+		if throughput*gp3IOPSPerMiBps > base {
+			return 0, 0, invalidf("throughput=%d: gp3 gives at most 1 MiB/s per %d IOPS, so %d MiB/s needs iops=%d or more (the volume has %d)",
+				throughput, gp3IOPSPerMiBps, throughput, throughput*gp3IOPSPerMiBps, base)
+		}
+	}
+	return iops, throughput, nil
+}
+
+// encryptedFlag and kmsKey are the encryption fields of a create or copy:
+// set only for an encrypted volume.
+func (s *spec) encryptedFlag() *bool {
+	if !s.encrypted {
+		return nil
+	}
+	return aws.Bool(true)
+}
+
+func (s *spec) kmsKey() *string {
+	if !s.encrypted || s.kmsKeyID == "" {
+		return nil
+	}
+	return aws.String(s.kmsKeyID)
+}
+
+// positiveOrNil leaves a zero IOPS or throughput out of a request.
+func positiveOrNil(n int32) *int32 {
+	if n <= 0 {
+		return nil
+	}
+	return aws.Int32(n)
 }
 
 // parseTags reads "k1=v1,k2=v2".

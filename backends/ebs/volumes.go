@@ -241,6 +241,9 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err != nil {
 		return nil, err
 	}
+	if _, _, err := s.performance(size, b.cfg.CapIOPS); err != nil {
+		return nil, err
+	}
 	tags := map[string]string{}
 	maps.Copy(tags, b.cfg.Tags)
 	maps.Copy(tags, s.tags)
@@ -298,19 +301,57 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		if err := compatible(b.toVolume(v), req, size); err != nil {
 			return nil, err
 		}
-		return b.waitAvailable(ctx, aws.ToString(v.VolumeId))
+		return b.waitAvailable(ctx, aws.ToString(v.VolumeId), true)
 	}
 
 	zone, err := b.pickZone(ctx, req.Zones)
 	if err != nil {
 		return nil, err
 	}
+	iops, throughput, err := s.performance(size, b.cfg.CapIOPS)
+	if err != nil {
+		return nil, err // checked above at a size no larger
+	}
+	b.sweepOnce(ctx)
+	if src != nil && src.volume != "" && zone == src.zone && !b.noCopy.Load() {
+		// A clone in the source's zone: EC2 copies the volume itself.
+		in := &ec2.CopyVolumesInput{
+			SourceVolumeId:    aws.String(src.volume),
+			Size:              aws.Int32(size),
+			VolumeType:        types.VolumeType(s.volType),
+			Iops:              positiveOrNil(iops),
+			Throughput:        positiveOrNil(throughput),
+			Encrypted:         s.encryptedFlag(),
+			KmsKeyId:          s.kmsKey(),
+			TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)}},
+		}
+		v, err := b.createWithTokens(ctx, req, size, "copy", func(token string) (string, types.VolumeState, error) {
+			in.ClientToken = aws.String(token)
+			out, err := b.ec2.CopyVolumes(ctx, in)
+			fault.Point("ebs.create.requested")
+			if err != nil {
+				return "", "", err
+			}
+			if len(out.Volumes) != 1 {
+				return "", "", fmt.Errorf("%w: CopyVolumes answered %d volumes, not 1", backends.ErrUnavailable, len(out.Volumes))
+			}
+			return aws.ToString(out.Volumes[0].VolumeId), out.Volumes[0].State, nil
+		})
+		if !errors.Is(err, errUnsupportedCall) {
+			return v, err
+		}
+		b.noCopy.Store(true)
+		b.log.Info("CopyVolumes is not offered here; cloning through a temporary snapshot", zap.Error(err))
+	}
 	if src != nil && src.volume != "" {
-		// EBS copies a volume through a snapshot: take a temporary one.
+		// Clone through a temporary snapshot, deleted on every way out:
+		// once the volume is made from it, or when the create gives up.
+		b.sweepTemporary(ctx)
 		snap, err := b.snapshot(ctx, src.volume, cloneSnapshotName(req.Name), nil, true)
 		if err != nil {
 			return nil, err
 		}
+		defer b.dropTemporary(ctx, snap.ID)
 		if src.snapshot, err = b.waitSnapshot(ctx, snap.ID); err != nil {
 			return nil, err
 		}
@@ -319,61 +360,75 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		AvailabilityZone:  aws.String(zone),
 		Size:              aws.Int32(size),
 		VolumeType:        types.VolumeType(s.volType),
+		Iops:              positiveOrNil(iops),
+		Throughput:        positiveOrNil(throughput),
+		Encrypted:         s.encryptedFlag(),
+		KmsKeyId:          s.kmsKey(),
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypeVolume, Tags: ec2Tags(tags)}},
-	}
-	if n := s.iopsFor(size); n > 0 {
-		in.Iops = aws.Int32(n)
-	}
-	if s.throughput > 0 {
-		in.Throughput = aws.Int32(s.throughput)
 	}
 	if src != nil {
 		in.SnapshotId = aws.String(src.snapshot)
 	}
-	if s.encrypted {
-		in.Encrypted = aws.Bool(true)
-		if s.kmsKeyID != "" {
-			in.KmsKeyId = aws.String(s.kmsKeyID)
-		}
-	}
-	var id string
-	for gen := 1; gen <= 5 && id == ""; gen++ {
-		in.ClientToken = aws.String(b.token(req.Name, gen))
+	return b.createWithTokens(ctx, req, size, "", func(token string) (string, types.VolumeState, error) {
+		in.ClientToken = aws.String(token)
 		out, err := b.ec2.CreateVolume(ctx, in)
 		fault.Point("ebs.create.requested")
-		if apiCode(err) == "IdempotentParameterMismatch" {
-			// The token was used with other parameters: by a volume of
-			// this name that is gone, or by a create racing this one.
+		if err != nil {
+			return "", "", err
+		}
+		return aws.ToString(out.VolumeId), out.State, nil
+	})
+}
+
+// errUnsupportedCall: EC2 does not offer the call here (CopyVolumes in a
+// region without it).
+var errUnsupportedCall = errors.New("call not offered in this region")
+
+// createWithTokens calls create with the client tokens of req.Name in turn
+// (the tokens of another kind of call, such as "copy", are apart) until EC2
+// makes a volume, then waits until it is available. Errors of create come
+// back wrapped once around the EC2 error.
+func (b *Backend) createWithTokens(ctx context.Context, req backends.CreateRequest, size int32, kind string, create func(token string) (string, types.VolumeState, error)) (*backends.Volume, error) {
+	var id string
+	for gen := 1; gen <= maxTokenGenerations && id == ""; gen++ {
+		vid, state, err := create(b.token(kind+req.Name, gen))
+		switch apiCode(err) {
+		case "IdempotentParameterMismatch", "VolumeLimitExceeded":
+			// A mismatch: the token was used with other parameters, by a
+			// volume of this name that is gone or by a create racing this
+			// one. Over the quota: perhaps because an earlier attempt of
+			// this very create, whose answer was lost, made the volume.
+			// Either way the name is looked up before anything else.
 			if v, ferr := b.findByName(ctx, req.Name); ferr != nil {
 				return nil, ferr
 			} else if v != nil {
 				if err := compatible(b.toVolume(v), req, size); err != nil {
 					return nil, err
 				}
-				return b.waitAvailable(ctx, aws.ToString(v.VolumeId))
+				return b.waitAvailable(ctx, aws.ToString(v.VolumeId), true)
 			}
-			continue
+			if apiCode(err) == "IdempotentParameterMismatch" {
+				continue
+			}
+		}
+		if c := apiCode(err); c == "UnsupportedOperation" || c == "InvalidAction" {
+			return nil, fmt.Errorf("%w: %v", errUnsupportedCall, mapErr(err, "create volume "+strconv.Quote(req.Name)))
 		}
 		if err != nil {
 			return nil, mapErr(err, "create volume "+strconv.Quote(req.Name))
 		}
-		if gone(out.State) {
+		if gone(state) {
 			continue // the token belongs to a volume of this name that was deleted
 		}
-		id = aws.ToString(out.VolumeId)
+		id = vid
 	}
 	if id == "" {
-		return nil, fmt.Errorf("create volume %q: EC2 refused five client tokens for this name; a volume of this name was recently created and deleted with other parameters, retry in a few hours or use another name", req.Name)
+		return nil, fmt.Errorf("%w: create volume %q: the %d client tokens this plugin derives for the name are all used up by earlier creates that failed in EC2 "+
+			"(a KMS key it may not use, for example) or by volumes of this name created and deleted with other parameters; "+
+			"EC2 forgets client tokens after some hours: fix the cause and retry then, or use another name", backends.ErrLimit, req.Name, maxTokenGenerations)
 	}
-	b.log.Info("volume created", zap.String("id", id), zap.String("zone", zone), zap.Int32("GiB", size), zap.String("type", s.volType))
-	v, err := b.waitAvailable(ctx, id)
-	if err == nil && src != nil && src.volume != "" {
-		// The new volume no longer needs its temporary snapshot.
-		if derr := b.deleteSnapshot(ctx, src.snapshot); derr != nil {
-			b.log.Warn("temporary clone snapshot not deleted", zap.String("snapshot", src.snapshot), zap.Error(derr))
-		}
-	}
-	return v, err
+	b.log.Info("volume created", zap.String("id", id), zap.Int32("GiB", size), zap.String("name", req.Name))
+	return b.waitAvailable(ctx, id, false)
 }
 
 // compatible decides whether an existing volume answers req.
@@ -395,17 +450,30 @@ func compatible(v *backends.Volume, req backends.CreateRequest, size int32) erro
 	return nil
 }
 
-// waitAvailable waits until a new volume leaves "creating".
-func (b *Backend) waitAvailable(ctx context.Context, id string) (*backends.Volume, error) {
+// maxTokenGenerations bounds how many client tokens one create walks
+// through. Each failed asynchronous create burns one, and EC2 keeps burnt
+// tokens for hours, so the bound is well above what repeated retries of a
+// failing create reach, and the walk costs one call per burnt token.
+const maxTokenGenerations = 64
+
+// waitAvailable waits until a new volume leaves "creating". Until EC2 has
+// described the volume once (seen), InvalidVolume.NotFound is its eventual
+// consistency, not an answer: EC2 documents that a volume just created may
+// not be described yet.
+func (b *Backend) waitAvailable(ctx context.Context, id string, seen bool) (*backends.Volume, error) {
 	var vol *types.Volume
 	err := b.wait(ctx, 4*b.attachWait, "volume "+id+" to become available", func() (bool, error) {
 		v, err := b.describeVolume(ctx, id)
-		if errors.Is(err, backends.ErrNotFound) {
+		if errors.Is(err, backends.ErrNotFound) && !errors.Is(err, errForeign) {
+			if !seen {
+				return false, nil
+			}
 			return false, fmt.Errorf("volume %s disappeared while it was being created (EC2 deletes a volume whose KMS key it cannot use): %w", id, backends.ErrInvalid)
 		}
 		if err != nil {
-			return false, err
+			return false, retryable(err)
 		}
+		seen = true
 		switch v.State {
 		case types.VolumeStateAvailable, types.VolumeStateInUse:
 			vol = v

@@ -3,9 +3,11 @@
 //
 // The pool may sit on a filesystem that several nodes share (the "storage
 // network" of a small cluster). All state lives in the pool, written
-// atomically and guarded by advisory locks, so plugin processes on
-// different nodes stay consistent without talking to each other:
+// atomically and guarded by record locks that the shared filesystem carries
+// between its clients, so plugin processes on different nodes stay
+// consistent without talking to each other:
 //
+//	<dir>/pool.lock                one byte-range lock per volume and per name
 //	<dir>/volumes/<id>/meta.json   the volume's metadata (mode 0600)
 //	<dir>/volumes/<id>/disk.img    its data
 //	<dir>/names/<sha256 of name>   the id a name was given (the create reservation)
@@ -92,7 +94,9 @@ type Backend struct {
 	directIO    bool
 	node        string
 	log         *zap.Logger
-	avail       struct {
+	// locks guards volumes and names pool-wide: see fsutil.KeyLocks.
+	locks *fsutil.KeyLocks
+	avail struct {
 		mu       sync.Mutex
 		at       time.Time
 		bytes    int64
@@ -166,6 +170,16 @@ func New(cfg Config, opt Options) (*Backend, error) {
 			return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
 		}
 	}
+	// Take one lock now, so a kernel or filesystem without record locks
+	// stops the plugin at start instead of failing its first operation.
+	b.locks = fsutil.NewKeyLocks(filepath.Join(b.dir, "pool.lock"))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := b.locks.Lock(ctx, "pool")
+	if err != nil {
+		return nil, fmt.Errorf("file backend %q: pool %s needs fcntl record locks: %w", cfg.Name, b.dir, err)
+	}
+	l.Close()
 	return b, nil
 }
 
@@ -263,22 +277,30 @@ func (b *Backend) ImagePath(id string) (string, error) {
 	return b.imagePath(id), nil
 }
 
+// readMeta reads a volume's metadata from disk. Every read that leads to a
+// write (attach, detach, connect, mark formatted, delete, expand,
+// snapshot) reads this way, under the volume lock: no cache key can tell
+// two same-size writes within one mtime tick apart, ext4 reuses inode
+// numbers at once, and NFS clients cache attributes.
 func (b *Backend) readMeta(id string) (*meta, error) {
-	if !idRE.MatchString(id) {
-		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
-	}
-	f, err := os.Open(b.metaPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
-	}
+	f, err := b.openMeta(id)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	// Metadata is only ever replaced by rename, so a file with the same
-	// inode, size and modification time holds the same bytes: such a read
-	// is served from memory. The open file pins the inode the key is
-	// taken from.
+	return b.parseMeta(id, f)
+}
+
+// readMetaCached is readMeta for Get and List only, which decide nothing:
+// metadata is replaced by rename, so a file with the same inode, size and
+// modification time most likely holds the same bytes, and such a read is
+// served from memory. The open file pins the inode the key is taken from.
+func (b *Backend) readMetaCached(id string) (*meta, error) {
+	f, err := b.openMeta(id)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, err
@@ -290,6 +312,31 @@ func (b *Backend) readMeta(id string) (*meta, error) {
 	if ok && c.key == key {
 		return c.meta.clone(), nil
 	}
+	m, err := b.parseMeta(id, f)
+	if err != nil {
+		return nil, err
+	}
+	b.metas.mu.Lock()
+	if b.metas.m == nil {
+		b.metas.m = map[string]cachedMeta{}
+	}
+	b.metas.m[id] = cachedMeta{key: key, meta: m.clone()}
+	b.metas.mu.Unlock()
+	return m, nil
+}
+
+func (b *Backend) openMeta(id string) (*os.File, error) {
+	if !idRE.MatchString(id) {
+		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
+	}
+	f, err := os.Open(b.metaPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
+	}
+	return f, err
+}
+
+func (b *Backend) parseMeta(id string, f *os.File) (*meta, error) {
 	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, err
@@ -298,12 +345,6 @@ func (b *Backend) readMeta(id string) (*meta, error) {
 	if err := json.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("volume %s: corrupt metadata %s: %w", id, b.metaPath(id), err)
 	}
-	b.metas.mu.Lock()
-	if b.metas.m == nil {
-		b.metas.m = map[string]cachedMeta{}
-	}
-	b.metas.m[id] = cachedMeta{key: key, meta: m.clone()}
-	b.metas.mu.Unlock()
 	return m, nil
 }
 
@@ -341,17 +382,31 @@ func (b *Backend) writeMeta(m *meta) error {
 	return fsutil.WriteFileAtomic(b.metaPath(m.ID), data, 0o600)
 }
 
-// lockVolume takes the volume's pool-wide lock: a flock on its directory,
-// which disappears with the volume, so no lock file is ever left behind.
-func (b *Backend) lockVolume(ctx context.Context, id string) (*os.File, error) {
+// lockVolume takes the volume's pool-wide lock, a byte of the pool's lock
+// file. The lock outlives the volume, which is harmless: ids are random and
+// never reused, and whoever takes the lock of a deleted volume finds no
+// metadata under it.
+func (b *Backend) lockVolume(ctx context.Context, id string) (*fsutil.KeyLock, error) {
 	if !idRE.MatchString(id) {
 		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
 	}
-	f, err := fsutil.LockPath(ctx, b.volDir(id), false)
-	if errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(b.volDir(id)); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
 	}
-	return f, err
+	l, err := b.locks.Lock(ctx, "volume "+id)
+	if err != nil {
+		return nil, fmt.Errorf("lock volume %s: %w", id, err)
+	}
+	return l, nil
+}
+
+// lockName takes the pool-wide lock of a name reservation file.
+func (b *Backend) lockName(ctx context.Context, path string) (*fsutil.KeyLock, error) {
+	rel, err := filepath.Rel(b.dir, path)
+	if err != nil {
+		return nil, err
+	}
+	return b.locks.Lock(ctx, "name "+rel)
 }
 
 // update runs fn on the volume's metadata under its lock and writes the
@@ -395,13 +450,14 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		}
 	}
 
-	nameLock, err := fsutil.LockPath(ctx, b.namePath(req.Name), true)
+	namePath := b.namePath(req.Name)
+	nameLock, err := b.lockName(ctx, namePath)
 	if err != nil {
 		return nil, fmt.Errorf("lock name %q: %w", req.Name, err)
 	}
 	defer nameLock.Close()
 
-	id, err := reservation(nameLock)
+	id, err := reservation(namePath)
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +468,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			return nil, err
 		}
 		// Reserved but not finished: resume below with the same id.
-	} else if id, err = reserve(nameLock); err != nil {
+	} else if id, err = reserve(namePath); err != nil {
 		return nil, err
 	}
 	fault.Point("file.create.reserved")
@@ -423,7 +479,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	defer func() {
 		if !created {
 			os.RemoveAll(b.volDir(id))
-			os.Remove(nameLock.Name())
+			os.Remove(namePath)
 		}
 	}()
 	if err := b.checkCapacity(ctx, size); err != nil {
@@ -562,36 +618,31 @@ func (b *Backend) makeImage(id string, size int64, prealloc bool) error {
 	return f.Sync()
 }
 
-// reservation reads the id a name file holds; empty when it holds none.
-func reservation(f *os.File) (string, error) {
-	buf := make([]byte, 64)
-	n, err := f.ReadAt(buf, 0)
-	if err != nil && !errors.Is(err, io.EOF) {
+// reservation reads the id the name file at path holds; empty when it
+// holds none. The caller holds the name's lock.
+func reservation(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("read name reservation: %w", err)
 	}
-	if id := strings.TrimSpace(string(buf[:n])); idRE.MatchString(id) {
+	if id := strings.TrimSpace(string(data)); idRE.MatchString(id) {
 		return id, nil
 	}
 	return "", nil
 }
 
-// reserve writes a new id into a locked name file and makes it durable
-// before anything is created under that id.
-func reserve(f *os.File) (string, error) {
+// reserve writes a new id into the name file at path, atomically and
+// durably, before anything is created under that id. The caller holds the
+// name's lock.
+func reserve(path string) (string, error) {
 	id, err := newID()
 	if err != nil {
 		return "", err
 	}
-	if err := f.Truncate(0); err != nil {
-		return "", err
-	}
-	if _, err := f.WriteAt([]byte(id+"\n"), 0); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("reserve name: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		return "", err
-	}
-	return id, fsutil.SyncDir(filepath.Dir(f.Name()))
+	return id, nil
 }
 
 func newID() (string, error) {
@@ -643,15 +694,15 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 
 func (b *Backend) releaseName(ctx context.Context, name, id string) error {
 	path := b.namePath(name)
-	f, err := fsutil.LockPath(ctx, path, false)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	l, err := b.lockName(ctx, path)
 	if err != nil {
 		return err
 	}
-	defer f.Close()
+	defer l.Close()
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -688,7 +739,7 @@ func (b *Backend) removeDir(id string) error {
 
 // Get implements backends.Backend.
 func (b *Backend) Get(ctx context.Context, id string) (*backends.Volume, error) {
-	m, err := b.readMeta(id)
+	m, err := b.readMetaCached(id)
 	if err != nil {
 		return nil, err
 	}
@@ -717,7 +768,7 @@ func (b *Backend) ListAfter(ctx context.Context, after string, limit int) ([]*ba
 		if !idRE.MatchString(e.Name()) {
 			continue
 		}
-		m, err := b.readMeta(e.Name())
+		m, err := b.readMetaCached(e.Name())
 		if errors.Is(err, backends.ErrNotFound) {
 			continue // being created or deleted
 		}
@@ -850,27 +901,14 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 // the device connected is refused: in a file pool nothing else stops a
 // second node from writing the image while the first still does.
 func (b *Backend) Detach(ctx context.Context, id, node string) error {
-	return b.detach(ctx, id, node, false)
-}
-
-// ForceDetach implements backends.ForceDetacher.
-func (b *Backend) ForceDetach(ctx context.Context, id, node string) error {
-	return b.detach(ctx, id, node, true)
-}
-
-func (b *Backend) detach(ctx context.Context, id, node string, force bool) error {
 	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
 		i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == node })
 		if i < 0 {
 			return false, nil
 		}
-		if m.Attachments[i].Connected && !force {
+		if m.Attachments[i].Connected {
 			return false, fmt.Errorf("%w: node %s still has volume %s connected; unstage it there first. If node %s is dead, an operator can take the volume with: csi-libstorage force-detach --volume %s/%s --node %s --yes-the-node-is-dead",
 				backends.ErrInUse, node, id, node, b.name, id, node)
-		}
-		if force {
-			b.log.Warn("FORCED DETACH by operator: the node may still write to the volume if it is alive",
-				zap.String("id", id), zap.String("node", node), zap.Bool("wasConnected", m.Attachments[i].Connected))
 		}
 		m.Attachments = slices.Delete(m.Attachments, i, i+1)
 		return true, nil
@@ -882,6 +920,49 @@ func (b *Backend) detach(ctx context.Context, id, node string, force bool) error
 		return fmt.Errorf("detach %s from %s: %w", id, node, err)
 	}
 	return nil
+}
+
+// ForceDetach implements backends.ForceDetacher. Unlike Detach it is not
+// idempotent: an operator who names a volume or node that has no
+// attachment has made a mistake (a wrong --node, an agent id that
+// changed), so the error says what the pool holds instead of reporting
+// success.
+func (b *Backend) ForceDetach(ctx context.Context, id, node string) error {
+	exists := false
+	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		exists = true
+		i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == node })
+		if i < 0 {
+			return false, fmt.Errorf("%w: volume %s has no attachment for node %s; it is %s", backends.ErrNotFound, id, node, describeAttachments(m))
+		}
+		b.log.Warn("FORCED DETACH by operator: the node may still write to the volume if it is alive",
+			zap.String("id", id), zap.String("node", node), zap.Bool("wasConnected", m.Attachments[i].Connected))
+		m.Attachments = slices.Delete(m.Attachments, i, i+1)
+		return true, nil
+	})
+	if errors.Is(err, backends.ErrNotFound) && !exists {
+		return fmt.Errorf("volume %q does not exist in pool %s: %w", id, b.dir, backends.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("force-detach %s from %s: %w", id, node, err)
+	}
+	return nil
+}
+
+// describeAttachments says which nodes hold a volume, for an operator.
+func describeAttachments(m *meta) string {
+	if len(m.Attachments) == 0 {
+		return "attached to no node"
+	}
+	parts := make([]string, 0, len(m.Attachments))
+	for _, a := range m.Attachments {
+		p := a.Node
+		if a.Connected {
+			p += " (connected)"
+		}
+		parts = append(parts, p)
+	}
+	return "attached to " + strings.Join(parts, ", ")
 }
 
 // setConnected records whether this node has the volume's device in use.

@@ -10,8 +10,8 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
-	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
 func newPool(t *testing.T, cfg Config, node string) *Backend {

@@ -76,12 +76,13 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	if err := os.MkdirAll(filepath.Join(b.dir, "snapnames"), 0o700); err != nil {
 		return nil, err
 	}
-	nameLock, err := fsutil.LockPath(ctx, b.snapNamePath(name), true)
+	namePath := b.snapNamePath(name)
+	nameLock, err := b.lockName(ctx, namePath)
 	if err != nil {
 		return nil, fmt.Errorf("lock snapshot name %q: %w", name, err)
 	}
 	defer nameLock.Close()
-	id, err := reservation(nameLock)
+	id, err := reservation(namePath)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 		} else if !errors.Is(err, backends.ErrNotFound) {
 			return nil, err
 		}
-	} else if id, err = reserve(nameLock); err != nil {
+	} else if id, err = reserve(namePath); err != nil {
 		return nil, err
 	}
 	// As for volumes: a snapshot that fails cleanly gives its reservation
@@ -103,7 +104,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	defer func() {
 		if !created {
 			os.RemoveAll(b.snapDir(id))
-			os.Remove(nameLock.Name())
+			os.Remove(namePath)
 		}
 	}()
 
@@ -146,14 +147,14 @@ func (b *Backend) DeleteSnapshot(ctx context.Context, id string) error {
 		return err
 	}
 	path := b.snapNamePath(m.Name)
-	if f, err := fsutil.LockPath(ctx, path, false); err == nil {
-		if data, _ := os.ReadFile(path); strings.TrimSpace(string(data)) == id {
-			os.Remove(path)
-		}
-		f.Close()
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	l, err := b.lockName(ctx, path)
+	if err != nil {
 		return err
 	}
+	if data, _ := os.ReadFile(path); strings.TrimSpace(string(data)) == id {
+		os.Remove(path)
+	}
+	l.Close()
 	dir := b.snapDir(id)
 	for _, f := range []string{"disk.img", "meta.json"} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -55,14 +55,16 @@ func forceDetach(args []string) error {
 	if err != nil {
 		return err
 	}
-	fd, ok := b.(backends.ForceDetacher)
+	fd, ok := backends.As[backends.ForceDetacher](b)
 	if !ok {
 		return fmt.Errorf("backend %s cannot force a detach", b.Name())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := fd.ForceDetach(ctx, native, *node); err != nil {
-		return err
+		// Nothing matched, or the pool refused: either way nothing was
+		// detached, and the exit status says so.
+		return fmt.Errorf("nothing was detached: %w", err)
 	}
 	log.Warn("volume forcibly detached by the operator", zap.String("volume", *volume), zap.String("node", *node))
 	return nil

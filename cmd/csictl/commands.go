@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"flag"
 	"fmt"
 	"io"
@@ -9,13 +11,17 @@ import (
 )
 
 // command is one csictl command. setup defines its flags on fs and
-// returns the action that runs once they are parsed.
+// returns the action that runs once they are parsed. A command kept in a
+// file of its own adds itself to commands from an init function; help
+// and shell completion are generated from the table.
 type command struct {
 	path    string   // words that name it, e.g. "volume create"
 	args    []string // positional arguments, e.g. {"NAME"}
 	summary string   // one line, with the RPCs it makes
 	help    string   // optional longer text
 	setup   func(fs *flag.FlagSet) action
+	// local commands run without a connection to the plugin (completion).
+	local bool
 }
 
 type action func(c *client, args []string) error
@@ -33,13 +39,13 @@ var commands = []*command{
 	{path: "probe", summary: "check the plugin is ready (Probe); exits 1 if it is not", setup: setupProbe},
 
 	{path: "volume create", args: []string{"NAME"}, summary: "create a volume (CreateVolume)",
-		help: "Without --size or --limit the plugin chooses the capacity.\n\n" + sizeHelp, setup: setupVolumeCreate},
+		help: "Without --size or --limit the plugin chooses the capacity.\n\n" + units.Help, setup: setupVolumeCreate},
 	{path: "volume list", summary: "list volumes (ListVolumes)",
 		help: "Prints one page; --all follows next tokens and prints every volume.", setup: setupVolumeList},
 	{path: "volume get", args: []string{"ID"}, summary: "show a volume and where it is published (ControllerGetVolume)", setup: setupVolumeGet},
 	{path: "volume delete", args: []string{"ID"}, summary: "delete a volume (DeleteVolume)", setup: setupVolumeDelete},
 	{path: "volume expand", args: []string{"ID"}, summary: "grow a volume (ControllerExpandVolume); then run node expand where it is staged",
-		help: sizeHelp, setup: setupVolumeExpand},
+		help: units.Help, setup: setupVolumeExpand},
 	{path: "volume validate", args: []string{"ID"}, summary: "check a volume supports a capability (ValidateVolumeCapabilities); exits 1 if not confirmed", setup: setupVolumeValidate},
 
 	{path: "controller publish", args: []string{"ID"}, summary: "attach a volume to a node and print the publish context (ControllerPublishVolume)", setup: setupControllerPublish},
@@ -57,6 +63,7 @@ var commands = []*command{
 	{path: "snapshot delete", args: []string{"ID"}, summary: "delete a snapshot (DeleteSnapshot)", setup: setupSnapshotDelete},
 
 	{path: "stats", args: []string{"ID"}, summary: "volume usage (NodeGetVolumeStats)", setup: setupStats},
+	{path: "migrate", summary: "print CSI volume declarations for a libStorage (REX-Ray) service's volumes", help: migrateHelp, setup: setupMigrate},
 	{path: "capacity", summary: "available capacity (GetCapacity)",
 		help: "Capability flags are sent only when given.", setup: setupCapacity},
 }
@@ -113,12 +120,13 @@ Access modes (--mode, CSI enum names, default SINGLE_NODE_WRITER):
 
 JSON output (-o json) is one document per command: the response in protojson
 form with CSI field names; 64-bit integers are strings, unset fields omitted.
+YAML output (-o yaml) is the same document in YAML.
 
 Secrets (--secret) go to the plugin only; they are never printed.
 
 Exit status: 0 success; 1 RPC error ("error: <RPC>: <code>: <message>") or a
 negative result; 2 usage error. Run "csictl COMMAND --help" for its flags.
-`, defaultEndpoint, sizeHelp, strings.Join(accessModes(), ",\n  "))
+`, defaultEndpoint, units.Help, strings.Join(accessModes(), ",\n  "))
 }
 
 func printGroupUsage(w io.Writer, group string) {

@@ -29,10 +29,8 @@ func parseEndpoint(s string) (endpoint, error) {
 	case s == "":
 		return bad("empty")
 	case strings.HasPrefix(s, "unix:"):
-		p := strings.TrimPrefix(s, "unix:")
-		if strings.HasPrefix(p, "//") {
-			p = p[2:] // unix:///abs -> /abs; unix://rel is rejected below
-		}
+		// unix:///abs -> /abs; unix://rel is rejected below.
+		p := strings.TrimPrefix(strings.TrimPrefix(s, "unix:"), "//")
 		if !filepath.IsAbs(p) {
 			return bad("unix socket path must be absolute")
 		}

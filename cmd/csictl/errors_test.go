@@ -22,7 +22,7 @@ func TestUsageErrors(t *testing.T) {
 		{"missing arg", []string{"volume", "get"}, "error: volume get: missing ID\n", "volume get ID"},
 		{"extra arg", []string{"volume", "get", "a", "b"}, "error: volume get: unexpected argument \"b\"\n", "volume get ID"},
 		{"bad size", []string{"volume", "create", "v", "--size", "10X"},
-			"error: volume create: invalid value \"10X\" for flag -size: invalid size \"10X\": unknown unit \"X\"", "--size SIZE"},
+			"error: volume create: invalid value \"10X\" for flag -size: size \"10X\": unknown unit \"X\" (accepted forms", "--size SIZE"},
 		{"bad mode", []string{"volume", "create", "v", "--mode", "WRITE_MANY"},
 			"error: volume create: unknown access mode \"WRITE_MANY\"; valid modes: SINGLE_NODE_WRITER, SINGLE_NODE_READER_ONLY, MULTI_NODE_READER_ONLY, MULTI_NODE_SINGLE_WRITER, MULTI_NODE_MULTI_WRITER, SINGLE_NODE_SINGLE_WRITER, SINGLE_NODE_MULTI_WRITER\n", "--mode MODE"},
 		{"fs and block", []string{"node", "stage", "v", "--staging", "/s", "--fs", "ext4", "--block"},
@@ -74,7 +74,7 @@ func TestGlobalFlagErrors(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		{[]string{"-o", "yaml", "info"}, "error: -o must be table or json, not \"yaml\"\n"},
+		{[]string{"-o", "xml", "info"}, "error: -o must be table, json or yaml, not \"xml\"\n"},
 		{[]string{"--timeout", "0s", "info"}, "error: --timeout must be positive\n"},
 		{[]string{"--endpoint", "http://x:1", "info"}, "error: invalid --endpoint \"http://x:1\": unsupported scheme"},
 		{[]string{"--endpoint", "unix://relative/sock", "probe"}, "error: invalid --endpoint \"unix://relative/sock\": unix socket path must be absolute"},

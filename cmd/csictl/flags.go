@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"flag"
 	"fmt"
 	"io"
@@ -20,24 +22,52 @@ func newFlagSet(name string) *flag.FlagSet {
 }
 
 // parseInterspersed parses args allowing flags before and after positional
-// arguments ("volume create NAME --size 1GiB"). Everything after "--" is
-// positional.
+// arguments ("volume create NAME --size 1GiB"). A flag that takes a value
+// takes the next argument whatever it looks like, so "--mount-flag --" or
+// "--size -1" hand "--" and "-1" to the flag; only a "--" standing where a
+// flag could start ends the flags, and everything after it is positional.
+// The flag package's own Parse cannot be used in a loop here: after it
+// returns, a "--" it consumed as a value and one it took as the end of
+// the flags look the same.
 func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(pos, args[i+1:]...), nil
 		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
+		if len(a) < 2 || a[0] != '-' {
+			pos = append(pos, a)
+			continue
 		}
-		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
-			return append(pos, rest...), nil
+		name := strings.TrimPrefix(a[1:], "-")
+		if name == "" || name[0] == '-' || name[0] == '=' {
+			return nil, fmt.Errorf("bad flag syntax: %s", a)
 		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		name, value, hasValue := strings.Cut(name, "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			if name == "h" || name == "help" {
+				return nil, flag.ErrHelp
+			}
+			return nil, fmt.Errorf("flag provided but not defined: -%s", name)
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			if !hasValue {
+				value = "true"
+			}
+		} else if !hasValue {
+			if i+1 == len(args) {
+				return nil, fmt.Errorf("flag needs an argument: -%s", name)
+			}
+			i++
+			value = args[i]
+		}
+		if err := fs.Set(name, value); err != nil {
+			return nil, fmt.Errorf("invalid value %q for flag -%s: %v", value, name, err)
+		}
 	}
+	return pos, nil
 }
 
 // deferredErrorer is a flag.Value that records a bad value instead of
@@ -146,7 +176,7 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-// sizeFlag is a byte size parsed with parseSize.
+// sizeFlag is a byte size parsed with units.ParseSize.
 type sizeFlag struct {
 	bytes int64
 	set   bool
@@ -160,7 +190,7 @@ func (s *sizeFlag) String() string {
 }
 
 func (s *sizeFlag) Set(v string) error {
-	n, err := parseSize(v)
+	n, err := units.ParseSize(v)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func setupInfo(*flag.FlagSet) action {
 			return err
 		}
 
-		if c.g.output == "json" {
+		if c.structured() {
 			var doc infoJSON
 			var errs [5]error
 			doc.PluginInfo, errs[0] = protoJSON(info)

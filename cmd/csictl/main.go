@@ -45,7 +45,7 @@ func globalFlagSet(g *globals) *flag.FlagSet {
 		def = defaultEndpoint
 	}
 	fs.StringVar(&g.endpoint, "endpoint", def, "plugin `ADDRESS`; $CSI_ENDPOINT if set")
-	fs.StringVar(&g.output, "o", "table", "output `FORMAT`: table (for people) or json (one document per command)")
+	fs.StringVar(&g.output, "o", "table", "output `FORMAT`: table (for people), json or yaml (one document per command)")
 	fs.DurationVar(&g.timeout, "timeout", defaultTimeout, "per-RPC deadline `DURATION`, e.g. 30s")
 	return fs
 }
@@ -64,8 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printMainUsage(stderr)
 		return 2
 	}
-	if g.output != "table" && g.output != "json" {
-		fmt.Fprintf(stderr, "error: -o must be table or json, not %q\n", g.output)
+	if g.output != "table" && g.output != "json" && g.output != "yaml" {
+		fmt.Fprintf(stderr, "error: -o must be table, json or yaml, not %q\n", g.output)
 		return 2
 	}
 	if g.timeout <= 0 {
@@ -171,6 +171,10 @@ func runCommand(ctx context.Context, g *globals, cmd *command, args []string, st
 		return 2
 	}
 
+	if cmd.local {
+		c := &client{ctx: ctx, g: g, out: stdout}
+		return reportError(act(c, pos), c, cmd, stderr)
+	}
 	ep, err := parseEndpoint(g.endpoint)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)

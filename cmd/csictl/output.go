@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"gopkg.in/yaml.v3"
 )
 
 // JSON output is the protojson rendering of the response with the CSI
@@ -30,8 +33,13 @@ func protoJSON(m proto.Message) (json.RawMessage, error) {
 	return json.RawMessage(b), nil
 }
 
-// writeJSON writes v as one indented JSON document. Going through
-// encoding/json also normalises protojson's deliberately unstable spacing.
+// structured reports whether the output is data (json or yaml) rather
+// than a table for people.
+func (c *client) structured() bool { return c.g.output != "table" }
+
+// writeJSON writes v as one document: indented JSON, or with -o yaml the
+// same document in YAML. Going through encoding/json also normalises
+// protojson's deliberately unstable spacing.
 func (c *client) writeJSON(v any) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -40,14 +48,50 @@ func (c *client) writeJSON(v any) error {
 	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("encode output: %w", err)
 	}
-	_, err := c.out.Write(buf.Bytes())
+	out := buf.Bytes()
+	if c.g.output == "yaml" {
+		var err error
+		if out, err = jsonToYAML(out); err != nil {
+			return fmt.Errorf("encode output: %w", err)
+		}
+	}
+	_, err := c.out.Write(out)
 	return err
 }
 
-// emit writes the response m: as JSON with -o json, else as the table
+// jsonToYAML re-renders a JSON document as block-style YAML, keeping the
+// order of keys and the types of values: JSON is YAML, so the document is
+// read as a YAML node tree and only its styles are changed. A string that
+// would read back as another type ("123", "true") stays quoted.
+func jsonToYAML(js []byte) ([]byte, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal(js, &n); err != nil {
+		return nil, err
+	}
+	var plain func(*yaml.Node)
+	plain = func(n *yaml.Node) {
+		n.Style = 0
+		for _, c := range n.Content {
+			plain(c)
+		}
+	}
+	plain(&n)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&n); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// emit writes the response m: as JSON or YAML with -o json or yaml, else as the table
 // that fill draws.
 func (c *client) emit(m proto.Message, fill func(t *table)) error {
-	if c.g.output == "json" {
+	if c.structured() {
 		raw, err := protoJSON(m)
 		if err != nil {
 			return fmt.Errorf("encode output: %w", err)
@@ -108,7 +152,7 @@ func fmtCapacity(n int64) string {
 	if n == 0 {
 		return "-"
 	}
-	return formatSize(n)
+	return units.Human(n)
 }
 
 func fmtSource(s *csi.VolumeContentSource) string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
 // startPlugin serves the real plugin's controller over a file pool in a
@@ -20,14 +21,7 @@ func startPlugin(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "csi.sock")
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := wiring.New(ctx, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")), Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	inproc.Start(t, wiring.Options{Endpoint: "unix://" + sock, Mode: wiring.ModeController, Config: config.Default(filepath.Join(dir, "pool")), Logger: zap.NewNop()})
 	return "unix://" + sock
 }
 

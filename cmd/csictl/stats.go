@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"flag"
 	"strconv"
 	"strings"
@@ -53,12 +55,12 @@ func setupCapacity(fs *flag.FlagSet) action {
 			return err
 		}
 		return c.emit(resp, func(t *table) {
-			t.row("AVAILABLE", formatSize(resp.GetAvailableCapacity()))
+			t.row("AVAILABLE", units.Human(resp.GetAvailableCapacity()))
 			opt := func(v interface{ GetValue() int64 }, set bool) string {
 				if !set {
 					return "-"
 				}
-				return formatSize(v.GetValue())
+				return units.Human(v.GetValue())
 			}
 			t.row("MAXIMUM VOLUME SIZE", opt(resp.GetMaximumVolumeSize(), resp.GetMaximumVolumeSize() != nil))
 			t.row("MINIMUM VOLUME SIZE", opt(resp.GetMinimumVolumeSize(), resp.GetMinimumVolumeSize() != nil))

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/csi-libstorage/csi-libstorage/internal/units"
+
 	"flag"
 	"fmt"
 	"math"
@@ -27,7 +29,7 @@ func setupVolumeCreate(fs *flag.FlagSet) action {
 			return usagef("--from-snapshot and --from-volume cannot both be given")
 		}
 		if size.bytes > 0 && limit.bytes > 0 && limit.bytes < size.bytes {
-			return usagef("--limit %s is below --size %s", formatSize(limit.bytes), formatSize(size.bytes))
+			return usagef("--limit %s is below --size %s", units.Human(limit.bytes), units.Human(size.bytes))
 		}
 		req := &csi.CreateVolumeRequest{
 			Name:               args[0],

@@ -38,6 +38,41 @@ func (i *instances) Set(v string) error {
 	return nil
 }
 
+// strictness collects --lag ACTION=DURATION and --throttle
+// ACTION=BURST/PER-SECOND, which make the server as strict as EC2.
+type strictness struct {
+	lags      map[string]time.Duration
+	throttles map[string][2]float64
+}
+
+type lagFlag struct{ s *strictness }
+
+func (f lagFlag) String() string { return "" }
+
+func (f lagFlag) Set(v string) error {
+	action, d, ok := strings.Cut(v, "=")
+	dur, err := time.ParseDuration(d)
+	if !ok || err != nil || dur < 0 {
+		return fmt.Errorf("want ACTION=DURATION (CreateVolume=2s), got %q", v)
+	}
+	f.s.lags[action] = dur
+	return nil
+}
+
+type throttleFlag struct{ s *strictness }
+
+func (f throttleFlag) String() string { return "" }
+
+func (f throttleFlag) Set(v string) error {
+	action, rate, ok := strings.Cut(v, "=")
+	var burst, per float64
+	if _, err := fmt.Sscanf(rate, "%g/%g", &burst, &per); !ok || err != nil || burst < 1 || per <= 0 {
+		return fmt.Errorf("want ACTION=BURST/PER-SECOND (DescribeVolumes=100/20), got %q", v)
+	}
+	f.s.throttles[action] = [2]float64{burst, per}
+	return nil
+}
+
 // Endpoints is the line the command prints.
 type Endpoints struct {
 	EC2     string            `json:"ec2"`
@@ -59,6 +94,9 @@ func run() error {
 	region := flag.String("region", "us-east-1", "the simulated region")
 	delay := flag.Duration("state-delay", 30*time.Millisecond, "how long each state transition takes")
 	flag.Var(&insts, "instance", "an instance, INSTANCE-ID:ZONE (repeatable)")
+	strict := &strictness{lags: map[string]time.Duration{}, throttles: map[string][2]float64{}}
+	flag.Var(lagFlag{strict}, "lag", "ACTION=DURATION: the effect of CreateVolume or AttachVolume stays invisible to describe calls that long (repeatable)")
+	flag.Var(throttleFlag{strict}, "throttle", "ACTION=BURST/PER-SECOND: a token bucket for the API, answering RequestLimitExceeded when empty (repeatable)")
 	flag.Parse()
 	if len(insts) == 0 {
 		insts = instances{{ID: "i-0123456789abcdef0", AvailabilityZone: *region + "a", RootDeviceName: "/dev/xvda"}}
@@ -74,6 +112,12 @@ func run() error {
 		return err
 	}
 	defer sim.Close()
+	for action, d := range strict.lags {
+		sim.SetLag(action, d)
+	}
+	for action, t := range strict.throttles {
+		sim.Throttle(action, int(t[0]), t[1])
+	}
 	ep := Endpoints{EC2: sim.Start(), IMDS: map[string]string{}, Images: loops.ImageDir, ByIDDir: map[string]string{}}
 	for _, i := range insts {
 		ep.IMDS[i.ID] = sim.IMDSURL(i.ID)

@@ -37,6 +37,14 @@ func readDir(t *testing.T, dir, ext string) map[string]string {
 // parseK8s parses the given file contents (name -> text) in name order.
 func parseK8s(t *testing.T, files map[string]string) []Object {
 	t.Helper()
+	objs, err := parseAll(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objs
+}
+
+func parseAll(files map[string]string) ([]Object, error) {
 	var names []string
 	for n := range files {
 		names = append(names, n)
@@ -46,11 +54,11 @@ func parseK8s(t *testing.T, files map[string]string) []Object {
 	for _, n := range names {
 		objs, err := ParseYAML(n, []byte(files[n]))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		out = append(out, objs...)
 	}
-	return out
+	return out, nil
 }
 
 // mutate returns a copy of files with the first occurrence of old in file

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	storagev1 "k8s.io/api/storage/v1"
+
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
@@ -162,21 +164,20 @@ func TestDocsParameterTables(t *testing.T) {
 func TestDocsValuesMatchDeploy(t *testing.T) {
 	objs := parseK8s(t, readDir(t, k8sDir(t), ".yaml"))
 	k8s := readDoc(t, "kubernetes.md")
-	var drivers int
-	for _, o := range objs {
-		if o.Kind() != "CSIDriver" {
-			continue
-		}
-		drivers++
-		for _, key := range []string{"attachRequired", "podInfoOnMount", "fsGroupPolicy"} {
-			v := fmt.Sprint(Get(o.M, "spec", key))
+	drivers := ofKind[*storagev1.CSIDriver](objs)
+	for _, d := range drivers {
+		for key, v := range map[string]string{
+			"attachRequired": show(d.Spec.AttachRequired),
+			"podInfoOnMount": show(d.Spec.PodInfoOnMount),
+			"fsGroupPolicy":  show(d.Spec.FSGroupPolicy),
+		} {
 			if !strings.Contains(k8s, "`"+key+": "+v+"`") {
 				t.Errorf("docs/kubernetes.md does not state the CSIDriver's %s: %s", key, v)
 			}
 		}
 	}
-	if drivers != 1 {
-		t.Errorf("%d CSIDriver objects, want 1", drivers)
+	if len(drivers) != 1 {
+		t.Errorf("%d CSIDriver objects, want 1", len(drivers))
 	}
 	cfg, err := PluginConfig(objs)
 	if err != nil {

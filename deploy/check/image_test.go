@@ -38,11 +38,12 @@ var debianPackage = map[string]string{
 	"mount.nfs4": "nfs-common",
 }
 
-// hostProvided are commands the plugin runs that no image package can
-// install: the storage system's client software on the host, which the
-// deployment mounts into the plugin's container. Each says why.
+// hostProvided are commands that no Debian package provides: they come
+// with vendor software installed on the host, which the operator mounts
+// into the plugin's container. Each must be named in the docs, where the
+// operator learns to mount it.
 var hostProvided = map[string]string{
-	"/opt/emc/scaleio/sdc/bin/drv_cfg": "PowerFlex SDC tool (scaleio backend: --query_guid, --rescan); installed with the SDC on the host, mount /opt/emc/scaleio",
+	"/opt/emc/scaleio/sdc/bin/drv_cfg": "the ScaleIO/PowerFlex SDC",
 }
 
 // TestImageInstallsEveryCommand derives the external commands from the
@@ -66,8 +67,12 @@ func TestImageInstallsEveryCommand(t *testing.T) {
 		t.Fatalf("found commands %v: the scan no longer sees the node's blkid and mkfs calls", cmds)
 	}
 	installed := dockerPackages(t, filepath.Join(root, "Dockerfile"))
+	docs := allDocs(t, root)
 	for _, c := range cmds {
-		if _, ok := hostProvided[c]; ok {
+		if from, ok := hostProvided[c]; ok {
+			if !strings.Contains(docs, c) {
+				t.Errorf("the plugin runs %s (from %s on the host), but no page under docs/ names it: say where it comes from and how to mount it into the container", c, from)
+			}
 			continue
 		}
 		pkg, ok := debianPackage[c]
@@ -253,4 +258,22 @@ func dockerPackages(t *testing.T, path string) []string {
 		}
 	}
 	return pkgs
+}
+
+// allDocs is the text of every page under docs/.
+func allDocs(t *testing.T, root string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(filepath.Join(root, "docs"), func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".md") {
+			return err
+		}
+		raw, err := os.ReadFile(p)
+		b.Write(raw)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }

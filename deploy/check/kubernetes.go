@@ -10,6 +10,11 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/identity"
@@ -49,29 +54,12 @@ func ImageName(image string) string {
 	return s
 }
 
-// Workload is an object with a pod template.
-type Workload struct {
-	Object
-	Spec map[string]any
-}
-
-// Workloads returns the objects that have pods.
-func Workloads(objs []Object) []Workload {
-	var out []Workload
-	for _, o := range objs {
-		if s := PodSpec(o); s != nil {
-			out = append(out, Workload{o, s})
-		}
-	}
-	return out
-}
-
 // PluginWorkloads returns the workloads that run the plugin, by kind.
 func PluginWorkloads(objs []Object) map[string][]Workload {
 	out := map[string][]Workload{}
 	for _, w := range Workloads(objs) {
 		if Container(w.Spec, PluginContainer) != nil {
-			out[w.Kind()] = append(out[w.Kind()], w)
+			out[w.Kind] = append(out[w.Kind], w)
 		}
 	}
 	return out
@@ -79,18 +67,19 @@ func PluginWorkloads(objs []Object) map[string][]Workload {
 
 func find(objs []Object, kind, namespace, name string) *Object {
 	for i, o := range objs {
-		if o.Kind() == kind && o.Name() == name && (namespace == "" || o.Namespace() == namespace) {
+		if o.Kind == kind && o.Name() == name && (namespace == "" || o.Namespace() == namespace) {
 			return &objs[i]
 		}
 	}
 	return nil
 }
 
-func ofKind(objs []Object, kind string) []Object {
-	var out []Object
+// ofKind returns the typed objects of type T.
+func ofKind[T any](objs []Object) []T {
+	var out []T
 	for _, o := range objs {
-		if o.Kind() == kind {
-			out = append(out, o)
+		if x, ok := o.Obj.(T); ok {
+			out = append(out, x)
 		}
 	}
 	return out
@@ -99,32 +88,27 @@ func ofKind(objs []Object, kind string) []Object {
 // clusterScoped lists the kinds shipped here that have no namespace.
 var clusterScoped = []string{"Namespace", "CSIDriver", "StorageClass", "VolumeSnapshotClass", "ClusterRole", "ClusterRoleBinding"}
 
-// CheckIdentity: every object has apiVersion, kind and metadata.name;
-// namespaced objects name their namespace, cluster-scoped ones do not; no
-// object is defined twice.
+// CheckIdentity: every object has a metadata.name (the schema lets it be
+// empty); namespaced objects name their namespace, cluster-scoped ones do
+// not; no object is defined twice.
 func CheckIdentity(objs []Object) []error {
 	var errs []error
 	seen := map[string]string{}
 	for _, o := range objs {
-		if o.Kind() == "Kustomization" {
+		if o.Kind == "Kustomization" {
 			continue
-		}
-		for _, k := range []string{"apiVersion", "kind"} {
-			if Str(o.M, k) == "" {
-				errs = append(errs, fmt.Errorf("%s: no %s", o, k))
-			}
 		}
 		if o.Name() == "" {
 			errs = append(errs, fmt.Errorf("%s: no metadata.name", o))
 		}
-		cluster := slices.Contains(clusterScoped, o.Kind())
+		cluster := slices.Contains(clusterScoped, o.Kind)
 		if cluster && o.Namespace() != "" {
-			errs = append(errs, fmt.Errorf("%s: a %s has no namespace, but metadata.namespace is %q", o, o.Kind(), o.Namespace()))
+			errs = append(errs, fmt.Errorf("%s: a %s has no namespace, but metadata.namespace is %q", o, o.Kind, o.Namespace()))
 		}
 		if !cluster && o.Namespace() == "" {
 			errs = append(errs, fmt.Errorf("%s: no metadata.namespace; it would land in whatever namespace kubectl uses", o))
 		}
-		key := o.Kind() + "/" + o.Namespace() + "/" + o.Name()
+		key := o.Kind + "/" + o.Namespace() + "/" + o.Name()
 		if prev, dup := seen[key]; dup {
 			errs = append(errs, fmt.Errorf("%s: also defined in %s", o, prev))
 		}
@@ -138,46 +122,58 @@ func CheckIdentity(objs []Object) []error {
 // matches what the plugin does.
 func CheckDriverNames(objs []Object) []error {
 	var errs []error
-	drivers := ofKind(objs, "CSIDriver")
+	drivers := ofKind[*storagev1.CSIDriver](objs)
 	if len(drivers) != 1 {
 		errs = append(errs, fmt.Errorf("want exactly one CSIDriver, found %d", len(drivers)))
 	}
 	for _, d := range drivers {
-		if d.Name() != identity.PluginName {
-			errs = append(errs, fmt.Errorf("%s: the CSIDriver must be named %s, the name the plugin reports", d, identity.PluginName))
+		where := "CSIDriver " + d.Name
+		if d.Name != identity.PluginName {
+			errs = append(errs, fmt.Errorf("%s: the CSIDriver must be named %s, the name the plugin reports", where, identity.PluginName))
 		}
-		want := map[string]any{"attachRequired": true, "podInfoOnMount": false, "fsGroupPolicy": "File"}
-		for k, v := range want {
-			if got := Get(d.M, "spec", k); got != v {
-				errs = append(errs, fmt.Errorf("%s: spec.%s is %v, want %v", d, k, got, v))
-			}
+		if v := d.Spec.AttachRequired; v == nil || !*v {
+			errs = append(errs, fmt.Errorf("%s: spec.attachRequired is %v, want true", where, show(v)))
 		}
-		if m := Strings(d.M, "spec", "volumeLifecycleModes"); !slices.Equal(m, []string{"Persistent"}) {
-			errs = append(errs, fmt.Errorf("%s: spec.volumeLifecycleModes is %v, want [Persistent]", d, m))
+		if v := d.Spec.PodInfoOnMount; v == nil || *v {
+			errs = append(errs, fmt.Errorf("%s: spec.podInfoOnMount is %v, want false", where, show(v)))
+		}
+		if v := d.Spec.FSGroupPolicy; v == nil || *v != storagev1.FileFSGroupPolicy {
+			errs = append(errs, fmt.Errorf("%s: spec.fsGroupPolicy is %v, want File", where, show(v)))
+		}
+		if m := d.Spec.VolumeLifecycleModes; !slices.Equal(m, []storagev1.VolumeLifecycleMode{storagev1.VolumeLifecyclePersistent}) {
+			errs = append(errs, fmt.Errorf("%s: spec.volumeLifecycleModes is %v, want [Persistent]", where, m))
 		}
 	}
-	scs := ofKind(objs, "StorageClass")
+	scs := ofKind[*storagev1.StorageClass](objs)
 	if len(scs) == 0 {
 		errs = append(errs, fmt.Errorf("no StorageClass"))
 	}
 	for _, sc := range scs {
-		if p := Str(sc.M, "provisioner"); p != identity.PluginName {
-			errs = append(errs, fmt.Errorf("%s: provisioner %q, want %s", sc, p, identity.PluginName))
+		if sc.Provisioner != identity.PluginName {
+			errs = append(errs, fmt.Errorf("StorageClass %s: provisioner %q, want %s", sc.Name, sc.Provisioner, identity.PluginName))
 		}
 	}
-	vscs := ofKind(objs, "VolumeSnapshotClass")
+	vscs := ofKind[*VolumeSnapshotClass](objs)
 	if len(vscs) == 0 {
 		errs = append(errs, fmt.Errorf("no VolumeSnapshotClass"))
 	}
 	for _, c := range vscs {
-		if d := Str(c.M, "driver"); d != identity.PluginName {
-			errs = append(errs, fmt.Errorf("%s: driver %q, want %s", c, d, identity.PluginName))
+		if c.Driver != identity.PluginName {
+			errs = append(errs, fmt.Errorf("VolumeSnapshotClass %s: driver %q, want %s", c.Name, c.Driver, identity.PluginName))
 		}
-		if p := Str(c.M, "deletionPolicy"); p != "Delete" && p != "Retain" {
-			errs = append(errs, fmt.Errorf("%s: deletionPolicy %q, want Delete or Retain", c, p))
+		if p := c.DeletionPolicy; p != "Delete" && p != "Retain" {
+			errs = append(errs, fmt.Errorf("VolumeSnapshotClass %s: deletionPolicy %q, want Delete or Retain", c.Name, p))
 		}
 	}
 	return errs
+}
+
+// show renders an optional field: its value, or <unset>.
+func show[T any](p *T) string {
+	if p == nil {
+		return "<unset>"
+	}
+	return fmt.Sprint(*p)
 }
 
 // PluginConfig finds the configuration file the plugin containers are
@@ -197,16 +193,16 @@ func PluginConfig(objs []Object) (*config.Config, error) {
 			if m == nil {
 				return nil, fmt.Errorf("%s: --config=%s, but nothing is mounted at %s", w, p, path.Dir(p))
 			}
-			v := Volume(w.Spec, Str(m, "name"))
-			cmName := Str(v, "configMap", "name")
-			if cmName == "" {
+			v := Volume(w.Spec, m.Name)
+			if v == nil || v.ConfigMap == nil {
 				return nil, fmt.Errorf("%s: the volume at %s is not a ConfigMap", w, path.Dir(p))
 			}
-			cm := find(objs, "ConfigMap", w.Namespace(), cmName)
-			if cm == nil {
+			cmName := v.ConfigMap.Name
+			o := find(objs, "ConfigMap", w.Namespace(), cmName)
+			if o == nil {
 				return nil, fmt.Errorf("%s: ConfigMap %s/%s does not exist", w, w.Namespace(), cmName)
 			}
-			data, ok := Get(cm.M, "data", path.Base(p)).(string)
+			data, ok := o.Obj.(*corev1.ConfigMap).Data[path.Base(p)]
 			if !ok {
 				return nil, fmt.Errorf("%s: ConfigMap %s has no key %s for --config=%s", w, cmName, path.Base(p), p)
 			}
@@ -311,34 +307,26 @@ func CheckParameters(cfg *config.Config, p map[string]string, fsFromCO string) e
 	return nil
 }
 
-// CheckStorageClasses: every parameter is a string the plugin accepts for
-// the backend it names, fsType agrees with csi.storage.k8s.io/fstype, and
-// the classes expand and wait for the first consumer.
+// CheckStorageClasses: every parameter is one the plugin accepts for the
+// backend it names, fsType agrees with csi.storage.k8s.io/fstype, and the
+// classes expand and wait for the first consumer. (That parameters are
+// strings is the schema's to say.)
 func CheckStorageClasses(objs []Object) []error {
 	cfg, err := PluginConfig(objs)
 	if err != nil {
 		return []error{err}
 	}
 	var errs []error
-	for _, sc := range ofKind(objs, "StorageClass") {
-		raw, _ := Get(sc.M, "parameters").(map[string]any)
-		p := map[string]string{}
-		for k, v := range raw {
-			s, ok := v.(string)
-			if !ok {
-				errs = append(errs, fmt.Errorf("%s: parameter %s is %T %v; StorageClass parameters are strings (quote it)", sc, k, v, v))
-				continue
-			}
-			p[k] = s
+	for _, sc := range ofKind[*storagev1.StorageClass](objs) {
+		where := "StorageClass " + sc.Name
+		if err := CheckParameters(cfg, sc.Parameters, sc.Parameters["csi.storage.k8s.io/fstype"]); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", where, err))
 		}
-		if err := CheckParameters(cfg, p, p["csi.storage.k8s.io/fstype"]); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", sc, err))
+		if v := sc.AllowVolumeExpansion; v == nil || !*v {
+			errs = append(errs, fmt.Errorf("%s: allowVolumeExpansion is not true", where))
 		}
-		if Get(sc.M, "allowVolumeExpansion") != true {
-			errs = append(errs, fmt.Errorf("%s: allowVolumeExpansion is not true", sc))
-		}
-		if m := Str(sc.M, "volumeBindingMode"); m != "WaitForFirstConsumer" {
-			errs = append(errs, fmt.Errorf("%s: volumeBindingMode %q, want WaitForFirstConsumer", sc, m))
+		if m := sc.VolumeBindingMode; m == nil || *m != storagev1.VolumeBindingWaitForFirstConsumer {
+			errs = append(errs, fmt.Errorf("%s: volumeBindingMode %v, want WaitForFirstConsumer", where, show(m)))
 		}
 	}
 	return errs
@@ -367,18 +355,18 @@ func CheckPluginModes(objs []Object) []error {
 		}
 	}
 	for _, w := range pw["Deployment"] {
-		if r, ok := Get(w.M, "spec", "replicas").(int); !ok || r != 1 {
-			errs = append(errs, fmt.Errorf("%s: spec.replicas is %v, want 1", w, Get(w.M, "spec", "replicas")))
+		if r := w.Replicas; r == nil || *r != 1 {
+			errs = append(errs, fmt.Errorf("%s: spec.replicas is %v, want 1", w, show(r)))
 		}
 	}
 	for _, w := range pw["DaemonSet"] {
 		c := Container(w.Spec, PluginContainer)
-		id, ok := Flag(Strings(c, "args"), "node-id")
+		id, ok := Flag(c.Args, "node-id")
 		if !ok {
 			errs = append(errs, fmt.Errorf("%s: the node plugin has no --node-id; it would use the pod's hostname, which is not the node name the kubelet reports", w))
 			continue
 		}
-		refs := VarRefs(map[string]any{"args": []any{id}})
+		refs := VarRefs(id)
 		if len(refs) != 1 || envFieldPath(c, refs[0]) != "spec.nodeName" {
 			errs = append(errs, fmt.Errorf("%s: --node-id=%s must come from an env variable set from fieldRef spec.nodeName", w, id))
 		}
@@ -386,10 +374,10 @@ func CheckPluginModes(objs []Object) []error {
 	return errs
 }
 
-func envFieldPath(c map[string]any, name string) string {
-	for _, e := range Maps(c, "env") {
-		if Str(e, "name") == name {
-			return Str(e, "valueFrom", "fieldRef", "fieldPath")
+func envFieldPath(c *corev1.Container, name string) string {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			return e.ValueFrom.FieldRef.FieldPath
 		}
 	}
 	return ""
@@ -402,12 +390,12 @@ func CheckEnvRefs(objs []Object) []error {
 	for _, w := range Workloads(objs) {
 		for _, c := range Containers(w.Spec) {
 			defined := map[string]bool{}
-			for _, e := range Maps(c, "env") {
-				defined[Str(e, "name")] = true
+			for _, e := range c.Env {
+				defined[e.Name] = true
 			}
-			for _, r := range VarRefs(c) {
+			for _, r := range VarRefs(append(append([]string{}, c.Command...), c.Args...)...) {
 				if !defined[r] {
-					errs = append(errs, fmt.Errorf("%s container %s: $(%s) is not in its env", w, Str(c, "name"), r))
+					errs = append(errs, fmt.Errorf("%s container %s: $(%s) is not in its env", w, c.Name, r))
 				}
 			}
 		}
@@ -415,8 +403,23 @@ func CheckEnvRefs(objs []Object) []error {
 	return errs
 }
 
-func hostPathOf(spec map[string]any, m map[string]any) string {
-	return path.Clean(Str(Volume(spec, Str(m, "name")), "hostPath", "path"))
+func hostPathOf(spec *corev1.PodSpec, m *corev1.VolumeMount) string {
+	v := Volume(spec, m.Name)
+	if v == nil || v.HostPath == nil {
+		return ""
+	}
+	return path.Clean(v.HostPath.Path)
+}
+
+func privileged(c *corev1.Container) bool {
+	return c.SecurityContext != nil && c.SecurityContext.Privileged != nil && *c.SecurityContext.Privileged
+}
+
+func propagation(m *corev1.VolumeMount) string {
+	if m.MountPropagation == nil {
+		return ""
+	}
+	return string(*m.MountPropagation)
 }
 
 // CheckNodePrivileges: the node plugin is privileged and sees the kubelet
@@ -427,16 +430,16 @@ func CheckNodePrivileges(objs []Object) []error {
 	var errs []error
 	for _, w := range Workloads(objs) {
 		for _, c := range Containers(w.Spec) {
-			for _, m := range Maps(c, "volumeMounts") {
-				if Str(m, "mountPropagation") == "Bidirectional" && Get(c, "securityContext", "privileged") != true {
-					errs = append(errs, fmt.Errorf("%s container %s: Bidirectional mount %s in a container that is not privileged (the API server refuses it)", w, Str(c, "name"), Str(m, "mountPath")))
+			for _, m := range c.VolumeMounts {
+				if propagation(&m) == string(corev1.MountPropagationBidirectional) && !privileged(c) {
+					errs = append(errs, fmt.Errorf("%s container %s: Bidirectional mount %s in a container that is not privileged (the API server refuses it)", w, c.Name, m.MountPath))
 				}
 			}
 		}
 	}
 	for _, w := range PluginWorkloads(objs)["DaemonSet"] {
 		c := Container(w.Spec, PluginContainer)
-		if Get(c, "securityContext", "privileged") != true {
+		if !privileged(c) {
 			errs = append(errs, fmt.Errorf("%s: the node plugin is not privileged; it cannot attach loop devices or mount", w))
 		}
 		m := MountAt(c, KubeletDir)
@@ -445,8 +448,8 @@ func CheckNodePrivileges(objs []Object) []error {
 			errs = append(errs, fmt.Errorf("%s: the node plugin does not mount %s at the same path", w, KubeletDir))
 		case hostPathOf(w.Spec, m) != KubeletDir:
 			errs = append(errs, fmt.Errorf("%s: %s in the node plugin is not the host's %s", w, KubeletDir, KubeletDir))
-		case Str(m, "mountPropagation") != "Bidirectional":
-			errs = append(errs, fmt.Errorf("%s: %s is mounted with propagation %q; the plugin's mounts would not reach the kubelet (want Bidirectional)", w, KubeletDir, Str(m, "mountPropagation")))
+		case propagation(m) != string(corev1.MountPropagationBidirectional):
+			errs = append(errs, fmt.Errorf("%s: %s is mounted with propagation %q; the plugin's mounts would not reach the kubelet (want Bidirectional)", w, KubeletDir, propagation(m)))
 		}
 		if d := MountAt(c, "/dev"); d == nil || hostPathOf(w.Spec, d) != "/dev" {
 			errs = append(errs, fmt.Errorf("%s: the node plugin does not see the host's /dev; loop devices it attaches would not appear", w))
@@ -456,7 +459,7 @@ func CheckNodePrivileges(objs []Object) []error {
 }
 
 // Endpoint returns the socket path of the plugin's --endpoint.
-func Endpoint(c map[string]any) (string, error) {
+func Endpoint(c *corev1.Container) (string, error) {
 	e, ok := Flag(Args(c), "endpoint")
 	if !ok {
 		return "", fmt.Errorf("no --endpoint")
@@ -487,25 +490,25 @@ func CheckSockets(objs []Object) []error {
 				errs = append(errs, fmt.Errorf("%s: the plugin's socket directory %s is not a volume; no sidecar can reach it", w, path.Dir(sock)))
 				continue
 			}
-			vol := Str(pm, "name")
+			vol := pm.Name
 			sidecars := 0
 			for _, c := range Containers(w.Spec) {
-				if Str(c, "name") == PluginContainer {
+				if c.Name == PluginContainer {
 					continue
 				}
 				addr, ok := Flag(Args(c), "csi-address")
 				if !ok {
-					errs = append(errs, fmt.Errorf("%s container %s: no --csi-address", w, Str(c, "name")))
+					errs = append(errs, fmt.Errorf("%s container %s: no --csi-address", w, c.Name))
 					continue
 				}
 				sidecars++
 				addr = strings.TrimPrefix(addr, "unix://")
 				if path.Clean(addr) != sock {
-					errs = append(errs, fmt.Errorf("%s container %s: --csi-address=%s, but the plugin listens on %s", w, Str(c, "name"), addr, sock))
+					errs = append(errs, fmt.Errorf("%s container %s: --csi-address=%s, but the plugin listens on %s", w, c.Name, addr, sock))
 					continue
 				}
-				if m := MountAt(c, path.Dir(sock)); m == nil || Str(m, "name") != vol {
-					errs = append(errs, fmt.Errorf("%s container %s: %s is not the plugin's volume %s", w, Str(c, "name"), path.Dir(sock), vol))
+				if m := MountAt(c, path.Dir(sock)); m == nil || m.Name != vol {
+					errs = append(errs, fmt.Errorf("%s container %s: %s is not the plugin's volume %s", w, c.Name, path.Dir(sock), vol))
 				}
 			}
 			if sidecars == 0 {
@@ -514,7 +517,7 @@ func CheckSockets(objs []Object) []error {
 			v := Volume(w.Spec, vol)
 			switch kind {
 			case "Deployment":
-				if _, ok := v["emptyDir"]; !ok {
+				if v == nil || v.EmptyDir == nil {
 					errs = append(errs, fmt.Errorf("%s: the controller socket volume %s should be an emptyDir", w, vol))
 				}
 			case "DaemonSet":
@@ -525,15 +528,18 @@ func CheckSockets(objs []Object) []error {
 	return errs
 }
 
-func checkRegistration(w Workload, sock string, v map[string]any) []error {
+func checkRegistration(w Workload, sock string, v *corev1.Volume) []error {
 	var errs []error
-	host := path.Clean(Str(v, "hostPath", "path"))
+	host := ""
+	if v != nil && v.HostPath != nil {
+		host = path.Clean(v.HostPath.Path)
+	}
 	if want := path.Join(KubeletDir, "plugins", identity.PluginName); host != want {
 		errs = append(errs, fmt.Errorf("%s: the node socket directory is hostPath %q, want %s", w, host, want))
 	}
-	var reg map[string]any
+	var reg *corev1.Container
 	for _, c := range Containers(w.Spec) {
-		if ImageName(Str(c, "image")) == Registrar {
+		if ImageName(c.Image) == Registrar {
 			reg = c
 		}
 	}
@@ -570,7 +576,7 @@ func CheckPoolMounts(objs []Object) []error {
 				m := MountAt(c, dir)
 				if m == nil || hostPathOf(w.Spec, m) != path.Clean(dir) {
 					errs = append(errs, fmt.Errorf("%s: the plugin does not mount the host's pool %s at %s", w, dir, dir))
-				} else if Get(m, "readOnly") == true {
+				} else if m.ReadOnly {
 					errs = append(errs, fmt.Errorf("%s: the pool %s is mounted read-only", w, dir))
 				}
 			}
@@ -587,7 +593,7 @@ func CheckServiceAccounts(objs []Object) []error {
 		if w.File != "controller.yaml" && w.File != "node.yaml" {
 			continue // examples run as their namespace's default account
 		}
-		sa := Str(w.Spec, "serviceAccountName")
+		sa := w.Spec.ServiceAccountName
 		if sa == "" {
 			errs = append(errs, fmt.Errorf("%s: no serviceAccountName", w))
 			continue
@@ -596,20 +602,24 @@ func CheckServiceAccounts(objs []Object) []error {
 			errs = append(errs, fmt.Errorf("%s: ServiceAccount %s/%s does not exist", w, w.Namespace(), sa))
 		}
 	}
-	for _, b := range append(ofKind(objs, "ClusterRoleBinding"), ofKind(objs, "RoleBinding")...) {
-		for _, s := range Maps(b.M, "subjects") {
-			if Str(s, "kind") == "ServiceAccount" && find(objs, "ServiceAccount", Str(s, "namespace"), Str(s, "name")) == nil {
-				errs = append(errs, fmt.Errorf("%s: subject ServiceAccount %s/%s does not exist", b, Str(s, "namespace"), Str(s, "name")))
+	check := func(where string, ns string, subjects []rbacv1.Subject, ref rbacv1.RoleRef) {
+		for _, s := range subjects {
+			if s.Kind == "ServiceAccount" && find(objs, "ServiceAccount", s.Namespace, s.Name) == nil {
+				errs = append(errs, fmt.Errorf("%s: subject ServiceAccount %s/%s does not exist", where, s.Namespace, s.Name))
 			}
 		}
-		kind, name := Str(b.M, "roleRef", "kind"), Str(b.M, "roleRef", "name")
-		ns := ""
-		if kind == "Role" {
-			ns = b.Namespace()
+		if ref.Kind != "Role" {
+			ns = ""
 		}
-		if find(objs, kind, ns, name) == nil {
-			errs = append(errs, fmt.Errorf("%s: roleRef %s %s does not exist", b, kind, name))
+		if find(objs, ref.Kind, ns, ref.Name) == nil {
+			errs = append(errs, fmt.Errorf("%s: roleRef %s %s does not exist", where, ref.Kind, ref.Name))
 		}
+	}
+	for _, b := range ofKind[*rbacv1.ClusterRoleBinding](objs) {
+		check("ClusterRoleBinding "+b.Name, "", b.Subjects, b.RoleRef)
+	}
+	for _, b := range ofKind[*rbacv1.RoleBinding](objs) {
+		check("RoleBinding "+b.Namespace+"/"+b.Name, b.Namespace, b.Subjects, b.RoleRef)
 	}
 	return errs
 }
@@ -657,13 +667,11 @@ var SidecarPerms = map[string][]Perm{
 // LeasePerm is what --leader-election needs in the pod's namespace.
 var LeasePerm = Perm{"coordination.k8s.io", "leases", []string{"get", "watch", "list", "delete", "update", "create"}}
 
-func rulesGrant(rules []map[string]any, p Perm) []string {
+func rulesGrant(rules []rbacv1.PolicyRule, p Perm) []string {
 	var missing []string
 	for _, v := range p.Verbs {
-		ok := slices.ContainsFunc(rules, func(r map[string]any) bool {
-			return slices.Contains(Strings(r, "apiGroups"), p.Group) &&
-				slices.Contains(Strings(r, "resources"), p.Resource) &&
-				slices.Contains(Strings(r, "verbs"), v)
+		ok := slices.ContainsFunc(rules, func(r rbacv1.PolicyRule) bool {
+			return slices.Contains(r.APIGroups, p.Group) && slices.Contains(r.Resources, p.Resource) && slices.Contains(r.Verbs, v)
 		})
 		if !ok {
 			missing = append(missing, v)
@@ -674,33 +682,45 @@ func rulesGrant(rules []map[string]any, p Perm) []string {
 
 // boundRules returns the rules bound to a service account cluster-wide
 // (ClusterRoleBindings) and in namespace ns (RoleBindings).
-func boundRules(objs []Object, ns, sa string) (cluster, namespaced []map[string]any) {
-	has := func(b Object) bool {
-		return slices.ContainsFunc(Maps(b.M, "subjects"), func(s map[string]any) bool {
-			return Str(s, "kind") == "ServiceAccount" && Str(s, "name") == sa && Str(s, "namespace") == ns
+func boundRules(objs []Object, ns, sa string) (cluster, namespaced []rbacv1.PolicyRule) {
+	has := func(subjects []rbacv1.Subject) bool {
+		return slices.ContainsFunc(subjects, func(s rbacv1.Subject) bool {
+			return s.Kind == "ServiceAccount" && s.Name == sa && s.Namespace == ns
 		})
 	}
-	for _, b := range ofKind(objs, "ClusterRoleBinding") {
-		if has(b) && Str(b.M, "roleRef", "kind") == "ClusterRole" {
-			if r := find(objs, "ClusterRole", "", Str(b.M, "roleRef", "name")); r != nil {
-				cluster = append(cluster, Maps(r.M, "rules")...)
-			}
+	rules := func(kind, ns, name string) []rbacv1.PolicyRule {
+		o := find(objs, kind, ns, name)
+		switch r := objOf(o).(type) {
+		case *rbacv1.ClusterRole:
+			return r.Rules
+		case *rbacv1.Role:
+			return r.Rules
+		}
+		return nil
+	}
+	for _, b := range ofKind[*rbacv1.ClusterRoleBinding](objs) {
+		if has(b.Subjects) && b.RoleRef.Kind == "ClusterRole" {
+			cluster = append(cluster, rules("ClusterRole", "", b.RoleRef.Name)...)
 		}
 	}
-	for _, b := range ofKind(objs, "RoleBinding") {
-		if b.Namespace() != ns || !has(b) {
+	for _, b := range ofKind[*rbacv1.RoleBinding](objs) {
+		if b.Namespace != ns || !has(b.Subjects) {
 			continue
 		}
-		kind := Str(b.M, "roleRef", "kind")
 		rns := ns
-		if kind == "ClusterRole" {
+		if b.RoleRef.Kind == "ClusterRole" {
 			rns = ""
 		}
-		if r := find(objs, kind, rns, Str(b.M, "roleRef", "name")); r != nil {
-			namespaced = append(namespaced, Maps(r.M, "rules")...)
-		}
+		namespaced = append(namespaced, rules(b.RoleRef.Kind, rns, b.RoleRef.Name)...)
 	}
 	return cluster, namespaced
+}
+
+func objOf(o *Object) any {
+	if o == nil {
+		return nil
+	}
+	return o.Obj
 }
 
 // CheckPermissions: the service account of each sidecar's pod is granted
@@ -708,21 +728,27 @@ func boundRules(objs []Object, ns, sa string) (cluster, namespaced []map[string]
 // wildcard.
 func CheckPermissions(objs []Object) []error {
 	var errs []error
-	for _, r := range append(ofKind(objs, "ClusterRole"), ofKind(objs, "Role")...) {
-		for _, rule := range Maps(r.M, "rules") {
-			for _, k := range []string{"apiGroups", "resources", "verbs"} {
-				if slices.Contains(Strings(rule, k), "*") {
-					errs = append(errs, fmt.Errorf("%s: a rule grants %s \"*\"", r, k))
+	wild := func(where string, rules []rbacv1.PolicyRule) {
+		for _, rule := range rules {
+			for k, l := range map[string][]string{"apiGroups": rule.APIGroups, "resources": rule.Resources, "verbs": rule.Verbs} {
+				if slices.Contains(l, "*") {
+					errs = append(errs, fmt.Errorf("%s: a rule grants %s \"*\"", where, k))
 				}
 			}
 		}
 	}
+	for _, r := range ofKind[*rbacv1.ClusterRole](objs) {
+		wild("ClusterRole "+r.Name, r.Rules)
+	}
+	for _, r := range ofKind[*rbacv1.Role](objs) {
+		wild("Role "+r.Namespace+"/"+r.Name, r.Rules)
+	}
 	found := map[string]bool{}
 	for _, w := range Workloads(objs) {
-		sa := Str(w.Spec, "serviceAccountName")
+		sa := w.Spec.ServiceAccountName
 		cluster, namespaced := boundRules(objs, w.Namespace(), sa)
 		for _, c := range Containers(w.Spec) {
-			name := ImageName(Str(c, "image"))
+			name := ImageName(c.Image)
 			perms, ok := SidecarPerms[name]
 			if !ok {
 				continue
@@ -773,7 +799,7 @@ func Images(objs []Object) []string {
 	var out []string
 	for _, w := range Workloads(objs) {
 		for _, c := range Containers(w.Spec) {
-			out = append(out, Str(c, "image"))
+			out = append(out, c.Image)
 		}
 	}
 	return out
@@ -785,12 +811,11 @@ func CheckImages(objs []Object) []error {
 	var errs []error
 	for _, w := range Workloads(objs) {
 		for _, c := range Containers(w.Spec) {
-			img := Str(c, "image")
-			if err := CheckImage(img); err != nil {
-				errs = append(errs, fmt.Errorf("%s container %s: %v", w, Str(c, "name"), err))
+			if err := CheckImage(c.Image); err != nil {
+				errs = append(errs, fmt.Errorf("%s container %s: %v", w, c.Name, err))
 			}
-			if Str(c, "name") != PluginContainer && strings.HasPrefix(ImageName(img), "csi-") && !strings.HasPrefix(img, "registry.k8s.io/sig-storage/") {
-				errs = append(errs, fmt.Errorf("%s container %s: sidecar image %s is not from registry.k8s.io/sig-storage", w, Str(c, "name"), img))
+			if c.Name != PluginContainer && strings.HasPrefix(ImageName(c.Image), "csi-") && !strings.HasPrefix(c.Image, "registry.k8s.io/sig-storage/") {
+				errs = append(errs, fmt.Errorf("%s container %s: sidecar image %s is not from registry.k8s.io/sig-storage", w, c.Name, c.Image))
 			}
 		}
 	}
@@ -826,48 +851,43 @@ func CheckPorts(objs []Object) []error {
 		}
 		probePort := 0
 		for _, c := range Containers(w.Spec) {
-			name := Str(c, "name")
-			for _, cp := range Maps(c, "ports") {
-				n, _ := cp["containerPort"].(int)
-				if pn := Str(cp, "name"); pn != "" {
-					if _, dup := named[pn]; dup {
-						errs = append(errs, fmt.Errorf("%s: port name %s is used twice", w, pn))
+			for _, cp := range c.Ports {
+				if cp.Name != "" {
+					if _, dup := named[cp.Name]; dup {
+						errs = append(errs, fmt.Errorf("%s: port name %s is used twice", w, cp.Name))
 					}
-					named[pn] = n
+					named[cp.Name] = int(cp.ContainerPort)
 				}
 			}
 			args := Args(c)
-			if name == PluginContainer {
+			if c.Name == PluginContainer {
 				if a, ok := Flag(args, "metrics-address"); ok && a != "" {
-					listen(name+" --metrics-address", a)
+					listen(c.Name+" --metrics-address", a)
 				}
 			}
-			if ImageName(Str(c, "image")) == Liveness {
+			if ImageName(c.Image) == Liveness {
 				a, ok := Flag(args, "http-endpoint")
 				if !ok {
 					a = ":9808" // --health-port's default
 				}
-				probePort = listen(name+" --http-endpoint", a)
+				probePort = listen(c.Name+" --http-endpoint", a)
 			}
 		}
-		if _, ok := PluginWorkloads([]Object{w.Object})[w.Kind()]; !ok {
+		plugin := Container(w.Spec, PluginContainer)
+		if plugin == nil {
 			continue
 		}
-		plugin := Container(w.Spec, PluginContainer)
-		hg, _ := Get(plugin, "livenessProbe", "httpGet").(map[string]any)
-		if hg == nil {
+		if plugin.LivenessProbe == nil || plugin.LivenessProbe.HTTPGet == nil {
 			errs = append(errs, fmt.Errorf("%s: the plugin has no httpGet livenessProbe", w))
 			continue
 		}
-		port := 0
-		switch p := hg["port"].(type) {
-		case int:
-			port = p
-		case string:
-			port = named[p]
+		hg := plugin.LivenessProbe.HTTPGet
+		port := int(hg.Port.IntVal)
+		if hg.Port.Type == intstr.String {
+			port = named[hg.Port.StrVal]
 		}
-		if probePort == 0 || port != probePort || Str(hg, "path") != "/healthz" {
-			errs = append(errs, fmt.Errorf("%s: the plugin's livenessProbe asks port %v%s, but the livenessprobe sidecar serves /healthz on %d", w, hg["port"], Str(hg, "path"), probePort))
+		if probePort == 0 || port != probePort || hg.Path != "/healthz" {
+			errs = append(errs, fmt.Errorf("%s: the plugin's livenessProbe asks port %s%s, but the livenessprobe sidecar serves /healthz on %d", w, hg.Port.String(), hg.Path, probePort))
 		}
 	}
 	return errs
@@ -877,13 +897,15 @@ func CheckPorts(objs []Object) []error {
 func CheckSelectors(objs []Object) []error {
 	var errs []error
 	for _, w := range Workloads(objs) {
-		sel, _ := Get(w.M, "spec", "selector", "matchLabels").(map[string]any)
-		labels, _ := Get(w.M, "spec", "template", "metadata", "labels").(map[string]any)
-		if len(sel) == 0 {
-			errs = append(errs, fmt.Errorf("%s: no spec.selector.matchLabels", w))
+		if w.Kind == "Pod" {
+			continue
 		}
-		for k, v := range sel {
-			if labels[k] != v {
+		if w.Selector == nil || len(w.Selector.MatchLabels) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no spec.selector.matchLabels", w))
+			continue
+		}
+		for k, v := range w.Selector.MatchLabels {
+			if w.Labels[k] != v {
 				errs = append(errs, fmt.Errorf("%s: selector %s=%v does not match the pod template's labels", w, k, v))
 			}
 		}
@@ -896,16 +918,16 @@ func CheckSelectors(objs []Object) []error {
 func CheckClaims(objs []Object) []error {
 	var errs []error
 	for _, w := range Workloads(objs) {
-		for _, t := range Maps(w.M, "spec", "volumeClaimTemplates") {
-			sc := Str(t, "spec", "storageClassName")
+		for _, t := range w.Claims {
+			sc := show(t.Spec.StorageClassName)
 			if find(objs, "StorageClass", "", sc) == nil {
-				errs = append(errs, fmt.Errorf("%s: claim template %s uses StorageClass %q, which is not shipped", w, Str(t, "metadata", "name"), sc))
+				errs = append(errs, fmt.Errorf("%s: claim template %s uses StorageClass %q, which is not shipped", w, t.Name, sc))
 			}
-			used := slices.ContainsFunc(Containers(w.Spec), func(c map[string]any) bool {
-				return MountOf(c, Str(t, "metadata", "name")) != nil
+			used := slices.ContainsFunc(Containers(w.Spec), func(c *corev1.Container) bool {
+				return MountOf(c, t.Name) != nil
 			})
 			if !used {
-				errs = append(errs, fmt.Errorf("%s: claim template %s is mounted by no container", w, Str(t, "metadata", "name")))
+				errs = append(errs, fmt.Errorf("%s: claim template %s is mounted by no container", w, t.Name))
 			}
 		}
 	}

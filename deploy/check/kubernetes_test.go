@@ -56,7 +56,7 @@ func TestKubernetesParse(t *testing.T) {
 	objs := parseK8s(t, files)
 	count := map[string]int{}
 	for _, o := range objs {
-		count[o.Kind()]++
+		count[o.Kind]++
 	}
 	for kind, min := range map[string]int{
 		"Namespace": 1, "CSIDriver": 1, "ServiceAccount": 2, "ClusterRole": 4, "ClusterRoleBinding": 4,
@@ -74,8 +74,15 @@ func TestKubernetesParse(t *testing.T) {
 	if _, err := ParseYAML("bad.yaml", []byte("a: 1\n---\nb: [\n")); err == nil {
 		t.Error("a broken second document was accepted")
 	}
-	if _, err := ParseYAML("dup.yaml", []byte("kind: A\nkind: B\n")); err == nil {
-		t.Error("a duplicate key was accepted")
+	for name, doc := range map[string]string{
+		"a duplicate key":  "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\nmetadata: {name: b}\n",
+		"an unknown kind":  "apiVersion: v1\nkind: Namespaces\nmetadata: {name: a}\n",
+		"no kind":          "apiVersion: v1\nmetadata: {name: a}\n",
+		"a misspelt field": "apiVersion: v1\nkind: Namespace\nmetadata: {nmae: a}\n",
+	} {
+		if _, err := ParseYAML("bad.yaml", []byte(doc)); err == nil {
+			t.Errorf("%s was accepted", name)
+		}
 	}
 }
 
@@ -91,10 +98,11 @@ func TestKubernetesManifests(t *testing.T) {
 // ways that break deployments and expects the matching check to say so.
 func TestKubernetesChecksCatchBreakage(t *testing.T) {
 	const sc, ctl, node, rbac, cfg, drv = "storageclass.yaml", "controller.yaml", "node.yaml", "rbac.yaml", "config.yaml", "csidriver.yaml"
+	const schema = "" // refused by the strict decode into the API types
 	cases := []struct {
 		name, check, file, old, new, want string
 	}{
-		{"object without a name", "Identity", sc, "  name: libstorage-xfs\n", "  labelz: x\n", "no metadata.name"},
+		{"object without a name", "Identity", sc, "  name: libstorage-xfs\n", "", "no metadata.name"},
 		{"namespaced object without namespace", "Identity", cfg, "  namespace: csi-libstorage\n", "", "no metadata.namespace"},
 		{"driver renamed", "DriverNames", drv, "name: csi.libstorage.io", "name: libstorage.csi.io", "must be named csi.libstorage.io"},
 		{"attach not required", "DriverNames", drv, "attachRequired: true", "attachRequired: false", "spec.attachRequired"},
@@ -103,7 +111,16 @@ func TestKubernetesChecksCatchBreakage(t *testing.T) {
 		{"snapshot class for another driver", "DriverNames", "snapshotclass.yaml", "driver: csi.libstorage.io", "driver: ebs.csi.aws.com", "driver \"ebs.csi.aws.com\""},
 		{"misspelt parameter", "StorageClasses", sc, "  fsType: ext4\n", "  fstype: ext4\n", "parameter \"fstype\" is not known"},
 		{"EBS key on a file backend", "StorageClasses", sc, "  fsType: ext4\n", "  fsType: ext4\n  iops: \"3000\"\n", "parameter \"iops\" is not known"},
-		{"unquoted boolean", "StorageClasses", sc, "preallocate: \"true\"", "preallocate: true", "quote it"},
+		{"unquoted boolean", schema, sc, "preallocate: \"true\"", "preallocate: true", "cannot unmarshal bool into Go struct field StorageClass.parameters of type string"},
+		// Misspelt fields and wrong types: the API types refuse them.
+		{"misspelt mountPropagation", schema, node, "mountPropagation: Bidirectional", "mountPropagaton: Bidirectional", `unknown field "mountPropagaton"`},
+		{"misspelt metadata field", schema, sc, "  name: libstorage-xfs\n", "  name: libstorage-xfs\n  labelz: {a: b}\n", `unknown field "labelz"`},
+		{"misspelt CSIDriver field", schema, drv, "attachRequired: true", "attachRequire: true", `unknown field "attachRequire"`},
+		{"misspelt snapshot class field", schema, "snapshotclass.yaml", "deletionPolicy: Delete", "deletionPolicey: Delete", `unknown field "deletionPolicey"`},
+		{"misspelt kustomization field", schema, "kustomization.yaml", "resources:", "resource:", `unknown field "resource"`},
+		{"replicas as a string", schema, ctl, "replicas: 1", "replicas: \"1\"", "cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"},
+		{"privileged as a string", schema, node, "privileged: true", "privileged: \"yes\"", "of type bool"},
+		{"an argument as a list", schema, ctl, "--http-endpoint=:9808", "--http-endpoint=:9808\n            - [1]", "cannot unmarshal array"},
 		{"bad fsType value", "StorageClasses", sc, "  fsType: ext4\n", "  fsType: ext3\n", "fsType=\"ext3\""},
 		{"fsType disagrees with the kubelet's", "StorageClasses", sc, "csi.storage.k8s.io/fstype: xfs", "csi.storage.k8s.io/fstype: ext4", "disagrees"},
 		{"unknown backend", "StorageClasses", sc, "backend: shared", "backend: nfs", "backend \"nfs\" is not in the plugin's configuration"},
@@ -148,7 +165,16 @@ func TestKubernetesChecksCatchBreakage(t *testing.T) {
 	base := readDir(t, k8sDir(t), ".yaml")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			objs := parseK8s(t, mutate(t, base, c.file, c.old, c.new))
+			objs, err := parseAll(mutate(t, base, c.file, c.old, c.new))
+			if c.check == schema {
+				if err == nil || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("the decode did not refuse it with %q; it said: %v", c.want, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
 			errs := checkByName(c.check)(objs)
 			if !strings.Contains(joinErrs(errs), c.want) {
 				t.Errorf("check %s did not report %q; it said:\n%s", c.check, c.want, joinErrs(errs))
@@ -167,14 +193,14 @@ func TestKustomization(t *testing.T) {
 	}
 	var k *Object
 	for i := range objs {
-		if objs[i].Kind() == "Kustomization" {
+		if objs[i].Kind == "Kustomization" {
 			k = &objs[i]
 		}
 	}
 	if k == nil {
 		t.Fatal("no Kustomization")
 	}
-	listed := Strings(k.M, "resources")
+	listed := k.Obj.(*Kustomization).Resources
 	for _, r := range listed {
 		if _, err := os.Stat(filepath.Join(dir, r)); err != nil {
 			t.Errorf("kustomization.yaml lists %s: %v", r, err)

@@ -1,7 +1,9 @@
 package check
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,31 +12,99 @@ import (
 	"sort"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
 )
 
-// Object is one YAML document of a manifest file, decoded into generic
-// maps.
+// Object is one document of a manifest file, decoded strictly into its
+// Kubernetes API type: a misspelt field, a value of the wrong type or a
+// key given twice fails the decode.
 type Object struct {
 	File string // base name, e.g. "node.yaml"
 	Doc  int    // 0-based index of the document in the file
-	M    map[string]any
+	Kind string
+	Meta metav1.ObjectMeta
+	// Obj is the typed object: *appsv1.Deployment, *corev1.ConfigMap,
+	// *VolumeSnapshotClass, *Kustomization, ...
+	Obj any
 }
-
-// Kind returns the object's kind.
-func (o Object) Kind() string { return Str(o.M, "kind") }
 
 // Name returns metadata.name.
-func (o Object) Name() string { return Str(o.M, "metadata", "name") }
+func (o Object) Name() string { return o.Meta.Name }
 
 // Namespace returns metadata.namespace.
-func (o Object) Namespace() string { return Str(o.M, "metadata", "namespace") }
+func (o Object) Namespace() string { return o.Meta.Namespace }
 
 func (o Object) String() string {
-	return fmt.Sprintf("%s#%d %s/%s", o.File, o.Doc, o.Kind(), o.Name())
+	return fmt.Sprintf("%s#%d %s/%s", o.File, o.Doc, o.Kind, o.Name())
 }
 
-// LoadDir reads every *.yaml file of dir. Empty documents are skipped.
+// VolumeSnapshotClass is the external-snapshotter's type
+// (snapshot.storage.k8s.io/v1), which k8s.io/api does not carry; its
+// fields are the CRD's.
+type VolumeSnapshotClass struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Driver            string            `json:"driver"`
+	DeletionPolicy    string            `json:"deletionPolicy"`
+	Parameters        map[string]string `json:"parameters,omitempty"`
+}
+
+// Kustomization is the part of kustomize's type
+// (kustomize.config.k8s.io/v1beta1) the shipped file may use.
+type Kustomization struct {
+	metav1.TypeMeta `json:",inline"`
+	Namespace       string            `json:"namespace,omitempty"`
+	Resources       []string          `json:"resources,omitempty"`
+	CommonLabels    map[string]string `json:"commonLabels,omitempty"`
+}
+
+// newObject returns an empty object of the type apiVersion and kind name,
+// or nil for a type this package does not know.
+func newObject(apiVersion, kind string) any {
+	switch apiVersion + " " + kind {
+	case "v1 Namespace":
+		return new(corev1.Namespace)
+	case "v1 ServiceAccount":
+		return new(corev1.ServiceAccount)
+	case "v1 ConfigMap":
+		return new(corev1.ConfigMap)
+	case "v1 Service":
+		return new(corev1.Service)
+	case "v1 Pod":
+		return new(corev1.Pod)
+	case "apps/v1 Deployment":
+		return new(appsv1.Deployment)
+	case "apps/v1 DaemonSet":
+		return new(appsv1.DaemonSet)
+	case "apps/v1 StatefulSet":
+		return new(appsv1.StatefulSet)
+	case "rbac.authorization.k8s.io/v1 ClusterRole":
+		return new(rbacv1.ClusterRole)
+	case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+		return new(rbacv1.ClusterRoleBinding)
+	case "rbac.authorization.k8s.io/v1 Role":
+		return new(rbacv1.Role)
+	case "rbac.authorization.k8s.io/v1 RoleBinding":
+		return new(rbacv1.RoleBinding)
+	case "storage.k8s.io/v1 CSIDriver":
+		return new(storagev1.CSIDriver)
+	case "storage.k8s.io/v1 StorageClass":
+		return new(storagev1.StorageClass)
+	case "snapshot.storage.k8s.io/v1 VolumeSnapshotClass":
+		return new(VolumeSnapshotClass)
+	case "kustomize.config.k8s.io/v1beta1 Kustomization":
+		return new(Kustomization)
+	}
+	return nil
+}
+
+// LoadDir reads every *.yaml file of dir.
 func LoadDir(dir string) ([]Object, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
@@ -56,105 +126,121 @@ func LoadDir(dir string) ([]Object, error) {
 	return out, nil
 }
 
-// ParseYAML decodes every document of a multi-document file.
+// ParseYAML decodes every document of a multi-document file strictly into
+// its API type. Empty documents are skipped.
 func ParseYAML(name string, raw []byte) ([]Object, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	r := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(raw)))
 	var out []Object
 	for i := 0; ; i++ {
-		var m map[string]any
-		err := dec.Decode(&m)
+		doc, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			return out, nil
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s document %d: %w", name, i, err)
 		}
-		if m == nil {
+		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		out = append(out, Object{File: name, Doc: i, M: m})
-	}
-}
-
-// Get walks path (map keys, or ints for list indexes) from v.
-func Get(v any, path ...any) any {
-	for _, p := range path {
-		switch k := p.(type) {
-		case string:
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil
-			}
-			v = m[k]
-		case int:
-			l, ok := v.([]any)
-			if !ok || k < 0 || k >= len(l) {
-				return nil
-			}
-			v = l[k]
-		default:
-			return nil
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal(doc, &tm); err != nil {
+			return nil, fmt.Errorf("%s document %d: %w", name, i, err)
 		}
-	}
-	return v
-}
-
-// Str is Get for a string value ("" when absent or not a string).
-func Str(v any, path ...any) string {
-	s, _ := Get(v, path...).(string)
-	return s
-}
-
-// Maps is Get for a list of maps.
-func Maps(v any, path ...any) []map[string]any {
-	l, _ := Get(v, path...).([]any)
-	var out []map[string]any
-	for _, e := range l {
-		if m, ok := e.(map[string]any); ok {
-			out = append(out, m)
+		if tm.APIVersion == "" || tm.Kind == "" {
+			return nil, fmt.Errorf("%s document %d: no apiVersion or kind", name, i)
 		}
-	}
-	return out
-}
-
-// Strings is Get for a list of strings; other elements are rendered with
-// %v so a mistyped element still shows up.
-func Strings(v any, path ...any) []string {
-	l, _ := Get(v, path...).([]any)
-	var out []string
-	for _, e := range l {
-		if s, ok := e.(string); ok {
-			out = append(out, s)
-		} else {
-			out = append(out, fmt.Sprint(e))
+		obj := newObject(tm.APIVersion, tm.Kind)
+		if obj == nil {
+			return nil, fmt.Errorf("%s document %d: %s %s is not a type this check knows; add it to newObject", name, i, tm.APIVersion, tm.Kind)
 		}
+		if err := decodeStrict(doc, obj); err != nil {
+			return nil, fmt.Errorf("%s document %d (%s): %w", name, i, tm.Kind, err)
+		}
+		o := Object{File: name, Doc: i, Kind: tm.Kind, Obj: obj}
+		if m, ok := obj.(metav1.ObjectMetaAccessor); ok {
+			o.Meta = *m.GetObjectMeta().(*metav1.ObjectMeta)
+		}
+		out = append(out, o)
 	}
-	return out
 }
 
-// PodSpec returns the pod template spec of a workload (Deployment,
-// DaemonSet, StatefulSet), or nil.
-func PodSpec(o Object) map[string]any {
-	switch o.Kind() {
-	case "Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Job":
-		m, _ := Get(o.M, "spec", "template", "spec").(map[string]any)
-		return m
-	case "Pod":
-		m, _ := Get(o.M, "spec").(map[string]any)
-		return m
+// decodeStrict decodes one YAML document into obj as the API server would
+// see it after kubectl: YAML is turned into JSON on its own (a key given
+// twice is refused), then decoded refusing unknown fields. yaml.UnmarshalStrict
+// is not used because it converts a YAML value to the type of its target,
+// so an unquoted true in a StorageClass's parameters would pass here and be
+// refused by the API server.
+func decodeStrict(doc []byte, obj any) error {
+	j, err := yaml.YAMLToJSONStrict(doc)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(obj); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("more than one value in the document")
 	}
 	return nil
 }
 
+func stripComments(doc []byte) []byte {
+	var b bytes.Buffer
+	for _, l := range strings.Split(string(doc), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return b.Bytes()
+}
+
+// Workload is an object with a pod template.
+type Workload struct {
+	Object
+	Spec     *corev1.PodSpec
+	Labels   map[string]string     // the pod template's
+	Selector *metav1.LabelSelector // nil for a bare pod
+	Replicas *int32                // Deployments and StatefulSets
+	Claims   []corev1.PersistentVolumeClaim
+}
+
+// Workloads returns the objects that have pods.
+func Workloads(objs []Object) []Workload {
+	var out []Workload
+	for _, o := range objs {
+		switch x := o.Obj.(type) {
+		case *appsv1.Deployment:
+			out = append(out, Workload{o, &x.Spec.Template.Spec, x.Spec.Template.Labels, x.Spec.Selector, x.Spec.Replicas, nil})
+		case *appsv1.DaemonSet:
+			out = append(out, Workload{o, &x.Spec.Template.Spec, x.Spec.Template.Labels, x.Spec.Selector, nil, nil})
+		case *appsv1.StatefulSet:
+			out = append(out, Workload{o, &x.Spec.Template.Spec, x.Spec.Template.Labels, x.Spec.Selector, x.Spec.Replicas, x.Spec.VolumeClaimTemplates})
+		case *corev1.Pod:
+			out = append(out, Workload{o, &x.Spec, x.Labels, nil, nil, nil})
+		}
+	}
+	return out
+}
+
 // Containers returns a pod spec's init and regular containers.
-func Containers(spec map[string]any) []map[string]any {
-	return append(Maps(spec, "initContainers"), Maps(spec, "containers")...)
+func Containers(spec *corev1.PodSpec) []*corev1.Container {
+	var out []*corev1.Container
+	for i := range spec.InitContainers {
+		out = append(out, &spec.InitContainers[i])
+	}
+	for i := range spec.Containers {
+		out = append(out, &spec.Containers[i])
+	}
+	return out
 }
 
 // Container returns the container called name, or nil.
-func Container(spec map[string]any, name string) map[string]any {
+func Container(spec *corev1.PodSpec, name string) *corev1.Container {
 	for _, c := range Containers(spec) {
-		if Str(c, "name") == name {
+		if c.Name == name {
 			return c
 		}
 	}
@@ -162,10 +248,10 @@ func Container(spec map[string]any, name string) map[string]any {
 }
 
 // Volume returns the pod volume called name, or nil.
-func Volume(spec map[string]any, name string) map[string]any {
-	for _, v := range Maps(spec, "volumes") {
-		if Str(v, "name") == name {
-			return v
+func Volume(spec *corev1.PodSpec, name string) *corev1.Volume {
+	for i := range spec.Volumes {
+		if spec.Volumes[i].Name == name {
+			return &spec.Volumes[i]
 		}
 	}
 	return nil
@@ -174,14 +260,14 @@ func Volume(spec map[string]any, name string) map[string]any {
 // Args returns command followed by args, with $(VAR) references expanded
 // from the container's env values; references to unknown variables are left
 // as they are, as the kubelet does.
-func Args(c map[string]any) []string {
+func Args(c *corev1.Container) []string {
 	env := map[string]string{}
-	for _, e := range Maps(c, "env") {
-		if v, ok := e["value"].(string); ok {
-			env[Str(e, "name")] = v
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = e.Value
 		}
 	}
-	all := append(Strings(c, "command"), Strings(c, "args")...)
+	all := append(append([]string{}, c.Command...), c.Args...)
 	out := make([]string, len(all))
 	for i, a := range all {
 		out[i] = expandVars(a, env)
@@ -213,10 +299,10 @@ func expandVars(s string, env map[string]string) string {
 	}
 }
 
-// VarRefs returns the $(VAR) names used in a container's command and args.
-func VarRefs(c map[string]any) []string {
+// VarRefs returns the $(VAR) names used in the given strings.
+func VarRefs(args ...string) []string {
 	var out []string
-	for _, a := range append(Strings(c, "command"), Strings(c, "args")...) {
+	for _, a := range args {
 		for {
 			i := strings.Index(a, "$(")
 			if i < 0 {
@@ -255,20 +341,20 @@ func Flag(args []string, name string) (string, bool) {
 }
 
 // MountAt returns the container's volumeMount whose mountPath is path.
-func MountAt(c map[string]any, path string) map[string]any {
-	for _, m := range Maps(c, "volumeMounts") {
-		if filepath.Clean(Str(m, "mountPath")) == filepath.Clean(path) {
-			return m
+func MountAt(c *corev1.Container, path string) *corev1.VolumeMount {
+	for i, m := range c.VolumeMounts {
+		if filepath.Clean(m.MountPath) == filepath.Clean(path) {
+			return &c.VolumeMounts[i]
 		}
 	}
 	return nil
 }
 
 // MountOf returns the container's volumeMount of the volume called name.
-func MountOf(c map[string]any, name string) map[string]any {
-	for _, m := range Maps(c, "volumeMounts") {
-		if Str(m, "name") == name {
-			return m
+func MountOf(c *corev1.Container, name string) *corev1.VolumeMount {
+	for i, m := range c.VolumeMounts {
+		if m.Name == name {
+			return &c.VolumeMounts[i]
 		}
 	}
 	return nil

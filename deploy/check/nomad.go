@@ -2,11 +2,14 @@ package check
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/capability"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
@@ -24,13 +27,105 @@ func LoadNomad(dir string) (map[string]*Body, error) {
 		if err != nil {
 			return nil, err
 		}
-		b, err := ParseHCL(string(raw))
+		b, err := ParseHCL(filepath.Base(p), raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", filepath.Base(p), err)
+			return nil, err
 		}
 		out[filepath.Base(p)] = b
 	}
 	return out, nil
+}
+
+// The parts of Nomad's job and volume specifications the checks read,
+// decoded strictly: Nomad refuses an unknown argument in these blocks, and
+// so does the check. Free-form blocks (parameters, secrets, context) are
+// taken whole.
+type (
+	nomadCSIPlugin struct {
+		ID                  string `hcl:"id"`
+		Type                string `hcl:"type"`
+		MountDir            string `hcl:"mount_dir,optional"`
+		StagePublishBaseDir string `hcl:"stage_publish_base_dir,optional"`
+		HealthTimeout       string `hcl:"health_timeout,optional"`
+	}
+	nomadMountOptions struct {
+		FSType     string   `hcl:"fs_type,optional"`
+		MountFlags []string `hcl:"mount_flags,optional"`
+	}
+	nomadCapability struct {
+		AccessMode     string `hcl:"access_mode"`
+		AttachmentMode string `hcl:"attachment_mode"`
+	}
+	nomadFreeForm struct {
+		Rest hcl.Body `hcl:",remain"`
+	}
+	nomadGroupVolume struct {
+		Type           string              `hcl:"type"`
+		Source         string              `hcl:"source"`
+		ReadOnly       bool                `hcl:"read_only,optional"`
+		AccessMode     string              `hcl:"access_mode,optional"`
+		AttachmentMode string              `hcl:"attachment_mode,optional"`
+		PerAlloc       bool                `hcl:"per_alloc,optional"`
+		Sticky         bool                `hcl:"sticky,optional"`
+		MountOptions   []nomadMountOptions `hcl:"mount_options,block"`
+	}
+	nomadVolumeMount struct {
+		Volume          string `hcl:"volume"`
+		Destination     string `hcl:"destination"`
+		ReadOnly        bool   `hcl:"read_only,optional"`
+		PropagationMode string `hcl:"propagation_mode,optional"`
+		SELinuxLabel    string `hcl:"selinux_label,optional"`
+	}
+	nomadVolumeSpec struct {
+		ID              string              `hcl:"id"`
+		Name            string              `hcl:"name"`
+		Type            string              `hcl:"type"`
+		PluginID        string              `hcl:"plugin_id"`
+		Namespace       string              `hcl:"namespace,optional"`
+		ExternalID      string              `hcl:"external_id,optional"`
+		SnapshotID      string              `hcl:"snapshot_id,optional"`
+		CloneID         string              `hcl:"clone_id,optional"`
+		CapacityMin     string              `hcl:"capacity_min,optional"`
+		CapacityMax     string              `hcl:"capacity_max,optional"`
+		Capabilities    []nomadCapability   `hcl:"capability,block"`
+		MountOptions    []nomadMountOptions `hcl:"mount_options,block"`
+		Parameters      []nomadFreeForm     `hcl:"parameters,block"`
+		Secrets         []nomadFreeForm     `hcl:"secrets,block"`
+		Context         []nomadFreeForm     `hcl:"context,block"`
+		TopologyRequest []nomadFreeForm     `hcl:"topology_request,block"`
+	}
+)
+
+// CheckNomadSchema decodes the blocks the checks read (csi_plugin, group
+// volume and volume_mount blocks, the volume file) strictly, so a misspelt
+// argument such as mount_dirr is an error instead of a silent default.
+func CheckNomadSchema(files map[string]*Body, volumeFile string) []error {
+	var errs []error
+	for _, n := range slices.Sorted(maps.Keys(files)) {
+		if n == volumeFile {
+			if err := files[n].Decode(new(nomadVolumeSpec)); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		decode := func(typ string, v func() any) {
+			for _, b := range files[n].Find(typ) {
+				if err := b.Body.Decode(v()); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		decode("csi_plugin", func() any { return new(nomadCSIPlugin) })
+		decode("volume_mount", func() any { return new(nomadVolumeMount) })
+		for _, g := range files[n].Find("group") {
+			for _, v := range g.Body.BlocksOf("volume") {
+				if err := v.Body.Decode(new(nomadGroupVolume)); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	return errs
 }
 
 // NomadAccessModes are the access modes Nomad knows, with whether the
@@ -54,12 +149,7 @@ type PluginTask struct {
 // PluginTasks finds the tasks that carry a csi_plugin block.
 func PluginTasks(files map[string]*Body) []PluginTask {
 	var out []PluginTask
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(files)) {
 		for _, job := range files[n].BlocksOf("job") {
 			for _, task := range job.Body.Find("task") {
 				for _, p := range task.Body.BlocksOf("csi_plugin") {

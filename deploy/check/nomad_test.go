@@ -16,21 +16,14 @@ func parseNomad(t *testing.T, files map[string]string) (map[string]*Body, error)
 	t.Helper()
 	out := map[string]*Body{}
 	for name, text := range files {
-		b, err := ParseHCL(text)
+		b, err := ParseHCL(name, []byte(text))
 		if err != nil {
-			return nil, &fileErr{name, err}
+			return nil, err
 		}
 		out[name] = b
 	}
 	return out, nil
 }
-
-type fileErr struct {
-	file string
-	err  error
-}
-
-func (e *fileErr) Error() string { return e.file + ": " + e.err.Error() }
 
 func nomadErrs(t *testing.T, files map[string]string) []error {
 	t.Helper()
@@ -38,7 +31,8 @@ func nomadErrs(t *testing.T, files map[string]string) []error {
 	if err != nil {
 		return []error{err}
 	}
-	return append(CheckNomadPlugins(parsed, nomadController, nomadNode), CheckNomadVolume(parsed, nomadVolume)...)
+	errs := append(CheckNomadSchema(parsed, nomadVolume), CheckNomadPlugins(parsed, nomadController, nomadNode)...)
+	return append(errs, CheckNomadVolume(parsed, nomadVolume)...)
 }
 
 func TestHCLParser(t *testing.T) {
@@ -66,7 +60,7 @@ job "x" {
   }
 }
 `
-	b, err := ParseHCL(src)
+	b, err := ParseHCL("x.hcl", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,18 +78,24 @@ job "x" {
 	if got := b.Find("template")[0].Body.String("data"); got != "backends:\n  - name: x\n" {
 		t.Errorf("heredoc = %q", got)
 	}
+	if got := cfg.Attrs["n"]; got != int64(3) {
+		t.Errorf("n = %#v, want 3", got)
+	}
+	if got, _ := cfg.Attrs["m"].(map[string]any); got["k"] != "v" || got["q"] != int64(1) {
+		t.Errorf("m = %#v", cfg.Attrs["m"])
+	}
 	for _, bad := range []string{
 		`job "x" {`,              // never closed
 		`job "x" { } }`,          // one too many
 		`a = "unterminated`,      // string
-		`a = upper("x")`,         // function call
-		`a = 1 + 2`,              // operator
+		`a = upper("x")`,         // function call: the checks read literals
+		`a = var.x[0]`,           // an index into a runtime variable
 		"a = <<EOT\nno end\n",    // heredoc
 		`a = 1` + "\n" + `a = 2`, // duplicate attribute
 		`block "l" "m" = 3`,      // labels then =
 		`a = [1 2]`,              // list without comma
 	} {
-		if _, err := ParseHCL(bad); err == nil {
+		if _, err := ParseHCL("bad.hcl", []byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
 		}
 	}
@@ -115,6 +115,7 @@ func TestNomadFiles(t *testing.T) {
 	if n := len(PluginTasks(parsed)); n != 2 {
 		t.Errorf("found %d plugin tasks, want 2", n)
 	}
+	report(t, CheckNomadSchema(parsed, nomadVolume))
 	report(t, CheckNomadPlugins(parsed, nomadController, nomadNode))
 	report(t, CheckNomadVolume(parsed, nomadVolume))
 }
@@ -123,7 +124,7 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 	cases := []struct {
 		name, file, old, new, want string
 	}{
-		{"unbalanced brace", nomadNode, "    task \"plugin\" {", "    task \"plugin\" {{", "expected an attribute"},
+		{"unbalanced brace", nomadNode, "    task \"plugin\" {", "    task \"plugin\" {{", "Argument or block definition required"},
 		{"node plugin not privileged", nomadNode, "        privileged = true\n", "        privileged = false\n", "without privileged = true"},
 		{"node plugin with exec", nomadNode, "driver = \"docker\"", "driver = \"exec\"", "without privileged = true"},
 		{"bad plugin type", nomadNode, "type      = \"node\"", "type      = \"nodes\"", "csi_plugin type \"nodes\""},
@@ -147,6 +148,13 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 		{"job asks for an unoffered capability", nomadExample, "attachment_mode = \"file-system\"", "attachment_mode = \"block-device\"", "does not offer"},
 		{"volume not mounted", nomadExample, "volume      = \"data\"", "volume      = \"pgdata\"", "does not declare"},
 		{"unpinned example image", nomadExample, "postgres:16.4", "postgres", "no tag"},
+		// Misspelt arguments in the blocks the checks read: each would
+		// otherwise fall back to a default without a word.
+		{"misspelt mount_dir", nomadNode, "mount_dir = \"/csi\"", "mount_dirr = \"/csi\"", "An argument named \"mount_dirr\" is not expected here"},
+		{"misspelt volume_mount read_only", nomadExample, "destination = \"/var/lib/postgresql/data\"", "destination = \"/var/lib/postgresql/data\"\n        readonly    = false", "An argument named \"readonly\" is not expected here"},
+		{"misspelt group volume argument", nomadExample, "read_only       = false", "readonly        = false", "An argument named \"readonly\" is not expected here"},
+		{"misspelt volume capacity", nomadVolume, "capacity_max = \"2GiB\"", "capacity_maxx = \"2GiB\"", "An argument named \"capacity_maxx\" is not expected here"},
+		{"misspelt capability block", nomadVolume, "capability {\n  access_mode     = \"single-node-writer\"", "capabilty {\n  access_mode     = \"single-node-writer\"", "Blocks of type \"capabilty\" are not expected here"},
 	}
 	base := readDir(t, nomadDir(t), ".hcl")
 	for _, c := range cases {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -29,6 +30,11 @@ type Config struct {
 	// SocketGroup owns the plugin socket (a group name or gid), so a CO
 	// running as that group can reach it; the socket's mode is 0660.
 	SocketGroup string `yaml:"socketGroup"`
+	// Filesystems are the filesystem types this deployment's volumes use
+	// (default: ext4, the plugin's default). The plugin itself formats
+	// whatever a request names; "csictl doctor" checks that the node's
+	// kernel and tools support each of these.
+	Filesystems []string `yaml:"filesystems"`
 }
 
 // Entry is one backend instance. Name and Type are common; the rest is
@@ -100,6 +106,11 @@ func Load(path string) (*Config, error) {
 	for _, r := range c.AllowedRoots {
 		if !filepath.IsAbs(r) || filepath.Clean(r) != r {
 			return nil, fmt.Errorf("%s: allowedRoots entry %q must be an absolute, clean path", path, r)
+		}
+	}
+	for _, f := range c.Filesystems {
+		if f == "" || strings.ContainsAny(f, "/ \t\n") {
+			return nil, fmt.Errorf("%s: filesystems entry %q is not a filesystem type such as ext4", path, f)
 		}
 	}
 	if c.MaxVolumesPerNode < 0 {

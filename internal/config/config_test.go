@@ -48,6 +48,7 @@ func TestLoadRejects(t *testing.T) {
 		{"backends:\n  - type: file\n", "name and a type"},
 		{"backends:\n  - {name: a, type: file}\n  - {name: a, type: file}\n", "used twice"},
 		{"backends:\n  - {name: a, type: file}\nmaxVolumesPerNode: -1\n", "negative"},
+		{"backends:\n  - {name: a, type: file}\nfilesystems: [ext4, \"x/y\"]\n", "not a filesystem type"},
 	}
 	for _, tt := range tests {
 		_, err := Load(write(t, tt.body))

@@ -63,3 +63,14 @@ func (k *Keyed) Len() int {
 	defer k.mu.Unlock()
 	return len(k.m)
 }
+
+// Refs returns how many callers hold or wait for key; tests use it to see
+// that a waiter whose deadline passed has given up.
+func (k *Keyed) Refs(key string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if e := k.m[key]; e != nil {
+		return e.refs
+	}
+	return 0
+}

@@ -4,6 +4,12 @@
 // A loop device is identified by the device and inode numbers of its backing
 // file, never by path: a path can be replaced, and the kernel truncates long
 // names in its status.
+//
+// Devices are set up with LOOP_CONFIGURE (Linux 5.8+), one ioctl that binds
+// the file and sets its flags. Older kernels, which Mesos agents still run
+// (CentOS 7, Ubuntu 18.04, RHEL 8), refuse it; there the package falls back
+// to LOOP_SET_FD and LOOP_SET_STATUS64, then LOOP_SET_DIRECT_IO where the
+// kernel has it (4.10+), else buffered I/O.
 package loop
 
 import (
@@ -138,16 +144,27 @@ func Verify(dev string, backingDev, backingIno uint64) error {
 type Options struct {
 	ReadOnly bool
 	// DirectIO asks the kernel to bypass the page cache of the backing
-	// file; it falls back to buffered I/O where the filesystem refuses.
+	// file; it falls back to buffered I/O where the filesystem or the
+	// kernel refuses.
 	DirectIO bool
 	// Name is kept by the kernel with the device (lo_file_name, at most
 	// 63 bytes) and reported by Status: a label by which the device can be
 	// found again after a restart.
 	Name string
+
+	// noConfigure answers LOOP_CONFIGURE as a kernel older than 5.8
+	// would, without asking this one, so tests exercise the fallback on
+	// any kernel.
+	noConfigure bool
+	// beforeBind, if set, runs just before the device is bound; tests use
+	// it to let "another process" take the free device first.
+	beforeBind func(dev string)
 }
 
 // Attach binds a free loop device to the file at path and returns the
-// device. It retries when another process takes the free device first.
+// device, after proving from the device's status that it is backed by the
+// file opened. It retries when another process takes the free device
+// first.
 func Attach(path string, opt Options) (Info, error) {
 	flags := unix.O_RDWR
 	if opt.ReadOnly {
@@ -183,7 +200,18 @@ func Attach(path string, opt Options) (Info, error) {
 		dev := "/dev/loop" + strconv.Itoa(n)
 		err = configure(dev, n, file, opt)
 		if err == nil {
-			return Info{Device: dev, BackingDev: st.Dev, BackingInode: st.Ino, ReadOnly: opt.ReadOnly, BackingFile: path}, nil
+			// The same proof on either path: the device reports the
+			// device and inode numbers of the file opened.
+			info, err := Status(dev)
+			if err != nil {
+				return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
+			}
+			if info.BackingDev != st.Dev || info.BackingInode != st.Ino {
+				return Info{}, fmt.Errorf("configure %s for %s: the device reports backing file %q (dev %d inode %d), not the image (dev %d inode %d)",
+					dev, path, info.BackingFile, info.BackingDev, info.BackingInode, st.Dev, st.Ino)
+			}
+			info.BackingFile = path
+			return info, nil
 		}
 		if !errors.Is(err, unix.EBUSY) {
 			return Info{}, fmt.Errorf("configure %s for %s: %w", dev, path, err)
@@ -207,6 +235,52 @@ func configure(dev string, n, file int, opt Options) error {
 		return err
 	}
 	defer unix.Close(fd)
+	if opt.beforeBind != nil {
+		opt.beforeBind(dev)
+	}
+	err = unix.EINVAL // what a kernel before 5.8 answers LOOP_CONFIGURE
+	if !opt.noConfigure {
+		err = configureOnce(fd, file, opt)
+	}
+	if refused(err) {
+		err = setFD(fd, file, opt)
+	}
+	if err != nil || opt.ReadOnly {
+		return err
+	}
+	if err := clearStaleReadOnly(fd); err != nil {
+		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+		return fmt.Errorf("%s: %w", dev, err)
+	}
+	return nil
+}
+
+// clearStaleReadOnly makes a writer's device writable. A read-only policy
+// set with BLKROSET (blockdev --setro) belongs to the block device, not to
+// its binding: it survives LOOP_CLR_FD and would make the next user's
+// writable device refuse every write. The device was free until we bound
+// it, so such a policy is left over from its previous user.
+func clearStaleReadOnly(fd int) error {
+	ro, err := unix.IoctlGetInt(fd, unix.BLKROGET)
+	if err != nil {
+		return fmt.Errorf("read-only policy: %w", err)
+	}
+	if ro == 0 {
+		return nil
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.BLKROSET, 0); err != nil {
+		return fmt.Errorf("clear a stale read-only policy: %w", err)
+	}
+	return nil
+}
+
+// refused reports whether the kernel rejected an ioctl it does not know:
+// EINVAL from the loop driver, ENOTTY from the block layer.
+func refused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY)
+}
+
+func configureOnce(fd, file int, opt Options) error {
 	cfg := unix.LoopConfig{Fd: uint32(file)}
 	copy(cfg.Info.File_name[:], opt.Name)
 	if opt.ReadOnly {
@@ -215,13 +289,39 @@ func configure(dev string, n, file int, opt Options) error {
 	if opt.DirectIO {
 		cfg.Info.Flags |= unix.LO_FLAGS_DIRECT_IO
 	}
-	err = unix.IoctlLoopConfigure(fd, &cfg)
+	err := unix.IoctlLoopConfigure(fd, &cfg)
 	if err != nil && opt.DirectIO && errors.Is(err, unix.EINVAL) {
 		// The backing filesystem cannot do O_DIRECT (tmpfs, some FUSE).
 		cfg.Info.Flags &^= unix.LO_FLAGS_DIRECT_IO
 		err = unix.IoctlLoopConfigure(fd, &cfg)
 	}
 	return err
+}
+
+// setFD binds the device the way kernels before 5.8 allow: in steps. The
+// device is read-only when the backing file was opened read-only. A device
+// bound here and not fully set up is unbound again, so a failed attach
+// leaves nothing behind.
+func setFD(fd, file int, opt Options) error {
+	if err := unix.IoctlSetInt(fd, unix.LOOP_SET_FD, file); err != nil {
+		return err // EBUSY: another process bound it first
+	}
+	info := unix.LoopInfo64{}
+	copy(info.File_name[:], opt.Name) // the label Status reports, as LOOP_CONFIGURE sets it
+	if err := unix.IoctlLoopSetStatus64(fd, &info); err != nil {
+		unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+		return fmt.Errorf("set status: %w", err)
+	}
+	if opt.DirectIO {
+		// Before 4.10 the ioctl does not exist, and a filesystem without
+		// O_DIRECT refuses it: both leave buffered I/O, which is correct,
+		// only slower.
+		if err := unix.IoctlSetInt(fd, unix.LOOP_SET_DIRECT_IO, 1); err != nil && !refused(err) {
+			unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
+			return fmt.Errorf("set direct I/O: %w", err)
+		}
+	}
+	return nil
 }
 
 // Detach unbinds dev from its backing file. The kernel defers the detach

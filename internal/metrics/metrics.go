@@ -1,129 +1,114 @@
-// Package metrics counts CSI calls by method, backend and result and times
-// them, and serves the figures in the Prometheus text format. Labels carry
-// only method names, backend instance names and gRPC codes: nothing from a
-// request's content, so no secret or id can reach a metric.
+// Package metrics gives each plugin instance its own Prometheus registry:
+// the gRPC server's calls (handled, handling seconds, by method and code,
+// from go-grpc-middleware), the time and errors of every backend call by
+// backend and operation, volumes by state per backend, formats performed
+// and refused, and the Go runtime and process collectors.
+//
+// Labels carry only method and operation names, gRPC codes, states and
+// configured backend instance names: nothing from a request's content, so
+// no volume id, name, path or secret can reach a metric. Scrapes gather a
+// copy of the figures before writing, so a stalled scraper never holds up
+// a call.
 package metrics
 
 import (
-	"fmt"
-	"io"
 	"net/http"
-	"sort"
-	"sync"
-	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
 )
 
-// Buckets are the upper bounds, in seconds, of the latency histogram: from a
-// metadata read to a slow attach.
+// Namespace prefixes the plugin's own metrics.
+const Namespace = "csi_libstorage"
+
+// Buckets are the upper bounds, in seconds, of the latency histograms:
+// from a metadata read to a slow attach, up to the 60 s Mesos allows a
+// call.
 var Buckets = []float64{0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60}
 
-type key struct{ method, backend, code string }
-
-type hist struct {
-	counts []uint64 // per bucket, not cumulative
-	sum    float64
-	n      uint64
+// Metrics is one plugin instance's registry and the collectors in it.
+type Metrics struct {
+	reg            *prometheus.Registry
+	grpc           *grpcprom.ServerMetrics
+	backendSeconds *prometheus.HistogramVec
+	backendErrors  *prometheus.CounterVec
+	formats        *prometheus.CounterVec
+	unary          grpc.UnaryServerInterceptor
 }
 
-// Registry holds the figures. The zero value is not usable; call New.
-type Registry struct {
-	mu       sync.Mutex
-	calls    map[key]uint64
-	latency  map[key]*hist // code left empty: by method and backend
-	inFlight map[string]int64
+// New returns a registry holding the gRPC server metrics, the backend and
+// format metrics, and the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		grpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets(Buckets))),
+		backendSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "backend_call_duration_seconds",
+			Help:    "Time backend calls take, by backend instance and operation.",
+			Buckets: Buckets,
+		}, []string{"backend", "operation"}),
+		backendErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "backend_call_errors_total",
+			Help: "Backend calls that returned an error (not-found answers included), by backend instance and operation.",
+		}, []string{"backend", "operation"}),
+		formats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "formats_total",
+			Help: "Filesystems the node made (result=performed) or refused to make because the device held data (result=refused), by backend instance.",
+		}, []string{"backend", "result"}),
+	}
+	m.unary = m.grpc.UnaryServerInterceptor()
+	m.reg.MustRegister(m.grpc, m.backendSeconds, m.backendErrors, m.formats,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
 }
 
-// New returns an empty registry.
-func New() *Registry {
-	return &Registry{calls: map[key]uint64{}, latency: map[key]*hist{}, inFlight: map[string]int64{}}
+// Registry is the registry to gather from.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the registry in the Prometheus exposition formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Start records a call beginning and returns the function that records its
-// end.
-func (r *Registry) Start(method, backend string) func(code string) {
-	start := time.Now()
-	r.mu.Lock()
-	r.inFlight[method]++
-	r.mu.Unlock()
-	return func(code string) {
-		d := time.Since(start).Seconds()
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.inFlight[method]--
-		r.calls[key{method, backend, code}]++
-		k := key{method: method, backend: backend}
-		h := r.latency[k]
-		if h == nil {
-			h = &hist{counts: make([]uint64, len(Buckets)+1)}
-			r.latency[k] = h
-		}
-		i := sort.SearchFloat64s(Buckets, d)
-		h.counts[i]++
-		h.sum += d
-		h.n++
+// UnaryServerInterceptor counts and times every call the server answers.
+func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
+	return m.unary
+}
+
+// InitializeServer makes every method of srv appear with zero counts, so
+// a dashboard shows the methods before they are first called.
+func (m *Metrics) InitializeServer(srv *grpc.Server) { m.grpc.InitializeMetrics(srv) }
+
+// Formats returns the counter the node service reports to when it formats
+// a volume or refuses to.
+// A nil *Metrics returns a nil *Formats, which counts nothing.
+func (m *Metrics) Formats() *Formats {
+	if m == nil {
+		return nil
+	}
+	return &Formats{v: m.formats}
+}
+
+// Formats counts the node's format decisions. A nil *Formats counts
+// nothing, so a node service built without metrics need not check.
+type Formats struct{ v *prometheus.CounterVec }
+
+// Performed counts a filesystem made on a volume of backend.
+func (f *Formats) Performed(backend string) {
+	if f != nil {
+		f.v.WithLabelValues(backend, "performed").Inc()
 	}
 }
 
-// ServeHTTP writes the Prometheus text exposition.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	r.WriteTo(w)
-}
-
-// WriteTo writes the exposition to w.
-func (r *Registry) WriteTo(w io.Writer) (int64, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var n int64
-	p := func(format string, a ...any) {
-		m, _ := fmt.Fprintf(w, format, a...)
-		n += int64(m)
+// Refused counts a format the safety probe refused because the device
+// already held a signature or data.
+func (f *Formats) Refused(backend string) {
+	if f != nil {
+		f.v.WithLabelValues(backend, "refused").Inc()
 	}
-	p("# HELP csi_libstorage_calls_total CSI calls answered, by method, backend and gRPC code.\n")
-	p("# TYPE csi_libstorage_calls_total counter\n")
-	for _, k := range sortedKeys(r.calls) {
-		p("csi_libstorage_calls_total{method=%q,backend=%q,code=%q} %d\n", k.method, k.backend, k.code, r.calls[k])
-	}
-	p("# HELP csi_libstorage_call_duration_seconds Time to answer CSI calls, by method and backend.\n")
-	p("# TYPE csi_libstorage_call_duration_seconds histogram\n")
-	for _, k := range sortedKeys(r.latency) {
-		h := r.latency[k]
-		var cum uint64
-		for i, b := range Buckets {
-			cum += h.counts[i]
-			p("csi_libstorage_call_duration_seconds_bucket{method=%q,backend=%q,le=%q} %d\n", k.method, k.backend, fmt.Sprint(b), cum)
-		}
-		p("csi_libstorage_call_duration_seconds_bucket{method=%q,backend=%q,le=\"+Inf\"} %d\n", k.method, k.backend, h.n)
-		p("csi_libstorage_call_duration_seconds_sum{method=%q,backend=%q} %g\n", k.method, k.backend, h.sum)
-		p("csi_libstorage_call_duration_seconds_count{method=%q,backend=%q} %d\n", k.method, k.backend, h.n)
-	}
-	p("# HELP csi_libstorage_calls_in_flight CSI calls being answered now, by method.\n")
-	p("# TYPE csi_libstorage_calls_in_flight gauge\n")
-	methods := make([]string, 0, len(r.inFlight))
-	for m := range r.inFlight {
-		methods = append(methods, m)
-	}
-	sort.Strings(methods)
-	for _, m := range methods {
-		p("csi_libstorage_calls_in_flight{method=%q} %d\n", m, r.inFlight[m])
-	}
-	return n, nil
-}
-
-func sortedKeys[V any](m map[key]V) []key {
-	out := make([]key, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.method != b.method {
-			return a.method < b.method
-		}
-		if a.backend != b.backend {
-			return a.backend < b.backend
-		}
-		return a.code < b.code
-	})
-	return out
 }

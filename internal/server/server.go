@@ -1,7 +1,7 @@
 // Package server runs the CSI services on one gRPC endpoint: it owns the
 // socket, the interceptors every call passes through (request id, one
-// structured log line with secrets stripped, panic recovery) and the
-// graceful shutdown.
+// structured log line with secrets stripped, panic recovery, one call at a
+// time per volume) and the graceful shutdown.
 package server
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 
+	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/kubernetes-csi/csi-lib-utils/protosanitizer"
 	"go.uber.org/zap"
@@ -36,13 +37,14 @@ type Options struct {
 	// ShutdownGrace bounds how long in-flight calls may run after a stop.
 	ShutdownGrace time.Duration
 	Logger        *zap.Logger
-	// Metrics, if set, counts and times every call; Backends are the
-	// configured instance names, the only values its backend label takes.
-	Metrics    *metrics.Registry
-	Backends   []string
+	// Metrics, if set, counts and times every call by method and code.
+	Metrics    *metrics.Metrics
 	Identity   csi.IdentityServer
 	Controller csi.ControllerServer // nil in node mode
 	Node       csi.NodeServer       // nil in controller mode
+	// Locks serialize the calls per volume; nil gives the server a set of
+	// its own. Tests pass one to see what is held.
+	Locks *lock.Keyed
 }
 
 // Server is a running CSI endpoint.
@@ -114,13 +116,21 @@ func Listen(opt Options) (*Server, error) {
 	} else if err := s.listenUnix(opt.SocketGID); err != nil {
 		return nil, err
 	}
-	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.measure, s.logger, s.recoverer))
+	if opt.Locks == nil {
+		opt.Locks = new(lock.Keyed)
+	}
+	// The volume lock is innermost, so the log line and the metrics of a
+	// call include the time it waited for its volume.
+	s.grpc = grpc.NewServer(grpc.ChainUnaryInterceptor(s.measure, s.logger, s.recoverer, volumeLock(opt.Locks)))
 	csi.RegisterIdentityServer(s.grpc, opt.Identity)
 	if opt.Controller != nil {
 		csi.RegisterControllerServer(s.grpc, opt.Controller)
 	}
 	if opt.Node != nil {
 		csi.RegisterNodeServer(s.grpc, opt.Node)
+	}
+	if opt.Metrics != nil {
+		opt.Metrics.InitializeServer(s.grpc)
 	}
 	return s, nil
 }
@@ -204,41 +214,13 @@ func (s *Server) recoverer(ctx context.Context, req any, info *grpc.UnaryServerI
 
 type volumeIDer interface{ GetVolumeId() string }
 
-// measure feeds the metrics registry. The backend label is taken from the
-// request only when it names a configured backend, so callers cannot
-// create label values.
+// measure feeds the metrics registry, whose labels are the method and the
+// code only.
 func (s *Server) measure(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	if s.opt.Metrics == nil {
 		return h(ctx, req)
 	}
-	done := s.opt.Metrics.Start(info.FullMethod, s.backendOf(req))
-	resp, err := h(ctx, req)
-	done(status.Code(err).String())
-	return resp, err
-}
-
-func (s *Server) backendOf(req any) string {
-	var name string
-	switch r := req.(type) {
-	case volumeIDer:
-		name, _, _ = strings.Cut(r.GetVolumeId(), "/")
-	case interface{ GetSourceVolumeId() string }:
-		name, _, _ = strings.Cut(r.GetSourceVolumeId(), "/")
-	case interface{ GetSnapshotId() string }:
-		name, _, _ = strings.Cut(r.GetSnapshotId(), "/")
-	}
-	if p, ok := req.(interface{ GetParameters() map[string]string }); ok && name == "" {
-		name = p.GetParameters()["backend"]
-		if name == "" && len(s.opt.Backends) > 0 {
-			name = s.opt.Backends[0]
-		}
-	}
-	for _, b := range s.opt.Backends {
-		if b == name {
-			return name
-		}
-	}
-	return ""
+	return s.opt.Metrics.UnaryServerInterceptor()(ctx, req, info, h)
 }
 
 // logger writes one line per call. The request is logged only at debug

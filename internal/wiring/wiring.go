@@ -17,12 +17,12 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
+	"github.com/csi-libstorage/csi-libstorage/backends/libstorage"
 	"github.com/csi-libstorage/csi-libstorage/backends/scaleio"
 	"github.com/csi-libstorage/csi-libstorage/backends/xtremio"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/lock"
 	"github.com/csi-libstorage/csi-libstorage/internal/metrics"
 	"github.com/csi-libstorage/csi-libstorage/internal/server"
 	"github.com/csi-libstorage/csi-libstorage/node"
@@ -79,6 +79,14 @@ func Factories() map[string]Factory {
 			c.Name = e.Name
 			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
+		libstorage.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c libstorage.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return libstorage.New(c, libstorage.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
 		scaleio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
 			var c scaleio.Config
 			if err := e.Decode(&c); err != nil {
@@ -128,10 +136,12 @@ type Plugin struct {
 	log        *zap.Logger
 	Set        *backends.Set
 	Node       *node.Service
+	// Metrics is the plugin's own registry; nil without MetricsAddress.
+	Metrics *metrics.Metrics
 }
 
 // New builds the backends and services and opens the endpoint.
-func New(ctx context.Context, opt Options) (*Plugin, error) {
+func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 	log := opt.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -152,29 +162,41 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	locks := new(lock.Keyed)
+	p := &Plugin{Set: set, log: log}
+	if opt.MetricsAddress != "" {
+		p.Metrics = metrics.New()
+		// Volumes are counted where the controller runs: one List per
+		// backend per scrape interval for the cluster, not one per node.
+		// The counts ask the backends directly; the services see every
+		// backend through the timing decorator.
+		if opt.Mode != ModeNode {
+			p.Metrics.WatchVolumes(set, metrics.VolumeOptions{})
+		}
+		if set, err = p.Metrics.Set(set); err != nil {
+			return nil, err
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", p.Metrics.Handler())
+		if p.metricsLis, err = net.Listen("tcp", opt.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("metrics address: %w", err)
+		}
+		defer func() {
+			if err != nil {
+				p.metricsLis.Close()
+			}
+		}()
+		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
 	so := server.Options{
 		Endpoint:      opt.Endpoint,
 		SocketGID:     gid,
 		ShutdownGrace: opt.ShutdownGrace,
 		Logger:        log,
 		Identity:      identity.New(set, opt.Mode != ModeNode, log),
-	}
-	p := &Plugin{Set: set, log: log}
-	if opt.MetricsAddress != "" {
-		so.Metrics = metrics.New()
-		for _, b := range set.All() {
-			so.Backends = append(so.Backends, b.Name())
-		}
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", so.Metrics)
-		if p.metricsLis, err = net.Listen("tcp", opt.MetricsAddress); err != nil {
-			return nil, fmt.Errorf("metrics address: %w", err)
-		}
-		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		Metrics:       p.Metrics,
 	}
 	if opt.Mode != ModeNode {
-		so.Controller = controller.NewLocked(controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log}), locks)
+		so.Controller = controller.New(set, controller.Options{AllowOverwrite: opt.Config.AllowOverwrite, Logger: log})
 	}
 	if opt.Mode != ModeController {
 		p.Node = node.New(set, node.Options{
@@ -183,11 +205,12 @@ func New(ctx context.Context, opt Options) (*Plugin, error) {
 			AllowOverwrite: opt.Config.AllowOverwrite,
 			AllowedRoots:   opt.Config.AllowedRoots,
 			Logger:         log,
+			Formats:        p.Metrics.Formats(),
 		})
 		if err := p.Node.Start(ctx); err != nil {
 			return nil, err
 		}
-		so.Node = node.NewLocked(p.Node, locks)
+		so.Node = p.Node
 	}
 	if p.srv, err = server.Listen(so); err != nil {
 		return nil, err

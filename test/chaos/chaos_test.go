@@ -26,7 +26,6 @@ import (
 
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
@@ -201,14 +200,9 @@ func TestConcurrentLifecycleChaos(t *testing.T) {
 			}
 		}
 	}
-	if ms := harness.MountsUnder(t, e.dir); len(ms) != 0 {
-		t.Fatalf("mounts left: %v", ms)
-	}
-	devs, _ := loop.List()
-	for _, d := range devs {
-		if strings.HasPrefix(d.BackingFile, e.pool) {
-			t.Fatalf("loop device left: %s over %s", d.Device, d.BackingFile)
-		}
+	harness.AssertNoLeaks(t, harness.LeakCheck{Dir: e.dir})
+	if t.Failed() {
+		t.FailNow()
 	}
 	// Each volume holds exactly the filesystem its first stage made: a
 	// clean ext4 (fsck finds nothing to fix) formatted once.
@@ -316,9 +310,5 @@ func TestCreateDeleteSameNameChaos(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, sub := range []string{"volumes", "names"} {
-		if entries, _ := os.ReadDir(filepath.Join(e.pool, sub)); len(entries) != 0 {
-			t.Errorf("%s left in the pool after deleting everything: %d", sub, len(entries))
-		}
-	}
+	harness.AssertNoLeaks(t, harness.LeakCheck{Empty: []string{filepath.Join(e.pool, "volumes"), filepath.Join(e.pool, "names")}})
 }

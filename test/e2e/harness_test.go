@@ -22,7 +22,6 @@ import (
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -163,23 +162,8 @@ func (e *env) cleanup() {
 	for _, p := range procs {
 		p.kill()
 	}
-	ms := harness.MountsUnder(e.t, e.dir)
-	for i := len(ms) - 1; i >= 0; i-- {
-		unix.Unmount(ms[i], unix.MNT_DETACH)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		left := loopsUnder(e.dir)
-		for _, l := range left {
-			loop.Detach(l.Device)
-		}
-		if len(left) == 0 || time.Now().After(deadline) {
-			if len(left) > 0 {
-				e.t.Errorf("cleanup: loop devices still bound under %s: %v", e.dir, left)
-			}
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if left := harness.Release(e.dir, 10*time.Second); len(left) > 0 {
+		e.t.Errorf("cleanup: loop devices still bound under %s: %v", e.dir, left)
 	}
 }
 
@@ -650,29 +634,12 @@ func (p *plugin) nsenter(stdin []byte, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// loopsUnder lists the loop devices whose backing file is below dir.
-func loopsUnder(dir string) []loop.Info {
-	all, err := loop.List()
-	if err != nil {
-		return nil
-	}
-	var out []loop.Info
-	for _, l := range all {
-		if strings.HasPrefix(l.BackingFile, dir+"/") {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // assertClean checks that nothing the test made is left: no mount below
 // dir in this namespace or in the given plugins' namespaces, and no loop
 // device backed by a file below dir.
 func (e *env) assertClean(ps ...*plugin) {
 	e.t.Helper()
-	if ms := harness.MountsUnder(e.t, e.dir); len(ms) > 0 {
-		e.t.Errorf("mounts left under %s: %v", e.dir, ms)
-	}
+	harness.AssertNoLeaks(e.t, harness.LeakCheck{Dir: e.dir})
 	for _, p := range ps {
 		if p.stopped {
 			continue
@@ -680,9 +647,6 @@ func (e *env) assertClean(ps ...*plugin) {
 		if ms := p.mountsUnder(e.dir); len(ms) > 0 {
 			e.t.Errorf("mounts left in %s's namespace: %v", p.name, ms)
 		}
-	}
-	if ls := loopsUnder(e.dir); len(ls) > 0 {
-		e.t.Errorf("loop devices left: %v", ls)
 	}
 }
 

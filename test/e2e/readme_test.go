@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -92,15 +91,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 			t.Errorf("walkthrough output lacks %q:\n%s", want, out)
 		}
 	}
-	if ms := harness.MountsUnder(t, dir); len(ms) != 0 {
-		t.Errorf("mounts left by the walkthrough: %v", ms)
-	}
-	devs, _ := loop.List()
-	for _, d := range devs {
-		if strings.HasPrefix(d.BackingFile, varDir) {
-			t.Errorf("loop device left: %s over %s", d.Device, d.BackingFile)
-		}
-	}
+	harness.AssertNoLeaks(t, harness.LeakCheck{Dir: dir})
 }
 
 // section returns the first sh code block after the heading.

@@ -11,41 +11,38 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
 )
 
-// flock takes the advisory lock the file pool uses for a volume (its
-// directory) or a name reservation, as another agent's plugin process on
-// the shared pool would hold it, and returns its release.
-func flock(t *testing.T, path string, create bool) func() {
+// poolLock takes the lock the file pool uses for a volume or a name
+// reservation (a byte of <pool>/pool.lock, keyed "volume <id>" or
+// "name names/<sha256 of name>"), as another agent's plugin process on the
+// shared pool would hold it, and returns its release.
+func poolLock(t *testing.T, pool, key string) func() {
 	t.Helper()
-	flags := unix.O_RDONLY | unix.O_CLOEXEC
-	if create {
-		flags = unix.O_RDWR | unix.O_CREAT | unix.O_CLOEXEC
-	}
-	fd, err := unix.Open(path, flags, 0o600)
+	l, err := fsutil.NewKeyLocks(filepath.Join(pool, "pool.lock")).Lock(context.Background(), key)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
 		t.Fatal(err)
 	}
 	released := false
 	release := func() {
 		if !released {
 			released = true
-			unix.Close(fd)
+			l.Close()
 		}
 	}
 	t.Cleanup(release)
 	return release
 }
 
-func nameLockPath(pool, name string) string {
+func volumeLockKey(t *testing.T, volID string) string { return "volume " + nativeID(t, volID) }
+
+func nameLockKey(name string) string {
 	sum := sha256.Sum256([]byte(name))
-	return filepath.Join(pool, "names", hex.EncodeToString(sum[:]))
+	return "name names/" + hex.EncodeToString(sum[:])
 }
 
 // serverCode waits for the plugin to log the next call of method (for key,
@@ -228,7 +225,7 @@ func TestRetryableCodes(t *testing.T) {
 		// A stage that cannot finish yet: another process holds the
 		// volume's pool lock, so the stage holds this process's lock on
 		// the volume while it waits.
-		release := flock(t, volumeDir(t, pool, id), false)
+		release := poolLock(t, pool, volumeLockKey(t, id))
 		before := countCalls(p, mStage, id)
 		first := make(chan error, 1)
 		go func() {
@@ -259,7 +256,7 @@ func TestRetryableCodes(t *testing.T) {
 	})
 
 	t.Run("busy in another process", func(t *testing.T) {
-		release := flock(t, volumeDir(t, pool, id), false)
+		release := poolLock(t, pool, volumeLockKey(t, id))
 		for _, c := range []struct {
 			name, method string
 			do           func(ctx context.Context) error
@@ -283,7 +280,7 @@ func TestRetryableCodes(t *testing.T) {
 
 		// A CreateVolume whose name another process is creating.
 		name := uuid4()
-		releaseName := flock(t, nameLockPath(pool, name), true)
+		releaseName := poolLock(t, pool, nameLockKey(name))
 		busy(t, p, "CreateVolume while another process creates the name", mCreate, name, mediumWait, func(ctx context.Context) error {
 			_, err := p.ctl.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, CapacityRange: &csi.CapacityRange{RequiredBytes: 32 * mib, LimitBytes: 32 * mib}, VolumeCapabilities: []*csi.VolumeCapability{cap}, Parameters: params})
 			return err

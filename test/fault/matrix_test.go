@@ -24,7 +24,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/fault"
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -143,6 +142,9 @@ func (tr *trial) start(crash bool) {
 	args := append([]string{"--endpoint", "unix://" + tr.sock, "--node-id", tr.node, "--log-level", "warn"}, tr.args...)
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), tr.env...)
+	// A test binary killed by its timeout must not leave plugins behind:
+	// they would keep their loop devices and inherited file locks.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if crash {
 		cmd.Env = append(cmd.Env, "CSI_LIBSTORAGE_CRASH_AT="+tr.crashAt, fmt.Sprintf("CSI_LIBSTORAGE_CRASH_HIT=%d", tr.hit))
 	}
@@ -276,30 +278,11 @@ func fsUUID(t *testing.T, path string) string {
 // device, no volume, name reservation, temporary or lock file in the pool.
 func (tr *trial) assertCleanPool() {
 	t := tr.t
-	if ms := harness.MountsUnder(t, tr.dir); len(ms) != 0 {
-		t.Errorf("mounts left: %v", ms)
-	}
-	devs, _ := loop.List()
-	for _, d := range devs {
-		if strings.HasPrefix(d.BackingFile, tr.pool) {
-			t.Errorf("loop device left: %s over %s", d.Device, d.BackingFile)
-			loop.Detach(d.Device)
-		}
-	}
-	filepath.Walk(tr.pool, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return nil
-		}
-		if rel, _ := filepath.Rel(tr.pool, p); !strings.HasPrefix(rel, "nodes/") {
-			t.Errorf("file left in the pool: %s", rel)
-		}
-		return nil
+	harness.AssertNoLeaks(t, harness.LeakCheck{
+		Dir:   tr.dir,
+		Files: tr.pool, Keep: []string{"nodes", "pool.lock"},
+		Empty: []string{filepath.Join(tr.pool, "volumes"), filepath.Join(tr.pool, "names")},
 	})
-	for _, sub := range []string{"volumes", "names"} {
-		if entries, _ := os.ReadDir(filepath.Join(tr.pool, sub)); len(entries) != 0 {
-			t.Errorf("%s left in the pool: %d entries", sub, len(entries))
-		}
-	}
 }
 
 // backend is one kind of storage the matrix runs against.
@@ -387,6 +370,7 @@ func (tr *trial) startEC2Sim() func() {
 		t.Fatal(err)
 	}
 	sim.Stderr = os.Stderr
+	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := sim.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -412,20 +396,7 @@ func (tr *trial) startEC2Sim() func() {
 	return func() {
 		// EC2 deletes asynchronously: the image goes when the volume
 		// leaves "deleting".
-		deadline := time.Now().Add(5 * time.Second)
-		for _, d := range []string{ep.Images, ep.ByIDDir[instance]} {
-			for {
-				entries, _ := os.ReadDir(d)
-				if len(entries) == 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
+		harness.AssertNoLeaks(t, harness.LeakCheck{Empty: []string{ep.Images, ep.ByIDDir[instance]}, Settle: 5 * time.Second})
 		sim.Process.Signal(os.Interrupt)
 		if err := sim.Wait(); err != nil {
 			t.Errorf("ec2sim: %v", err)
@@ -528,27 +499,8 @@ func (tr *trial) startXtremIOSim() func() {
 // on the node (the images and links are checked when the server stops).
 func (tr *trial) assertCleanEC2() {
 	t := tr.t
-	if ms := harness.MountsUnder(t, tr.dir); len(ms) != 0 {
-		t.Errorf("mounts left: %v", ms)
-	}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		var left []string
-		devs, _ := loop.List()
-		for _, d := range devs {
-			if strings.HasPrefix(d.BackingFile, tr.pool) {
-				left = append(left, d.Device+" over "+d.BackingFile)
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("loop devices left: %v", left)
-			return
-		}
-		time.Sleep(20 * time.Millisecond) // the detach and delete are asynchronous
-	}
+	// The detach and delete are asynchronous.
+	harness.AssertNoLeaks(t, harness.LeakCheck{Dir: tr.dir, Settle: 3 * time.Second})
 }
 
 // The plugin as shipped (built without the tag) has no way to crash itself.

@@ -1,6 +1,8 @@
-// Package testenv holds what the project's tests need from the machine:
-// root, a scratch directory whose mounts are cleaned up even when a test
-// fails, and a view of the mount table.
+// Package harness holds what the project's test suites need from the
+// machine: root, a scratch directory whose mounts and loop devices are
+// given back even when a test fails, a view of the mount table and of the
+// loop devices under a directory, and one leak check (mounts, loop devices,
+// files left) that every suite runs at its end.
 package harness
 
 import (
@@ -12,9 +14,8 @@ import (
 	"testing"
 
 	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
 
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
+	"time"
 )
 
 // RequireRoot fails (not skips) a test that needs root without it: CI runs
@@ -41,19 +42,9 @@ func TempDir(t testing.TB) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ms := mountsUnder(dir)
-		for i := len(ms) - 1; i >= 0; i-- {
-			unix.Unmount(ms[i], unix.MNT_DETACH)
-		}
-		// Loop devices over images below dir that a failed test left:
-		// detach them, so one failure does not use up the machine's.
-		if infos, err := loop.List(); err == nil {
-			for _, d := range infos {
-				if strings.HasPrefix(strings.TrimSuffix(d.BackingFile, " (deleted)"), dir+"/") {
-					loop.Detach(d.Device)
-				}
-			}
-		}
+		// Loop devices over images below dir that a failed test left are
+		// detached too, so one failure does not use up the machine's.
+		Release(dir, 10*time.Second)
 		os.RemoveAll(dir)
 	})
 	return dir

@@ -18,7 +18,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,7 +25,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
-	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
@@ -113,48 +111,11 @@ func newWorld(t *testing.T) *world {
 		case <-time.After(10 * time.Second):
 			t.Errorf("plugin did not stop")
 		}
-		releaseUnder(t, top)
+		if left := harness.Release(top, 10*time.Second); len(left) > 0 {
+			t.Errorf("cleanup: loop devices still bound under %s: %v", top, left)
+		}
 	})
 	return w
-}
-
-// releaseUnder unmounts everything below dir, deepest first, and detaches
-// the loop devices whose backing files are below it.
-func releaseUnder(t *testing.T, dir string) {
-	ms := harness.MountsUnder(t, dir)
-	for i := len(ms) - 1; i >= 0; i-- {
-		unix.Unmount(ms[i], unix.MNT_DETACH)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		left := loopsUnder(dir)
-		for _, l := range left {
-			loop.Detach(l.Device)
-		}
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("cleanup: loop devices still bound under %s: %v", dir, left)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func loopsUnder(dir string) []loop.Info {
-	all, err := loop.List()
-	if err != nil {
-		return nil
-	}
-	var out []loop.Info
-	for _, l := range all {
-		p := strings.TrimSuffix(l.BackingFile, " (deleted)")
-		if strings.HasPrefix(p, dir+"/") {
-			out = append(out, l)
-		}
-	}
-	return out
 }
 
 func ctx(t *testing.T) context.Context {

@@ -12,6 +12,8 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
 // row is one hostile call: what it sends, the code it must get and the
@@ -471,7 +473,7 @@ func TestHostileInputs(t *testing.T) {
 				}
 			}
 		}
-		if l := loopsUnder(w.top); len(l) > 0 {
+		if l := harness.LoopsUnder(w.top); len(l) > 0 {
 			t.Errorf("loop devices left: %v", l)
 		}
 		compareHost(t, hostBefore)
@@ -500,7 +502,7 @@ func checkPool(t *testing.T, w *world, vols, snaps map[string]bool) {
 	top := dirEntries(t, w.pool)
 	for _, e := range top {
 		switch e {
-		case "volumes", "names", "nodes", "snapshots", "snapnames":
+		case "volumes", "names", "nodes", "snapshots", "snapnames", "pool.lock":
 		default:
 			t.Errorf("unexpected entry %s in the pool", filepath.Join(w.pool, e))
 		}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"golang.org/x/sys/unix"
@@ -235,9 +236,9 @@ func TestSymlinkToEtc(t *testing.T) {
 	if got := harness.MountsUnder(t, "/etc"); !slices.Equal(got, etcMounts) {
 		t.Errorf("mounts under /etc changed in the host namespace: %v, were %v", got, etcMounts)
 	}
-	if l := loopsUnder(top); len(l) > 0 {
+	if l := harness.LoopsUnder(top); len(l) > 0 {
 		t.Errorf("the child left loop devices: %v", l)
-		releaseUnder(t, top)
+		harness.Release(top, 10*time.Second)
 	}
 	compareHost(t, before)
 }

@@ -72,16 +72,20 @@
 //   - Authentication and authorization: signatures, credentials, IAM and
 //     KMS key validity are not checked (any KmsKeyId is accepted).
 //   - Throttling, quotas and limits (RequestLimitExceeded,
-//     VolumeLimitExceeded, AttachmentLimitExceeded, MaxIOPSLimitExceeded,
-//     the six-hour modification cooldown) except through FailNext.
+//     VolumeLimitExceeded, AttachmentLimitExceeded, MaxIOPSLimitExceeded)
+//     except through FailNext. The per-volume limit of
+//     MaxModificationsPerDay modifications in a rolling 24 hours is
+//     modelled (VolumeModificationRateExceeded; AgeModifications moves
+//     time on).
 //   - Snapshot contents: a volume created from a snapshot gets the
 //     snapshot's size but starts with an empty image; snapshots are not
 //     incremental and never enter the "error" state.
 //   - Multi-Attach (MultiAttachEnabled=true is rejected), AvailabilityZoneId,
 //     Outposts, fast snapshot restore, snapshot archive/lock, volume
-//     initialization rate, io2 Block Express distinctions, volume "error"
-//     state, and instance lifecycle (start/stop/terminate,
-//     DeleteOnTermination, instance types and their attachment limits).
+//     initialization rate, io2 Block Express distinctions, a volume
+//     entering "error" by itself (SetVolumeError puts it there), and
+//     instance lifecycle (start/stop/terminate, DeleteOnTermination,
+//     instance types and their attachment limits).
 //   - Instance-side device naming: the requested Device name is recorded
 //     and checked for collisions but no /dev/xvdXY node is created; the
 //     device is reachable only through the by-id link (Nitro behaviour).

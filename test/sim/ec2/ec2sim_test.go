@@ -383,7 +383,7 @@ func TestErrorCodes(t *testing.T) {
 			return err
 		}, "InvalidParameterCombination", ""},
 		{"gp3 too large", func() error {
-			_, err := c.CreateVolume(ctx(t), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(20000), VolumeType: types.VolumeTypeGp3})
+			_, err := c.CreateVolume(ctx(t), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1a"), Size: aws.Int32(70000), VolumeType: types.VolumeTypeGp3})
 			return err
 		}, "InvalidParameterValue", ""},
 		{"unknown filter", func() error {

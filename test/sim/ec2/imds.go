@@ -145,6 +145,16 @@ func (h *imdsHandler) lookup(path string) (string, bool) {
 		md["block-device-mapping/root"] = in.RootDeviceName
 		md["block-device-mapping"] = "ami\nroot"
 	}
+	var macs []string
+	for i := range max(in.NetworkInterfaces, 1) {
+		macs = append(macs, fmt.Sprintf("0e:00:00:00:00:%02x/", i+1))
+	}
+	md["network/interfaces/macs"] = strings.Join(macs, "\n")
+	for i := range in.InstanceStoreVolumes {
+		k := fmt.Sprintf("ephemeral%d", i)
+		md["block-device-mapping"] += "\n" + k
+		md["block-device-mapping/"+k] = fmt.Sprintf("sd%c", 'b'+i)
+	}
 	if rest, ok := strings.CutPrefix(path, "/latest/meta-data"); ok {
 		v, ok := md[strings.TrimPrefix(rest, "/")]
 		return v, ok

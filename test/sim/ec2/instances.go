@@ -51,7 +51,7 @@ func (s *Server) attachVolume(p params) (response, *apiError) {
 		return nil, err
 	}
 	dev := p.str("Device")
-	if !reDevice.MatchString(dev) {
+	if !reDocumentedDevice.MatchString(dev) {
 		return nil, errf("InvalidParameterValue", "Value (%s) for parameter device is invalid. %s is not a valid EBS device name.", dev, dev)
 	}
 	switch v.state {
@@ -69,7 +69,16 @@ func (s *Server) attachVolume(p params) (response, *apiError) {
 			return nil, errf("InvalidParameterValue", "Invalid value '%s' for unixDevice. Attachment point %s is already in use", dev, dev)
 		}
 	}
-	a := &attachment{instanceID: in.ID, device: dev, state: "attaching", time: time.Now().UTC()}
+	n := 0
+	for _, o := range s.volumes {
+		if o.att != nil && o.att.instanceID == in.ID {
+			n++
+		}
+	}
+	if lim := attachmentLimit(&in.Instance); n >= lim {
+		return nil, errf("AttachmentLimitExceeded", "Instance %s (%s) has reached its limit of %d attached volumes.", in.ID, in.InstanceType, lim)
+	}
+	a := &attachment{instanceID: in.ID, device: dev, state: "attaching", time: time.Now().UTC(), visibleAt: s.visibleAt("AttachVolume")}
 	v.att = a
 	v.state = "in-use"
 	out := &attachmentResp{xmlAttachment: xmlAttach(v, a)}
@@ -88,7 +97,7 @@ func (s *Server) scheduleAttach(v *volume, a *attachment) {
 			return
 		}
 		a.scheduled = false
-		if s.holdAttach {
+		if s.holdAttach || s.strict.stuck[a.instanceID+" "+a.device] {
 			return
 		}
 		if s.dev != nil {
@@ -219,7 +228,7 @@ func (s *Server) describeInstances(p params) (response, *apiError) {
 		x.InstanceState.Code, x.InstanceState.Name = 16, "running"
 		x.Placement.AvailabilityZone, x.Placement.Tenancy = in.AvailabilityZone, "default"
 		for _, v := range s.volumes {
-			if a := v.att; a != nil && a.instanceID == in.ID {
+			if a := v.att; a != nil && a.instanceID == in.ID && a.visible() {
 				x.BlockDeviceMapping.Items = append(x.BlockDeviceMapping.Items, xmlBlockDeviceMapping{
 					DeviceName: a.device,
 					Ebs:        xmlEbsBlockDevice{VolumeID: v.id, Status: a.state, AttachTime: ts(a.time), DeleteOnTermination: a.deleteOnTermination},

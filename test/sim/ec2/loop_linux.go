@@ -7,11 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"time"
 
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simloop"
 	"golang.org/x/sys/unix"
 )
 
@@ -251,172 +250,13 @@ func (l *LoopDevices) Close() error {
 }
 
 // LoopsBackedBy lists the loop devices (/dev/loopN) whose backing file is
-// in dir, using /sys/block/loop*/loop/backing_file. Tests use it to check
-// that nothing leaked.
-func LoopsBackedBy(dir string) ([]string, error) {
-	real, err := filepath.EvalSymlinks(dir)
-	if err != nil {
-		return nil, err
-	}
-	ents, err := filepath.Glob("/sys/block/loop*")
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, e := range ents {
-		name := filepath.Base(e)
-		b, err := loopBackingFile(name)
-		if err != nil {
-			continue // not bound
-		}
-		if filepath.Dir(b) == real {
-			out = append(out, "/dev/"+name)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
-}
+// in dir. Tests use it to check that nothing leaked.
+func LoopsBackedBy(dir string) ([]string, error) { return simloop.BackedBy(dir) }
 
-func loopBackingFile(name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join("/sys/block", name, "loop", "backing_file"))
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSuffix(strings.TrimSpace(string(b)), " (deleted)"), nil
-}
-
-// growImage makes img at least size bytes (sparse). With create it creates
-// a missing image; otherwise a missing image is left missing.
-func growImage(img string, size int64, create bool) error {
-	flags := os.O_RDWR
-	if create {
-		flags |= os.O_CREATE
-	}
-	f, err := os.OpenFile(img, flags, 0o600)
-	if err != nil {
-		if !create && errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	if st.Size() < size {
-		return f.Truncate(size)
-	}
-	return nil
-}
-
-func replaceSymlink(target, link string) error {
-	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return os.Symlink(target, link)
-}
-
-// attachLoop binds a free loop device to img and returns its path.
-func attachLoop(img string) (string, error) {
-	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", err
-	}
-	defer ctl.Close()
-	backing, err := os.OpenFile(img, os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", err
-	}
-	defer backing.Close()
-	var lastErr error
-	for range 50 {
-		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
-		if err != nil {
-			return "", fmt.Errorf("LOOP_CTL_GET_FREE: %w", err)
-		}
-		path := fmt.Sprintf("/dev/loop%d", n)
-		dev, err := openLoopNode(path, n)
-		if err != nil {
-			return "", err
-		}
-		err = configureLoop(int(dev.Fd()), int(backing.Fd()), img)
-		dev.Close()
-		if err == nil {
-			return path, nil
-		}
-		lastErr = err
-		if !errors.Is(err, unix.EBUSY) {
-			return "", err
-		}
-		// Another process took this device between GET_FREE and
-		// CONFIGURE: try again.
-		time.Sleep(5 * time.Millisecond)
-	}
-	return "", fmt.Errorf("no free loop device after retries: %w", lastErr)
-}
-
-func configureLoop(devFd, backingFd int, img string) error {
-	cfg := unix.LoopConfig{Fd: uint32(backingFd)}
-	copy(cfg.Info.File_name[:len(cfg.Info.File_name)-1], img)
-	err := unix.IoctlLoopConfigure(devFd, &cfg)
-	if !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL) {
-		return err
-	}
-	// Kernels before 5.8 have no LOOP_CONFIGURE.
-	if err := unix.IoctlSetInt(devFd, unix.LOOP_SET_FD, backingFd); err != nil {
-		return err
-	}
-	if err := unix.IoctlLoopSetStatus64(devFd, &cfg.Info); err != nil {
-		_ = unix.IoctlSetInt(devFd, unix.LOOP_CLR_FD, 0)
-		return err
-	}
-	return nil
-}
-
-// openLoopNode opens /dev/loopN, waiting briefly for devtmpfs and creating
-// the node itself if /dev is not devtmpfs.
-func openLoopNode(path string, n int) (*os.File, error) {
-	for range 100 {
-		f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
-		if err == nil {
-			return f, nil
-		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return nil, err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := unix.Mknod(path, unix.S_IFBLK|0o660, int(unix.Mkdev(7, uint32(n)))); err != nil && !errors.Is(err, os.ErrExist) {
-		return nil, err
-	}
-	return os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
-}
-
-// detachLoop unbinds loop if (and only if) it is still backed by img, so a
-// device that was auto-cleared and reused by someone else is left alone.
-func detachLoop(loop, img string) error {
-	backing, err := loopBackingFile(filepath.Base(loop))
-	if err != nil {
-		return nil // not bound any more
-	}
-	if realImg, err := filepath.EvalSymlinks(img); err == nil && backing != realImg {
-		return nil
-	}
-	f, err := os.OpenFile(loop, os.O_RDWR|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for range 50 {
-		err = unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
-		if errors.Is(err, unix.ENXIO) {
-			return nil // already unbound
-		}
-		if !errors.Is(err, unix.EBUSY) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return err
-}
+var (
+	loopBackingFile = simloop.BackingFile
+	growImage       = simloop.GrowImage
+	replaceSymlink  = simloop.ReplaceSymlink
+	attachLoop      = simloop.Attach
+	detachLoop      = simloop.Detach
+)

@@ -298,3 +298,44 @@ func TestLoopManyVolumes(t *testing.T) {
 		t.Errorf("LoopsBackedBy = %v, want %d devices", left, len(vols))
 	}
 }
+
+// TestLoopComesBackWritable: the block layer keeps a device's read-only
+// flag (BLKROSET) after the loop binding is gone, so a loop device someone
+// set read-only would come back read-only for the next volume, and mkfs on
+// it fail with EPERM.
+func TestLoopComesBackWritable(t *testing.T) {
+	_, c, loops := newLoopSim(t, false)
+	vols := []string{createVol(t, c, "us-east-1a", 1, nil), createVol(t, c, "us-east-1a", 1, nil)}
+	waitAvailable(t, c, vols...)
+	attachAndWait(t, c, vols[0], inst1, "/dev/xvdba")
+	first, ok := loops.DevicePath(vols[0])
+	if !ok {
+		t.Fatal("no loop device")
+	}
+	f, err := os.OpenFile(first, os.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.BLKROSET, 1); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() {
+		// Whoever gets the device next must not inherit the flag.
+		if f, err := os.OpenFile(first, os.O_RDONLY, 0); err == nil {
+			_ = unix.IoctlSetPointerInt(int(f.Fd()), unix.BLKROSET, 0)
+			f.Close()
+		}
+	})
+	detachAndWait(t, c, vols[0])
+	attachAndWait(t, c, vols[1], inst1, "/dev/xvdbb")
+	second, _ := loops.DevicePath(vols[1])
+	if second != first {
+		t.Logf("the kernel handed out %s, not %s again", second, first)
+	}
+	raw, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(second), "ro"))
+	if err != nil || strings.TrimSpace(string(raw)) != "0" {
+		t.Fatalf("%s read-only flag %q (%v), want 0", second, raw, err)
+	}
+	detachAndWait(t, c, vols[1])
+}

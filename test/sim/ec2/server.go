@@ -33,6 +33,11 @@ type Instance struct {
 	// 8 GiB gp3 root volume attached at that name. The root volume is a
 	// normal volume in DescribeVolumes but is never handed to Devices.
 	RootDeviceName string
+	// NetworkInterfaces (default 1) and InstanceStoreVolumes take
+	// attachment slots on Nitro instance types; MaxAttachments, if set,
+	// is the instance's limit of attached volumes (root included) instead
+	// of the one its type and those give.
+	NetworkInterfaces, InstanceStoreVolumes, MaxAttachments int
 }
 
 // Options configures a Server.
@@ -76,6 +81,7 @@ type Server struct {
 	holdAttach  bool
 	holdDetach  bool
 	deviceErrs  []error
+	strict      strictState
 	timers      map[*timerBox]struct{}
 	wg          sync.WaitGroup
 	ec2Srv      *httptest.Server
@@ -347,7 +353,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp response
 		aerr *apiError
 	)
-	if q := s.faults[action]; len(q) > 0 {
+	if terr := s.throttled(action); terr != nil {
+		aerr = terr
+	} else if q := s.faults[action]; len(q) > 0 {
 		s.faults[action] = q[1:]
 		aerr = errf(q[0].code, "%s", q[0].message)
 	} else {
@@ -383,6 +391,7 @@ func init() {
 		"DeleteSnapshot":               (*Server).deleteSnapshot,
 		"DescribeSnapshots":            (*Server).describeSnapshots,
 		"DescribeAvailabilityZones":    (*Server).describeAvailabilityZones,
+		"CopyVolumes":                  (*Server).copyVolumes,
 	}
 }
 
@@ -405,11 +414,14 @@ func (s *Server) dispatch(action string, p params) (response, *apiError) {
 
 // after runs fn under s.mu once the state delay has passed, unless the
 // server has been closed. Callers hold s.mu.
-func (s *Server) after(fn func()) {
+func (s *Server) after(fn func()) { s.afterDelay(s.delay, fn) }
+
+// afterDelay is after with a delay of its own. Callers hold s.mu.
+func (s *Server) afterDelay(d time.Duration, fn func()) {
 	b := &timerBox{}
 	s.wg.Add(1)
 	s.timers[b] = struct{}{}
-	b.t = time.AfterFunc(s.delay, func() {
+	b.t = time.AfterFunc(d, func() {
 		defer s.wg.Done()
 		s.mu.Lock()
 		defer s.mu.Unlock()

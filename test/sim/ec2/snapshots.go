@@ -4,7 +4,8 @@ import "time"
 
 type snapshot struct {
 	id, volumeID, description, kmsKeyID string
-	state                               string // pending, completed
+	state                               string // pending, completed, error
+	message                             string // why it is in error
 	sizeGiB                             int32
 	encrypted                           bool
 	start                               time.Time
@@ -30,7 +31,7 @@ func (sn *snapshot) xml() xmlSnapshot {
 	return xmlSnapshot{
 		SnapshotID: sn.id, VolumeID: sn.volumeID, Status: sn.state, StartTime: ts(sn.start),
 		Progress: progress, OwnerID: AccountID, VolumeSize: sn.sizeGiB, Description: sn.description,
-		Encrypted: sn.encrypted, KmsKeyID: sn.kmsKeyID, Tags: xmlTags(sn.tags),
+		Encrypted: sn.encrypted, KmsKeyID: sn.kmsKeyID, Tags: xmlTags(sn.tags), StateMessage: sn.message,
 	}
 }
 
@@ -58,9 +59,18 @@ func (s *Server) createSnapshot(p params) (response, *apiError) {
 	}
 	s.snapshots[sn.id] = sn
 	out := &snapshotResp{xmlSnapshot: sn.xml()}
-	s.after(func() {
-		if sn.state == "pending" {
-			sn.state = "completed"
+	failure, fails := takeFailure(&s.strict.failSnap)
+	d := s.delay
+	if s.strict.snapDelay > 0 {
+		d = s.strict.snapDelay
+	}
+	s.afterDelay(d, func() {
+		if sn.state != "pending" {
+			return
+		}
+		sn.state = "completed"
+		if fails {
+			sn.state, sn.message = "error", failure
 		}
 	})
 	return out, nil

@@ -17,6 +17,9 @@ type volume struct {
 	tags                                  map[string]string
 	att                                   *attachment
 	mod                                   *modification // latest
+	visibleAt                             time.Time     // DescribeVolumes shows it from then on
+	modStarts                             []time.Time   // within the last 24 h (modify.go)
+	stateBeforeError                      string        // see SetVolumeError
 }
 
 type attachment struct {
@@ -26,7 +29,11 @@ type attachment struct {
 	deleteOnTermination bool
 	scheduled           bool // a transition timer is pending
 	deviceUp            bool // Devices.Attach succeeded
+	visibleAt           time.Time
 }
+
+// visible tells whether describe calls show the attachment yet.
+func (a *attachment) visible() bool { return a != nil && !time.Now().Before(a.visibleAt) }
 
 type modification struct {
 	state                                 string // modifying, optimizing, completed
@@ -41,6 +48,7 @@ type clientToken struct {
 	fingerprint string
 	volumeID    string
 	tombstone   *xmlVolume // set when the volume is deleted
+	created     time.Time
 }
 
 type volumeLimits struct{ minSize, maxSize int32 }
@@ -48,7 +56,7 @@ type volumeLimits struct{ minSize, maxSize int32 }
 var volumeTypes = map[string]volumeLimits{
 	"standard": {1, 1024},
 	"gp2":      {1, 16384},
-	"gp3":      {1, 16384},
+	"gp3":      {1, 65536},
 	"io1":      {4, 16384},
 	"io2":      {4, 65536},
 	"st1":      {125, 16384},
@@ -97,6 +105,9 @@ func (sp *volumeSpec) resolve() *apiError {
 		if sp.iops > 3000 && sp.iops > 500*sp.size {
 			return errf("InvalidParameterValue", "Volume iops of %d is too high; maximum is 500 IOPS per GiB for gp3.", sp.iops)
 		}
+		if sp.throughput > 125 && sp.throughput*4 > sp.iops {
+			return errf("InvalidParameterCombination", "Throughput (MiBps) to iops ratio of %.3f is too high; maximum is 0.250 MiBps per iops.", float64(sp.throughput)/float64(sp.iops))
+		}
 		return nil
 	case "io1", "io2":
 		if !sp.iopsSet {
@@ -111,6 +122,13 @@ func (sp *volumeSpec) resolve() *apiError {
 		}
 		if sp.iops < 100 || sp.iops > maxIops {
 			return errf("InvalidParameterValue", "Volume iops of %d is out of range for %s; must be between 100 and %d.", sp.iops, sp.volType, maxIops)
+		}
+		perGiB := int32(50)
+		if sp.volType == "io2" {
+			perGiB = 1000
+		}
+		if sp.iops > perGiB*sp.size {
+			return errf("InvalidParameterValue", "Iops to volume size ratio of %.1f is too high; maximum is %d.0.", float64(sp.iops)/float64(sp.size), perGiB)
 		}
 		if sp.throughputSet {
 			return errf("InvalidParameterCombination", "The parameter throughput is not supported for %s volumes.", sp.volType)
@@ -181,6 +199,9 @@ func (s *Server) createVolume(p params) (response, *apiError) {
 		fmt.Fprintf(&fp, "tag:%q=%q;", k, tagMap[k])
 	}
 	if token != "" {
+		if ct, ok := s.tokens[token]; ok && s.strict.tokenTTL > 0 && time.Since(ct.created) > s.strict.tokenTTL {
+			delete(s.tokens, token) // expired: EC2 forgets tokens after a while
+		}
 		if ct, ok := s.tokens[token]; ok {
 			if ct.fingerprint != fp.String() {
 				return nil, errf("IdempotentParameterMismatch", "The client token you have provided is associated with a resource that is already deleted or the parameters do not match those of the original request (token %s).", token)
@@ -264,17 +285,24 @@ func (s *Server) createVolume(p params) (response, *apiError) {
 	v := &volume{
 		id: s.newID("vol"), az: az, volType: sp.volType, sizeGiB: sp.size, iops: sp.iops,
 		throughput: sp.throughput, encrypted: encrypted, kmsKeyID: kms, snapshotID: snapID,
-		state: "creating", created: time.Now().UTC(), tags: tagMap,
+		state: "creating", created: time.Now().UTC(), tags: tagMap, visibleAt: s.visibleAt("CreateVolume"),
 	}
 	s.volumes[v.id] = v
 	if token != "" {
-		s.tokens[token] = &clientToken{fingerprint: fp.String(), volumeID: v.id}
+		s.tokens[token] = &clientToken{fingerprint: fp.String(), volumeID: v.id, created: time.Now()}
 	}
 	out := &volumeResp{xmlVolume: s.xmlVolume(v)}
+	failure, fails := takeFailure(&s.strict.failCreate)
 	s.after(func() {
-		if v.state == "creating" {
-			v.state = "available"
+		if v.state != "creating" {
+			return
 		}
+		if fails {
+			s.logf("ec2sim: volume %s failed to create: %s", v.id, failure)
+			s.forget(v)
+			return
+		}
+		v.state = "available"
 	})
 	return out, nil
 }
@@ -297,14 +325,7 @@ func (s *Server) deleteVolume(p params) (response, *apiError) {
 		if s.volumes[v.id] != v {
 			return
 		}
-		delete(s.volumes, v.id)
-		for _, ct := range s.tokens {
-			if ct.volumeID == v.id {
-				x := s.xmlVolume(v)
-				x.Status = "deleted"
-				ct.tombstone = &x
-			}
-		}
+		s.forget(v)
 		if s.dev != nil {
 			if err := s.dev.Delete(v.id); err != nil {
 				s.deviceError(fmt.Errorf("Delete(%s): %w", v.id, err))
@@ -312,6 +333,33 @@ func (s *Server) deleteVolume(p params) (response, *apiError) {
 		}
 	})
 	return &returnResp{Return: true}, nil
+}
+
+// forget removes a volume, keeping a tombstone for its client token.
+// Callers hold s.mu.
+func (s *Server) forget(v *volume) {
+	delete(s.volumes, v.id)
+	for _, ct := range s.tokens {
+		if ct.volumeID == v.id {
+			x := s.xmlVolume(v)
+			x.Status = "deleted"
+			ct.tombstone = &x
+		}
+	}
+}
+
+// visible tells whether describe calls show the volume yet.
+func (v *volume) visible() bool { return !time.Now().Before(v.visibleAt) }
+
+// described is the volume as describe calls show it: without an
+// attachment they do not show yet.
+func (s *Server) described(v *volume) xmlVolume {
+	x := s.xmlVolume(v)
+	if v.att != nil && !v.att.visible() {
+		x.Attachments.Items = nil
+		x.Status = "available"
+	}
+	return x
 }
 
 func (v *volume) fields(name string) ([]string, bool) {
@@ -337,7 +385,7 @@ func (v *volume) fields(name string) ([]string, bool) {
 	case "multi-attach-enabled":
 		return one("false")
 	case "attachment.instance-id", "attachment.device", "attachment.status", "attachment.delete-on-termination":
-		if v.att == nil {
+		if !v.att.visible() {
 			return nil, true
 		}
 		switch name {
@@ -355,14 +403,29 @@ func (v *volume) fields(name string) ([]string, bool) {
 
 func (s *Server) describeVolumes(p params) (response, *apiError) {
 	page, next, err := describe(p, "VolumeId", 500, s.volumes,
-		func(id string) *apiError { _, err := s.lookupVolume(id); return err },
-		func(v *volume) fieldFunc { return v.fields }, nil)
+		func(id string) *apiError {
+			v, err := s.lookupVolume(id)
+			if err == nil && !v.visible() {
+				return errf("InvalidVolume.NotFound", "The volume '%s' does not exist.", id)
+			}
+			return err
+		},
+		func(v *volume) fieldFunc { return v.fields },
+		func(ids []string) []string {
+			out := ids[:0:0]
+			for _, id := range ids {
+				if s.volumes[id].visible() {
+					out = append(out, id)
+				}
+			}
+			return out
+		})
 	if err != nil {
 		return nil, err
 	}
 	out := &describeVolumesResp{NextToken: next}
 	for _, id := range page {
-		out.Volumes.Items = append(out.Volumes.Items, s.xmlVolume(s.volumes[id]))
+		out.Volumes.Items = append(out.Volumes.Items, s.described(s.volumes[id]))
 	}
 	return out, nil
 }
@@ -427,8 +490,12 @@ func (s *Server) modifyVolume(p params) (response, *apiError) {
 	if sp.volType == v.volType && sp.size == v.sizeGiB && sp.iops == v.iops && sp.throughput == v.throughput {
 		return nil, errf("InvalidParameterValue", "Modification request for volume %s does not change its size, type, iops or throughput.", v.id)
 	}
+	now := time.Now().UTC()
+	if err := s.checkModificationRate(v, now); err != nil {
+		return nil, err
+	}
 	m := &modification{
-		state: "modifying", start: time.Now().UTC(),
+		state: "modifying", start: now,
 		origSize: v.sizeGiB, origIops: v.iops, origThroughput: v.throughput, origType: v.volType,
 		targetSize: sp.size, targetIops: sp.iops, targetThrough: sp.throughput, targetType: sp.volType,
 	}

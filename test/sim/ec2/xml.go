@@ -52,6 +52,8 @@ type xmlSnapshot struct {
 	Encrypted   bool      `xml:"encrypted"`
 	KmsKeyID    string    `xml:"kmsKeyId,omitempty"`
 	Tags        xmlTagSet `xml:"tagSet"`
+	// StateMessage says why a snapshot is in error.
+	StateMessage string `xml:"statusMessage,omitempty"`
 }
 
 type xmlModification struct {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 
 	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simloop"
 )
 
 // LoopDevices is a Devices implementation on real loop devices: it uses
@@ -48,9 +49,7 @@ func (l *LoopDevices) Map(guid, volumeID string, size int64) error {
 	if err := os.MkdirAll(l.LinkDir(guid), 0o755); err != nil {
 		return err
 	}
-	link := l.LinkPath(guid, volumeID)
-	_ = os.Remove(link)
-	return os.Symlink(dev, link)
+	return simloop.ReplaceSymlink(dev, l.LinkPath(guid, volumeID))
 }
 
 // Unmap implements Devices.

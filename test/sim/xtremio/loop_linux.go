@@ -11,6 +11,7 @@ import (
 	"strconv"
 
 	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simloop"
 )
 
 // LoopDevices is a Devices implementation on real loop devices, using the
@@ -67,9 +68,7 @@ func (l *LoopDevices) Map(group, naa string, index int, size int64) error {
 	if err := os.MkdirAll(l.LinkDir(group), 0o755); err != nil {
 		return err
 	}
-	link := filepath.Join(l.LinkDir(group), "wwn-0x"+naa)
-	_ = os.Remove(link)
-	return os.Symlink(dev, link)
+	return simloop.ReplaceSymlink(dev, filepath.Join(l.LinkDir(group), "wwn-0x"+naa))
 }
 
 // Unmap implements Devices.
