@@ -33,9 +33,9 @@ const (
 // TestSanity runs every csi-sanity spec that applies to what the plugin
 // advertises with a ScaleIO backend (snapshots, cloning, expansion and
 // publish included). Skipped, and why: ModifyVolume and volume attribute
-// classes (no mutable parameters), group snapshots, volume health (spec
-// 1.13 alpha), the node attach limit (not configured), and
-// SNAPSHOT_ACCESSIBILITY_CONSTRAINTS (not advertised).
+// classes (no mutable parameters), group snapshots, the node attach limit
+// (not configured), and SNAPSHOT_ACCESSIBILITY_CONSTRAINTS (not
+// advertised).
 func TestSanity(t *testing.T) {
 	harness.RequireRoot(t)
 	if _, err := os.Stat("/dev/loop-control"); err != nil {
