@@ -296,7 +296,7 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		if readOnly && errors.Is(err, unix.EROFS) {
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s needs journal recovery (its last writer did not unmount it cleanly), which a read-only stage cannot do: stage it once read-write on one node, then unstage it, and the readers can mount it", req.GetVolumeId())
 		}
-		return nil, status.Errorf(codes.Internal, "mount %s at %s: %v", dev.Path, staging, err)
+		return nil, mountFailed(dev, staging, err)
 	}
 	fault.Point("node.stage.mounted")
 	s.log.Info("volume staged", zap.String("volume", req.GetVolumeId()), zap.String("device", dev.Path), zap.String("fsType", fsType), zap.String("staging", staging))
@@ -927,6 +927,11 @@ func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	}
 	if err := s.verify(ctx, b, native, dev); err != nil {
 		return nil, err
+	}
+	if b.Capabilities().FilesystemTypes != nil {
+		// A filesystem backend's volume (an NFS directory) has no device
+		// or filesystem of its own to grow.
+		return &csi.NodeExpandVolumeResponse{}, nil
 	}
 	if r, ok := backends.As[backends.NodeExpander](b); ok {
 		if err := r.RefreshDevice(ctx, native, dev); err != nil {

@@ -71,6 +71,10 @@ func TestModify(t *testing.T) {
 		if n := e.sim.Calls("ModifyVolume"); n != st.calls {
 			t.Fatalf("%s: %d ModifyVolume calls, want %d", st.name, n, st.calls)
 		}
+		// Modify returns once the change is usable ("optimizing"); EC2
+		// refuses the next one until it completes, as the next step would
+		// find on a slow run.
+		waitModificationDone(t, ctrl, v.ID)
 	}
 	// That was the fourth modification today: EC2 refuses a fifth, and the
 	// caller learns to come back later.
@@ -120,5 +124,26 @@ func TestConditions(t *testing.T) {
 	check("")
 	if _, err := ctrl.Conditions(ctx(t), "vol-00000000000000000"); !errors.Is(err, backends.ErrNotFound) {
 		t.Fatalf("conditions of a missing volume: %v", err)
+	}
+}
+
+// waitModificationDone waits until the volume's latest modification, if
+// any, has completed.
+func waitModificationDone(t *testing.T, b *Backend, id string) {
+	t.Helper()
+	c := ctx(t)
+	for {
+		m, err := b.modification(c, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m == nil || m.ModificationState == "completed" {
+			return
+		}
+		select {
+		case <-c.Done():
+			t.Fatalf("modification of %s still %s", id, m.ModificationState)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 }

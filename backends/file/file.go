@@ -77,6 +77,9 @@ type Config struct {
 	// filesystem (default true), so data is not cached twice and a node's
 	// writes reach shared storage without waiting for writeback.
 	DirectIO *bool `yaml:"directIO"`
+	// Shared says the pool is on storage every node mounts; New then
+	// refuses a pool directory that is not such a mount (shared.go).
+	Shared bool `yaml:"shared"`
 }
 
 // Options are the process-wide settings a backend needs.
@@ -152,6 +155,13 @@ func New(cfg Config, opt Options) (*Backend, error) {
 	if cfg.DefaultSize != "" {
 		if b.defaultSize, err = units.ParseSize(cfg.DefaultSize); err != nil {
 			return nil, fmt.Errorf("file backend %q: defaultSize: %w", cfg.Name, err)
+		}
+	}
+	// Before MkdirAll, which would otherwise make the pool on this node's
+	// own disk under an empty mount point.
+	if cfg.Shared {
+		if err := checkShared(b.dir, SharedFSTypes); err != nil {
+			return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
 		}
 	}
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {

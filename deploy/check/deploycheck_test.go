@@ -1,6 +1,7 @@
 package check
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -58,6 +59,7 @@ func parseAll(files map[string]string) ([]Object, error) {
 		}
 		out = append(out, objs...)
 	}
+	ApplyImages(out)
 	return out, nil
 }
 
@@ -91,4 +93,56 @@ func joinErrs(errs []error) string {
 		sb.WriteByte('\n')
 	}
 	return sb.String()
+}
+
+// TestKustomizationSetsPluginImage: the plugin containers name one image
+// placeholder, kustomization.yaml's images: entry sets it, and what it sets
+// passes CheckImage; so an operator changes the image in one place.
+func TestKustomizationSetsPluginImage(t *testing.T) {
+	files := readDir(t, k8sDir(t), ".yaml")
+	check := func(files map[string]string) []string {
+		var raw []Object
+		for _, n := range []string{"controller.yaml", "node.yaml", "kustomization.yaml"} {
+			objs, err := ParseYAML(n, []byte(files[n]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw = append(raw, objs...)
+		}
+		var placeholders []string
+		for _, w := range Workloads(raw) {
+			if c := Container(w.Spec, PluginContainer); c != nil {
+				placeholders = append(placeholders, c.Image)
+			}
+		}
+		ApplyImages(raw)
+		var problems []string
+		for i, w := range Workloads(raw) {
+			c := Container(w.Spec, PluginContainer)
+			if c == nil {
+				continue
+			}
+			if c.Image == placeholders[i] {
+				problems = append(problems, fmt.Sprintf("%s: image %s is not set by kustomization.yaml", w, placeholders[i]))
+			} else if err := CheckImage(c.Image); err != nil {
+				problems = append(problems, fmt.Sprintf("%s: %v", w, err))
+			}
+		}
+		if len(placeholders) != 2 || placeholders[0] != placeholders[1] {
+			problems = append(problems, fmt.Sprintf("plugin images %v: want one placeholder in both workloads", placeholders))
+		}
+		return problems
+	}
+	if p := check(files); len(p) > 0 {
+		t.Errorf("shipped manifests: %v", p)
+	}
+	for _, m := range []struct{ file, old, new string }{
+		{"kustomization.yaml", "newTag: v0.1.0", "newTag: latest"},
+		{"node.yaml", "image: csi-libstorage ", "image: csi-libstorag "},
+		{"kustomization.yaml", "  - name: csi-libstorage\n", "  - name: other\n"},
+	} {
+		if p := check(mutate(t, files, m.file, m.old, m.new)); len(p) == 0 {
+			t.Errorf("%s with %q: no problem found", m.file, m.new)
+		}
+	}
 }

@@ -90,7 +90,7 @@ func TestDocsFlagsExist(t *testing.T) {
 		t.Fatal("found no flags of csi-libstorage force-detach in cmd/csi-libstorage")
 	}
 	seen := 0
-	for _, doc := range []string{"../README.md", "mesos.md", "kubernetes.md", "nomad.md", "backends/ebs.md"} {
+	for _, doc := range []string{"../README.md", "mesos.md", "kubernetes.md", "nomad.md", "backends/ebs.md", "install.md", "operations.md", "troubleshooting.md"} {
 		for _, inv := range invocations(readDoc(t, doc)) {
 			known, what := plugin, "csi-libstorage"
 			if inv.Sub == "force-detach" {
@@ -222,7 +222,7 @@ func TestDocsValuesMatchDeploy(t *testing.T) {
 func TestDocsGoTestPathsExist(t *testing.T) {
 	re := regexp.MustCompile(`go test (?:-[a-z]+ )*\./([A-Za-z0-9_/.-]*)`)
 	n := 0
-	for _, doc := range []string{"../README.md", "mesos.md", "kubernetes.md", "nomad.md", "RELIABILITY.md"} {
+	for _, doc := range []string{"../README.md", "mesos.md", "kubernetes.md", "nomad.md", "RELIABILITY.md", "CONTRIBUTING.md", "troubleshooting.md"} {
 		for _, m := range re.FindAllStringSubmatch(readDoc(t, doc), -1) {
 			n++
 			p := strings.TrimSuffix(strings.TrimSuffix(m[1], "..."), "/")

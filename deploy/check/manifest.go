@@ -62,6 +62,45 @@ type Kustomization struct {
 	Namespace       string            `json:"namespace,omitempty"`
 	Resources       []string          `json:"resources,omitempty"`
 	CommonLabels    map[string]string `json:"commonLabels,omitempty"`
+	Images          []KustomizeImage  `json:"images,omitempty"`
+}
+
+// KustomizeImage is one images: entry: containers whose image is Name get
+// NewName (default Name) with NewTag.
+type KustomizeImage struct {
+	Name    string `json:"name"`
+	NewName string `json:"newName,omitempty"`
+	NewTag  string `json:"newTag,omitempty"`
+}
+
+// ApplyImages sets container images from the Kustomization's images:
+// entries, as `kubectl apply -k` does, so checks see the image a cluster
+// pulls: the manifests name the plugin image by a placeholder.
+func ApplyImages(objs []Object) {
+	set := map[string]string{}
+	for _, o := range objs {
+		k, ok := o.Obj.(*Kustomization)
+		if !ok {
+			continue
+		}
+		for _, e := range k.Images {
+			img := e.NewName
+			if img == "" {
+				img = e.Name
+			}
+			if e.NewTag != "" {
+				img += ":" + e.NewTag
+			}
+			set[e.Name] = img
+		}
+	}
+	for _, w := range Workloads(objs) {
+		for _, c := range Containers(w.Spec) {
+			if img, ok := set[c.Image]; ok {
+				c.Image = img
+			}
+		}
+	}
 }
 
 // newObject returns an empty object of the type apiVersion and kind name,
@@ -123,6 +162,7 @@ func LoadDir(dir string) ([]Object, error) {
 		}
 		out = append(out, objs...)
 	}
+	ApplyImages(out)
 	return out, nil
 }
 

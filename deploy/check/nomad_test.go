@@ -1,6 +1,8 @@
 package check
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -164,5 +166,57 @@ func TestNomadChecksCatchBreakage(t *testing.T) {
 				t.Errorf("not reported: %q; the checks said:\n%s", c.want, joinErrs(errs))
 			}
 		})
+	}
+}
+
+// TestNomadImageVariable: both plugin jobs take the plugin image from one
+// job variable, "image", with the same default, so `-var image=...` sets it
+// for both and no job keeps a literal of its own.
+func TestNomadImageVariable(t *testing.T) {
+	files := readDir(t, nomadDir(t), ".hcl")
+	imageRE := regexp.MustCompile(`(?m)^\s*image\s*=\s*var\.image\s*$`)
+	check := func(files map[string]string) []string {
+		var problems []string
+		defaults := map[string]bool{}
+		for _, name := range []string{"plugin-controller.nomad.hcl", "plugin-node.nomad.hcl"} {
+			body, err := ParseHCL(name, []byte(files[name]))
+			if err != nil {
+				return []string{err.Error()}
+			}
+			def := ""
+			for _, v := range body.BlocksOf("variable") {
+				if len(v.Labels) == 1 && v.Labels[0] == "image" {
+					def = v.Body.String("default")
+				}
+			}
+			if def == "" {
+				problems = append(problems, name+": no variable \"image\" with a default")
+			}
+			defaults[def] = true
+			if !imageRE.MatchString(files[name]) {
+				problems = append(problems, name+": the task's image is not var.image")
+			}
+			for _, pt := range PluginTasks(map[string]*Body{name: body}) {
+				if img := taskConfig(pt.Task).String("image"); img != def {
+					problems = append(problems, fmt.Sprintf("%s: the task's image reads as %q, not the variable's default %q", name, img, def))
+				}
+			}
+		}
+		if len(defaults) != 1 {
+			problems = append(problems, fmt.Sprintf("the plugin jobs' image defaults differ: %v", defaults))
+		}
+		return problems
+	}
+	if p := check(files); len(p) > 0 {
+		t.Errorf("shipped jobs: %v", p)
+	}
+	for _, m := range []struct{ file, old, new string }{
+		{"plugin-node.nomad.hcl", "= var.image", `= "registry.example.com/csi-libstorage/csi-libstorage:v0.1.0"`},
+		{"plugin-controller.nomad.hcl", ":v0.1.0\"", ":v0.1.1\""},
+		{"plugin-node.nomad.hcl", `variable "image"`, `variable "img"`},
+	} {
+		if p := check(mutate(t, files, m.file, m.old, m.new)); len(p) == 0 {
+			t.Errorf("%s with %q: no problem found", m.file, m.new)
+		}
 	}
 }

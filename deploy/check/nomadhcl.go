@@ -19,6 +19,7 @@ type Body struct {
 	Attrs  map[string]any
 	Blocks []*Block
 	syntax *hclsyntax.Body
+	vars   map[string]cty.Value // the file's job variables, by name
 }
 
 // Block is one nested block.
@@ -38,11 +39,51 @@ func ParseHCL(filename string, src []byte) (*Body, error) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	return convertBody(f.Body.(*hclsyntax.Body))
+	body := f.Body.(*hclsyntax.Body)
+	vars, err := jobVars(body)
+	if err != nil {
+		return nil, err
+	}
+	return convertBody(body, vars)
 }
 
-func convertBody(b *hclsyntax.Body) (*Body, error) {
-	out := &Body{Attrs: map[string]any{}, syntax: b}
+// jobVars evaluates the defaults of the file's variable blocks, which is
+// what `nomad job run` uses for var.NAME when no -var is given. A variable
+// without a default stays a ${var.NAME} text, which the checks refuse.
+func jobVars(b *hclsyntax.Body) (map[string]cty.Value, error) {
+	vars := map[string]cty.Value{}
+	for _, blk := range b.Blocks {
+		if blk.Type != "variable" || len(blk.Labels) != 1 {
+			continue
+		}
+		if a, ok := blk.Body.Attributes["default"]; ok {
+			v, diags := a.Expr.Value(nil)
+			if diags.HasErrors() {
+				return nil, diags
+			}
+			vars[blk.Labels[0]] = v
+		}
+	}
+	return vars, nil
+}
+
+// evalContext is runtimeVars with the job variables in place of var.NAME.
+func (b *Body) evalContext(trs []hcl.Traversal) *hcl.EvalContext {
+	ctx := runtimeVars(trs)
+	if len(b.vars) > 0 {
+		if old, ok := ctx.Variables["var"]; ok && old.Type().IsObjectType() {
+			m := old.AsValueMap()
+			for k, v := range b.vars {
+				m[k] = v
+			}
+			ctx.Variables["var"] = cty.ObjectVal(m)
+		}
+	}
+	return ctx
+}
+
+func convertBody(b *hclsyntax.Body, vars map[string]cty.Value) (*Body, error) {
+	out := &Body{Attrs: map[string]any{}, syntax: b, vars: vars}
 	names := make([]string, 0, len(b.Attributes))
 	for n := range b.Attributes {
 		names = append(names, n)
@@ -50,7 +91,7 @@ func convertBody(b *hclsyntax.Body) (*Body, error) {
 	sort.Strings(names)
 	for _, n := range names {
 		a := b.Attributes[n]
-		v, diags := a.Expr.Value(runtimeVars(a.Expr.Variables()))
+		v, diags := a.Expr.Value(out.evalContext(a.Expr.Variables()))
 		if diags.HasErrors() {
 			return nil, diags
 		}
@@ -61,7 +102,7 @@ func convertBody(b *hclsyntax.Body) (*Body, error) {
 		out.Attrs[n] = g
 	}
 	for _, blk := range b.Blocks {
-		body, err := convertBody(blk.Body)
+		body, err := convertBody(blk.Body, vars)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +174,7 @@ func runtimeVars(vars []hcl.Traversal) *hcl.EvalContext {
 // does not name is refused, so a misspelt field in a block the checks
 // read fails instead of being skipped.
 func (b *Body) Decode(v any) error {
-	if diags := gohcl.DecodeBody(b.syntax, runtimeVars(bodyVars(b.syntax)), v); diags.HasErrors() {
+	if diags := gohcl.DecodeBody(b.syntax, b.evalContext(bodyVars(b.syntax)), v); diags.HasErrors() {
 		return diags
 	}
 	return nil

@@ -10,7 +10,14 @@
 #
 # Docker driver: the client's docker plugin block needs
 #   volumes { enabled = true }   (bind mounts from the host)
-# Replace the image with the one you built (docs/nomad.md).
+# The plugin image, the same in both plugin jobs: after
+# `make image IMAGE=REGISTRY/csi-libstorage:TAG` and a push, run
+#   nomad job run -var image=REGISTRY/csi-libstorage:TAG <this file>
+variable "image" {
+  type    = string
+  default = "registry.example.com/csi-libstorage/csi-libstorage:v0.1.0"
+}
+
 job "csi-libstorage-controller" {
   datacenters = ["dc1"]
   type        = "service"
@@ -22,7 +29,7 @@ job "csi-libstorage-controller" {
       driver = "docker"
 
       config {
-        image = "registry.example.com/csi-libstorage/csi-libstorage:v0.1.0"
+        image = var.image
         args = [
           "--mode=controller",
           "--endpoint=unix:///csi/csi.sock",
@@ -54,6 +61,7 @@ backends:
   - name: shared
     type: file
     dir: /var/lib/csi-libstorage/pool
+    shared: true   # refuse to start unless the pool is an NFS/CephFS/... mount
 allowOverwrite: false
 EOT
       }

@@ -23,7 +23,14 @@
 # installed on every client. exec does not work: its device cgroup and
 # chroot hide /dev/loop*. Hence docker.
 #
-# Replace the image with the one you built (docs/nomad.md).
+# The plugin image, the same in both plugin jobs: after
+# `make image IMAGE=REGISTRY/csi-libstorage:TAG` and a push, run
+#   nomad job run -var image=REGISTRY/csi-libstorage:TAG <this file>
+variable "image" {
+  type    = string
+  default = "registry.example.com/csi-libstorage/csi-libstorage:v0.1.0"
+}
+
 job "csi-libstorage-node" {
   datacenters = ["dc1"]
   type        = "system"
@@ -33,7 +40,7 @@ job "csi-libstorage-node" {
       driver = "docker"
 
       config {
-        image      = "registry.example.com/csi-libstorage/csi-libstorage:v0.1.0"
+        image      = var.image
         privileged = true
         args = [
           "--mode=node",
@@ -74,6 +81,7 @@ backends:
   - name: shared
     type: file
     dir: /var/lib/csi-libstorage/pool
+    shared: true   # refuse to start unless the pool is an NFS/CephFS/... mount
 allowOverwrite: false
 EOT
       }

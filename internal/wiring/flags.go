@@ -46,7 +46,7 @@ func RegisterFlags(fs *flag.FlagSet, getenv func(string) string) *Flags {
 	fs.StringVar(&f.Pool, "pool", DefaultPool, "pool directory of the default file backend, used only without --config")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or console")
-	fs.StringVar(&f.MetricsAddress, "metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9808); off when empty")
+	fs.StringVar(&f.MetricsAddress, "metrics-address", "", "serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9809); off when empty")
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", 30*time.Second, "how long calls in flight may run after SIGTERM")
 	fs.BoolVar(&f.Version, "version", false, "print the version and exit")
 	return f

@@ -18,6 +18,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/backends/libstorage"
+	"github.com/csi-libstorage/csi-libstorage/backends/nfs"
 	"github.com/csi-libstorage/csi-libstorage/backends/scaleio"
 	"github.com/csi-libstorage/csi-libstorage/backends/xtremio"
 	"github.com/csi-libstorage/csi-libstorage/controller"
@@ -86,6 +87,14 @@ func Factories() map[string]Factory {
 			}
 			c.Name = e.Name
 			return libstorage.New(c, libstorage.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		nfs.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c nfs.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return nfs.Build(c, nfs.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 		scaleio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
 			var c scaleio.Config

@@ -188,6 +188,9 @@ func (e *env) config(shipped, pool string) string {
 		m := b.(map[string]any)
 		if m["type"] == "file" {
 			m["dir"] = pool
+			// The scratch pool stands in for the shared mount, which the
+			// shipped shared: true would rightly refuse as a plain directory.
+			delete(m, "shared")
 		}
 	}
 	out, err := yaml.Marshal(cfg)

@@ -43,7 +43,7 @@ var hostileIDs = []idCase{
 	{"dotdot-passwd", "local/../../../../etc/passwd", false, "etc/passwd"},
 	{"absolute", "/etc/passwd", false, "/etc/passwd"},
 	{"dotdot-backend", "../local/0123456789abcdef0123456789abcdef", false, "../local"},
-	{"backend-dotdot", "local/..", false, `".."`},
+	{"backend-dotdot", "local/..", false, ".."},
 	{"unknown-backend", "other/0123456789abcdef0123456789abcdef", false, "other/"},
 	{"unknown-volume", "local/0123456789abcdef0123456789abcdef", false, "0123456789abcdef0123456789abcdef"},
 	{"uppercase-hex", "local/0123456789ABCDEF0123456789ABCDEF", false, "0123456789ABCDEF"},

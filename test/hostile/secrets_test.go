@@ -182,8 +182,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		{"NodeExpandVolume(unknown volume)", codes.NotFound, func() (proto.Message, error) {
 			return w.node.NodeExpandVolume(c, &csi.NodeExpandVolumeRequest{VolumeId: unknown, VolumePath: target, Secrets: sec})
 		}},
-		// RPCs this plugin does not implement still pass the interceptors.
-		{"ControllerModifyVolume", codes.Unimplemented, func() (proto.Message, error) {
+		{"ControllerModifyVolume", codes.InvalidArgument, func() (proto.Message, error) {
 			return w.ctl.ControllerModifyVolume(c, &csi.ControllerModifyVolumeRequest{VolumeId: unknown, Secrets: sec, MutableParameters: map[string]string{"a": "b"}})
 		}},
 		{"GetSnapshot", codes.NotFound, func() (proto.Message, error) {

@@ -20,6 +20,9 @@ type pluginConfig struct {
 		Name string `yaml:"name"`
 		Type string `yaml:"type"`
 		Dir  string `yaml:"dir"`
+		// Shared is set in the volume/csi config, whose pool every agent
+		// mounts, and not in the SLRP's agent-local one.
+		Shared bool `yaml:"shared"`
 	} `yaml:"backends"`
 }
 
@@ -42,6 +45,9 @@ func loadPluginConfig(t *testing.T, file string) map[string]string {
 		}
 		if _, dup := types[b.Name]; dup {
 			t.Errorf("%s: backend %q defined twice", file, b.Name)
+		}
+		if wantShared := filepath.Base(file) == "plugin-config.yaml"; b.Type == "file" && b.Shared != wantShared {
+			t.Errorf("%s: file backend %q has shared: %t; want %t (the volume/csi pool is on storage every agent mounts, the SLRP pool is local)", file, b.Name, b.Shared, wantShared)
 		}
 		if b.Type == "file" && !path.IsAbs(b.Dir) {
 			t.Errorf("%s: file backend %q needs an absolute dir, got %q", file, b.Name, b.Dir)
