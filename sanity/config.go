@@ -4,12 +4,21 @@
 package sanity
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
+	"time"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
+	"github.com/onsi/ginkgo/v2"
+	"github.com/onsi/gomega"
+
+	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	"github.com/csi-libstorage/csi-libstorage/test/sim/simloop"
 )
 
 // Case is one configuration a backend's suite runs in.
@@ -60,4 +69,58 @@ func checkPath(p string) (sanity.PathKind, error) {
 		return sanity.PathIsFile, nil
 	}
 	return sanity.PathIsOther, nil
+}
+
+// Serve starts the plugin o describes and serves it until the test ends;
+// the returned stop cancels it, checks that it stopped cleanly, then runs
+// after (the suite's leak checks, which must see the plugin gone).
+func Serve(t *testing.T, o wiring.Options, after func()) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := wiring.New(ctx, o)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx) }()
+	return func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		after()
+	}
+}
+
+// Run runs csi-sanity once per case, with volumes of size bytes grown to
+// expand bytes, within timeout.
+func Run(t *testing.T, name, dir, sock string, cases []Case, size, expand int64, timeout time.Duration) {
+	for _, c := range cases {
+		sc := Config(dir, sock, c, size, expand)
+		ginkgo.Context(c.Name, func() { sanity.GinkgoTest(&sc) })
+	}
+	gomega.RegisterFailHandler(ginkgo.Fail)
+	suite, reporter := ginkgo.GinkgoConfiguration()
+	suite.Timeout = timeout
+	ginkgo.RunSpecs(t, name, suite, reporter)
+}
+
+// AssertNoDevices fails the test if a loop device over an image in
+// imageDir, a device error of the simulator, or a mount below dir is left.
+func AssertNoDevices(t *testing.T, dir, imageDir string, deviceErrs []error) {
+	t.Helper()
+	devs, err := simloop.BackedBy(imageDir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if len(devs) > 0 {
+		t.Errorf("left behind: loop devices %v", devs)
+	}
+	for _, e := range deviceErrs {
+		t.Errorf("device error: %v", e)
+	}
+	for _, m := range harness.MountsUnder(t, dir) {
+		t.Errorf("mount left behind at %s", m)
+	}
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/backends/libstorage"
 	"github.com/csi-libstorage/csi-libstorage/backends/nfs"
+	"github.com/csi-libstorage/csi-libstorage/backends/scaleio"
+	"github.com/csi-libstorage/csi-libstorage/backends/xtremio"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/identity"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
@@ -93,6 +95,22 @@ func Factories() map[string]Factory {
 			}
 			c.Name = e.Name
 			return nfs.Build(c, nfs.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		scaleio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c scaleio.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return scaleio.New(c, scaleio.Options{NodeID: o.NodeID, Logger: o.Logger})
+		},
+		xtremio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
+			var c xtremio.Config
+			if err := e.Decode(&c); err != nil {
+				return nil, err
+			}
+			c.Name = e.Name
+			return xtremio.New(c, xtremio.Options{NodeID: o.NodeID, Logger: o.Logger})
 		},
 	}
 }

@@ -51,6 +51,25 @@ var ebsPoints = []string{
 	"ebs.delete.requested",
 }
 
+// scaleioPoints are the ScaleIO backend's: right after each gateway call
+// that changes state (a rename records the format mark).
+var scaleioPoints = []string{
+	"scaleio.create.requested",
+	"scaleio.map.requested",
+	"scaleio.renamed",
+	"scaleio.unmap.requested",
+	"scaleio.remove.requested",
+}
+
+// xtremioPoints are the XtremIO backend's, likewise.
+var xtremioPoints = []string{
+	"xtremio.create.requested",
+	"xtremio.map.requested",
+	"xtremio.renamed",
+	"xtremio.unmap.requested",
+	"xtremio.delete.requested",
+}
+
 // filePoints are the file backend's step boundaries and the node's. Each
 // point is tried at every hit the lifecycle below reaches.
 var filePoints = []string{
@@ -73,7 +92,7 @@ var filePoints = []string{
 	"file.delete.removed-meta.json",
 }
 
-var binary, simBinary string
+var binary, simBinary, scaleioSimBinary, xtremioSimBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "csi-fault-bin-")
@@ -82,7 +101,9 @@ func TestMain(m *testing.M) {
 	}
 	binary = filepath.Join(dir, "csi-libstorage")
 	simBinary = filepath.Join(dir, "ec2sim")
-	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}} {
+	scaleioSimBinary = filepath.Join(dir, "scaleiosim")
+	xtremioSimBinary = filepath.Join(dir, "xtremiosim")
+	for _, b := range []struct{ out, pkg string }{{binary, "cmd/csi-libstorage"}, {simBinary, "cmd/ec2sim"}, {scaleioSimBinary, "cmd/scaleiosim"}, {xtremioSimBinary, "cmd/xtremiosim"}} {
 		out, err := exec.Command("go", "build", "-tags", "faultinject", "-o", b.out, "github.com/csi-libstorage/csi-libstorage/"+b.pkg).CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s with faultinject: %v\n%s", b.pkg, err, out)
@@ -283,6 +304,11 @@ var backendsUnderTest = map[string]backend{
 		clean: (*trial).assertCleanPool,
 	},
 	"ebs": {points: append(slices.Clone(ebsPoints), nodePoints...), setup: (*trial).startEC2Sim, clean: (*trial).assertCleanEC2},
+
+	// ScaleIO and XtremIO against cmd/scaleiosim and cmd/xtremiosim,
+	// processes of their own.
+	"scaleio": {points: append(slices.Clone(scaleioPoints), nodePoints...), setup: (*trial).startScaleIOSim, clean: (*trial).assertCleanEC2},
+	"xtremio": {points: append(slices.Clone(xtremioPoints), nodePoints...), setup: (*trial).startXtremIOSim, clean: (*trial).assertCleanEC2},
 }
 
 // TestCrashAtEveryStep kills the plugin with SIGKILL at every hit of every
@@ -291,7 +317,7 @@ var backendsUnderTest = map[string]backend{
 // EC2 test server running as a process of its own.
 func TestCrashAtEveryStep(t *testing.T) {
 	harness.RequireRoot(t)
-	for _, name := range []string{"file", "ebs"} {
+	for _, name := range []string{"file", "ebs", "scaleio", "xtremio"} {
 		be := backendsUnderTest[name]
 		t.Run(name, func(t *testing.T) {
 			trials, crashes := 0, 0
@@ -376,6 +402,97 @@ func (tr *trial) startEC2Sim() func() {
 			t.Errorf("ec2sim: %v", err)
 		}
 	}
+}
+
+// startSimProcess runs a simulator command that prints its endpoints as
+// one JSON line, decodes that line into ep, and returns the function that
+// checks dirs are empty and stops it.
+func (tr *trial) startSimProcess(bin string, env []string, ep any, args ...string) (stop func(dirs ...string)) {
+	t := tr.t
+	t.Helper()
+	sim := exec.Command(bin, args...)
+	sim.Env = append(os.Environ(), env...)
+	sim.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := sim.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim.Stderr = os.Stderr
+	if err := sim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(out).Decode(ep); err != nil {
+		sim.Process.Kill()
+		t.Fatalf("%s: %v", filepath.Base(bin), err)
+	}
+	return func(dirs ...string) {
+		for _, d := range dirs {
+			if entries, _ := os.ReadDir(d); len(entries) != 0 {
+				t.Errorf("%s not empty after the volume was deleted: %v", d, entries)
+			}
+		}
+		sim.Process.Signal(os.Interrupt)
+		if err := sim.Wait(); err != nil {
+			t.Errorf("%s: %v", filepath.Base(bin), err)
+		}
+	}
+}
+
+// startScaleIOSim runs cmd/scaleiosim for one trial and points the plugin
+// at it; the node id is the simulated SDC's GUID.
+func (tr *trial) startScaleIOSim() func() {
+	t := tr.t
+	t.Helper()
+	const guid = "9E56672F-2F4B-4A42-BFF4-88B6846FBFDA"
+	var ep struct {
+		Gateway string            `json:"gateway"`
+		Images  string            `json:"images"`
+		ByIDDir map[string]string `json:"byIdDir"`
+	}
+	stop := tr.startSimProcess(scaleioSimBinary, []string{"SCALEIOSIM_PASSWORD=fault-pw"}, &ep, "--dir", filepath.Join(tr.dir, "scaleio"), "--sdc", guid)
+	cfg := filepath.Join(tr.dir, "config.yaml")
+	yaml := fmt.Sprintf("backends:\n  - name: sio\n    type: scaleio\n    gateway: %s\n    user: admin\n    passwordEnv: SCALEIO_FAULT_PW\n    protectionDomain: pd1\n    storagePool: pool1\n    sdcGUID: %s\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n",
+		ep.Gateway, guid, ep.ByIDDir[guid])
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.node, tr.args = guid, []string{"--config", cfg}
+	tr.env = []string{"SCALEIO_FAULT_PW=fault-pw"}
+	tr.pool = ep.Images
+	return func() { stop(ep.Images, ep.ByIDDir[guid]) }
+}
+
+// startXtremIOSim runs cmd/xtremiosim for one trial and points the plugin
+// at it; the node id is the node's initiator group, which the plugin
+// creates at start-up from the trial's iSCSI initiator name.
+func (tr *trial) startXtremIOSim() func() {
+	t := tr.t
+	t.Helper()
+	const group = "node1"
+	var ep struct {
+		XMS     string            `json:"xms"`
+		Images  string            `json:"images"`
+		ByIDDir map[string]string `json:"byIdDir"`
+		Sysfs   map[string]string `json:"sysfs"`
+	}
+	stop := tr.startSimProcess(xtremioSimBinary, []string{"XTREMIOSIM_PASSWORD=fault-pw"}, &ep, "--dir", filepath.Join(tr.dir, "xtremio"), "--group", group)
+	host := filepath.Join(tr.dir, "host")
+	if err := os.MkdirAll(filepath.Join(host, "etc/iscsi"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(host, "etc/iscsi/initiatorname.iscsi"), []byte("InitiatorName=iqn.2026-12.fault:node1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(tr.dir, "config.yaml")
+	yaml := fmt.Sprintf("backends:\n  - name: xio\n    type: xtremio\n    xms: %s\n    user: admin\n    passwordEnv: XTREMIO_FAULT_PW\n    hostRoot: %s\n    sysfsRoot: %s\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n",
+		ep.XMS, host, ep.Sysfs[group], ep.ByIDDir[group])
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.node, tr.args = group, []string{"--config", cfg}
+	tr.env = []string{"XTREMIO_FAULT_PW=fault-pw"}
+	tr.pool = ep.Images
+	return func() { stop(ep.Images, ep.ByIDDir[group]) }
 }
 
 // assertCleanEC2 checks that no mount and no device of the volume is left
