@@ -44,7 +44,7 @@ func (m *Metrics) WatchVolumes(set *backends.Set, o VolumeOptions) {
 	for _, b := range set.All() {
 		c.errors.WithLabelValues(b.Name())
 	}
-	m.reg.MustRegister(c, c.errors)
+	m.reg.MustRegister(c)
 }
 
 type volumeCounts struct{ created, attached, staged int }
@@ -61,14 +61,21 @@ type volumeCollector struct {
 	counts map[string]volumeCounts // by backend; missing when List failed
 }
 
-func (c *volumeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *volumeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	c.errors.Describe(ch)
+}
 
+// Collect counts first and then reports the error counter itself: the
+// registry collects its collectors concurrently, so a counter registered on
+// its own could be read before this scrape's failed List was counted.
 func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	for name, n := range c.current() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n.created), name, "created")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n.attached), name, "attached")
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n.staged), name, "staged")
 	}
+	c.errors.Collect(ch)
 }
 
 // current returns counts no older than MaxAge, listing again when needed.
