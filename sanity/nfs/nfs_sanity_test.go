@@ -25,7 +25,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/test/harness/inproc"
 )
 
-// needsKernelNFS lists the six specs that stage a volume, which mounts it with
+// needsKernelNFS lists the seven specs that stage a volume, which mounts it with
 // the kernel's NFS client. This machine's kernel has none (no nfs in
 // /proc/filesystems, no modules to load), so these specs cannot pass here;
 // the node path they would cover is proven instead by
@@ -46,6 +46,8 @@ var needsKernelNFS = []string{
 	// Stages and publishes the volume before NodeExpandVolume (which has
 	// nothing to grow on NFS: TestNodeThroughMounterSeam checks that).
 	"should work if node-expand is called after node-publish",
+	// Stages and publishes the volume, then asks for its health there.
+	"NodeGetVolumeHealth should return health for a valid volume",
 }
 
 // TestSanity runs every csi-sanity spec that applies to what the plugin
