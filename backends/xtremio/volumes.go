@@ -2,6 +2,7 @@ package xtremio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -124,30 +125,9 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		return nil, err
 	}
 	defer unlock()
-	existing, err := b.findByKey(ctx, m.Key)
+	existing, err := b.createOrFind(ctx, req, m, sz)
 	if err != nil {
 		return nil, err
-	}
-	if existing == nil {
-		if req.SourceSnapshot != "" || req.SourceVolume != "" {
-			err = b.cloneFrom(ctx, req, m)
-		} else {
-			err = b.c.do(ctx, http.MethodPost, "volumes", nil, map[string]any{"vol-name": m.Name(), "vol-size": fmt.Sprintf("%dm", sz/sizeUnit)}, nil)
-			if isAPI(err, msgNotUnique) {
-				err = nil // an earlier attempt made it; its answer was lost
-			}
-			if err == nil {
-				fault.Point("xtremio.create.requested")
-			}
-			err = mapErr(err, "create volume "+m.Name())
-		}
-		if err != nil {
-			return nil, err
-		}
-		if existing, err = b.c.volume(ctx, m.Name()); err != nil {
-			return nil, mapErr(err, "read new volume "+m.Name())
-		}
-		b.log.Info("volume created", zap.String("name", existing.Name), zap.Int("index", existing.Index))
 	}
 	if existing.sizeBytes() < sz && (req.SourceSnapshot != "" || req.SourceVolume != "") {
 		if err := b.resize(ctx, existing.Name, sz); err != nil {
@@ -169,6 +149,48 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 		return nil, fmt.Errorf("%w: volume %q exists with other access type or filesystem", backends.ErrAlreadyExists, req.Name)
 	}
 	return v, nil
+}
+
+// createOrFind returns the volume of m, creating it when the name is free.
+// A volume found by name, or made, that is gone by the time it is read was
+// deleted meanwhile by another controller: the name is free again, so it
+// tries once more before answering UNAVAILABLE. Never NOT_FOUND: for a
+// create that would say its source is missing.
+func (b *Backend) createOrFind(ctx context.Context, req backends.CreateRequest, m volname.Meta, sz int64) (*volume, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		existing, err := b.findByKey(ctx, m.Key)
+		if err != nil {
+			return nil, err
+		}
+		if existing != nil {
+			return existing, nil
+		}
+		if req.SourceSnapshot != "" || req.SourceVolume != "" {
+			err = b.cloneFrom(ctx, req, m)
+		} else {
+			err = b.c.do(ctx, http.MethodPost, "volumes", nil, map[string]any{"vol-name": m.Name(), "vol-size": fmt.Sprintf("%dm", sz/sizeUnit)}, nil)
+			if isAPI(err, msgNotUnique) {
+				err = nil // an earlier attempt made it; its answer was lost
+			}
+			if err == nil {
+				fault.Point("xtremio.create.requested")
+			}
+			err = mapErr(err, "create volume "+m.Name())
+		}
+		if err != nil {
+			return nil, err
+		}
+		existing, err = b.c.volume(ctx, m.Name())
+		if errors.Is(mapErr(err, ""), backends.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, mapErr(err, "read new volume "+m.Name())
+		}
+		b.log.Info("volume created", zap.String("name", existing.Name), zap.Int("index", existing.Index))
+		return existing, nil
+	}
+	return nil, fmt.Errorf("%w: volume %q was deleted while it was being created; retry", backends.ErrUnavailable, m.Name())
 }
 
 func (b *Backend) resize(ctx context.Context, name string, sz int64) error {
