@@ -58,23 +58,7 @@ func (s *Server) copyVolumes(p params) (response, *apiError) {
 	if sp.volType == "" {
 		sp.volType = "gp2"
 	}
-	size, sizeSet, err := p.int32("Size")
-	if err != nil {
-		return nil, err
-	}
-	if sizeSet {
-		if size < src.sizeGiB {
-			return nil, errf("InvalidParameterValue", "The size of the volume copy must be at least the size of the source volume (%dGiB).", src.sizeGiB)
-		}
-		sp.size = size
-	}
-	if sp.iops, sp.iopsSet, err = p.int32("Iops"); err != nil {
-		return nil, err
-	}
-	if sp.throughput, sp.throughputSet, err = p.int32("Throughput"); err != nil {
-		return nil, err
-	}
-	if err := sp.resolve(); err != nil {
+	if err := sp.read(p, "The size of the volume copy must be at least the size of the source volume (%dGiB)."); err != nil {
 		return nil, err
 	}
 	encrypted, err := p.bool("Encrypted")

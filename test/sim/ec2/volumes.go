@@ -468,23 +468,7 @@ func (s *Server) modifyVolume(p params) (response, *apiError) {
 	if t := p.str("VolumeType"); t != "" {
 		sp.volType = t
 	}
-	size, sizeSet, err := p.int32("Size")
-	if err != nil {
-		return nil, err
-	}
-	if sizeSet {
-		if size < v.sizeGiB {
-			return nil, errf("InvalidParameterValue", "New size cannot be smaller than existing size (%dGiB).", v.sizeGiB)
-		}
-		sp.size = size
-	}
-	if sp.iops, sp.iopsSet, err = p.int32("Iops"); err != nil {
-		return nil, err
-	}
-	if sp.throughput, sp.throughputSet, err = p.int32("Throughput"); err != nil {
-		return nil, err
-	}
-	if err := sp.resolve(); err != nil {
+	if err := sp.read(p, "New size cannot be smaller than existing size (%dGiB)."); err != nil {
 		return nil, err
 	}
 	if sp.volType == v.volType && sp.size == v.sizeGiB && sp.iops == v.iops && sp.throughput == v.throughput {
@@ -572,4 +556,27 @@ func (s *Server) describeVolumesModifications(p params) (response, *apiError) {
 		}
 	}
 	return out, nil
+}
+
+// read takes Size, Iops and Throughput from a request that changes or
+// copies a volume of sp.size GiB (a smaller Size is refused with tooSmall,
+// which gets the current size) and resolves the result.
+func (sp *volumeSpec) read(p params, tooSmall string) *apiError {
+	size, sizeSet, err := p.int32("Size")
+	if err != nil {
+		return err
+	}
+	if sizeSet {
+		if size < sp.size {
+			return errf("InvalidParameterValue", tooSmall, sp.size)
+		}
+		sp.size = size
+	}
+	if sp.iops, sp.iopsSet, err = p.int32("Iops"); err != nil {
+		return err
+	}
+	if sp.throughput, sp.throughputSet, err = p.int32("Throughput"); err != nil {
+		return err
+	}
+	return sp.resolve()
 }
