@@ -101,12 +101,7 @@ func (b *Backend) findByKey(ctx context.Context, key string) (*volume, error) {
 	if err != nil {
 		return nil, mapErr(err, "list volumes")
 	}
-	for i := range all {
-		if m, ok := volname.Parse(all[i].Name); ok && m.Key == key {
-			return &all[i], nil
-		}
-	}
-	return nil, nil
+	return volname.Find(all, func(v *volume) string { return v.Name }, key), nil
 }
 
 // Create implements backends.Backend.

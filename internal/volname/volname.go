@@ -148,3 +148,15 @@ func AttachmentMode(modes []backends.AccessMode) backends.AccessMode {
 	}
 	return backends.SingleNodeWriter
 }
+
+// Find returns the item whose name carries key, whatever the rest of its
+// mark says now, or nil. Both gateways list volumes and snapshots whose
+// names this package wrote; name reads one item's name.
+func Find[T any](items []T, name func(*T) string, key string) *T {
+	for i := range items {
+		if m, ok := Parse(name(&items[i])); ok && m.Key == key {
+			return &items[i]
+		}
+	}
+	return nil
+}

@@ -43,3 +43,24 @@ func TestAttachmentMode(t *testing.T) {
 		}
 	}
 }
+
+func TestFind(t *testing.T) {
+	type item struct{ name string }
+	a := Meta{Key: Key("alpha", 31), Kind: Mount}
+	b := Meta{Key: Key("beta", 31), Kind: Block, Mark: "raw"}
+	items := []item{{"not-ours"}, {a.Name()}, {b.Name()}}
+	name := func(i *item) string { return i.name }
+	cases := []struct {
+		key  string
+		want *item
+	}{
+		{a.Key, &items[1]},
+		{b.Key, &items[2]}, // whatever its mark says
+		{Key("gamma", 31), nil},
+	}
+	for _, tc := range cases {
+		if got := Find(items, name, tc.key); got != tc.want {
+			t.Errorf("Find(%q) = %v, want %v", tc.key, got, tc.want)
+		}
+	}
+}
