@@ -179,6 +179,8 @@ type Options struct {
 	// instance through IMDS.
 	NodeID string
 	Logger *zap.Logger
+	// Events receives automatic takeovers (and fences); nil reports nothing.
+	Events backends.Events
 	// Serial reads a device's serial; nil reads the NVMe serial from sysfs.
 	Serial SerialFunc
 	// DevRoot is prepended to device names (/dev/xvdba) when the node

@@ -86,6 +86,8 @@ type Config struct {
 type Options struct {
 	NodeID string
 	Logger *zap.Logger
+	// Events receives automatic takeovers (and fences); nil reports nothing.
+	Events backends.Events
 }
 
 // Backend is a file pool.

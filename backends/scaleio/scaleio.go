@@ -103,6 +103,8 @@ type Options struct {
 	// NodeID is the plugin's node id as the CO knows it.
 	NodeID string
 	Logger *zap.Logger
+	// Events receives automatic takeovers (and fences); nil reports nothing.
+	Events backends.Events
 	// QueryGUID returns this node's SDC GUID; nil runs drv_cfg
 	// --query_guid (unless the config names the GUID).
 	QueryGUID func(ctx context.Context) (string, error)

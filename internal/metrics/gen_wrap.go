@@ -56,7 +56,8 @@ func main() {
 	var optional []string
 	for _, name := range pkg.Scope().Names() {
 		tn, ok := pkg.Scope().Lookup(name).(*types.TypeName)
-		if !ok || !tn.Exported() || name == "Backend" || name == "Wrapper" {
+		// Events is what a backend reports to, not an ability it has.
+		if !ok || !tn.Exported() || name == "Backend" || name == "Wrapper" || name == "Events" {
 			continue
 		}
 		if _, ok := tn.Type().Underlying().(*types.Interface); ok {

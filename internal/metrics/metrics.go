@@ -14,6 +14,8 @@ package metrics
 import (
 	"net/http"
 
+	"github.com/csi-libstorage/csi-libstorage/backends"
+
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,6 +38,8 @@ type Metrics struct {
 	backendSeconds *prometheus.HistogramVec
 	backendErrors  *prometheus.CounterVec
 	formats        *prometheus.CounterVec
+	takeovers      *prometheus.CounterVec
+	fences         *prometheus.CounterVec
 	unary          grpc.UnaryServerInterceptor
 }
 
@@ -59,9 +63,17 @@ func New() *Metrics {
 			Namespace: Namespace, Name: "formats_total",
 			Help: "Filesystems the node made (result=performed) or refused to make because the device held data (result=refused), by backend instance.",
 		}, []string{"backend", "result"}),
+		takeovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "takeovers_total",
+			Help: "Volumes moved automatically away from a node proven unable to write, by backend instance and proof (lease-expired, instance-stopped, …).",
+		}, []string{"backend", "proof"}),
+		fences: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "fences_total",
+			Help: "Times this node set its volumes read-only because it could not renew its lease, by backend instance.",
+		}, []string{"backend"}),
 	}
 	m.unary = m.grpc.UnaryServerInterceptor()
-	m.reg.MustRegister(m.grpc, m.backendSeconds, m.backendErrors, m.formats,
+	m.reg.MustRegister(m.grpc, m.backendSeconds, m.backendErrors, m.formats, m.takeovers, m.fences,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -111,4 +123,25 @@ func (f *Formats) Refused(backend string) {
 	if f != nil {
 		f.v.WithLabelValues(backend, "refused").Inc()
 	}
+}
+
+// Events counts the takeovers and fences the backends report. A nil
+// *Metrics returns nil, which backends.LogEvents accepts.
+func (m *Metrics) Events() backends.Events {
+	if m == nil {
+		return nil
+	}
+	return events{takeovers: m.takeovers, fences: m.fences}
+}
+
+type events struct {
+	takeovers, fences *prometheus.CounterVec
+}
+
+func (e events) Takeover(t backends.Takeover) {
+	e.takeovers.WithLabelValues(t.Backend, t.Proof).Inc()
+}
+
+func (e events) Fenced(f backends.Fence) {
+	e.fences.WithLabelValues(f.Backend).Inc()
 }

@@ -59,6 +59,9 @@ type Factory func(e config.Entry, o BackendOptions) (backends.Backend, error)
 type BackendOptions struct {
 	NodeID string
 	Logger *zap.Logger
+	// Events receives takeovers and fences (logged, and counted when
+	// metrics are on).
+	Events backends.Events
 }
 
 // Factories maps backend types to their constructors.
@@ -70,7 +73,7 @@ func Factories() map[string]Factory {
 				return nil, err
 			}
 			c.Name = e.Name
-			return file.New(c, file.Options{NodeID: o.NodeID, Logger: o.Logger})
+			return file.New(c, file.Options{NodeID: o.NodeID, Logger: o.Logger, Events: o.Events})
 		},
 		ebs.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
 			var c ebs.Config
@@ -78,7 +81,7 @@ func Factories() map[string]Factory {
 				return nil, err
 			}
 			c.Name = e.Name
-			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger})
+			return ebs.New(c, ebs.Options{NodeID: o.NodeID, Logger: o.Logger, Events: o.Events})
 		},
 		libstorage.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
 			var c libstorage.Config
@@ -102,7 +105,7 @@ func Factories() map[string]Factory {
 				return nil, err
 			}
 			c.Name = e.Name
-			return scaleio.New(c, scaleio.Options{NodeID: o.NodeID, Logger: o.Logger})
+			return scaleio.New(c, scaleio.Options{NodeID: o.NodeID, Logger: o.Logger, Events: o.Events})
 		},
 		xtremio.Type: func(e config.Entry, o BackendOptions) (backends.Backend, error) {
 			var c xtremio.Config
@@ -163,17 +166,21 @@ func New(ctx context.Context, opt Options) (_ *Plugin, err error) {
 	if opt.NodeID == "" && opt.Mode != ModeController {
 		return nil, fmt.Errorf("a node id is needed: pass --node-id, or set MESOS_AGENT_ID")
 	}
-	set, err := Backends(opt.Config, BackendOptions{NodeID: opt.NodeID, Logger: log}, opt.Factories)
+	p := &Plugin{log: log}
+	if opt.MetricsAddress != "" {
+		p.Metrics = metrics.New()
+	}
+	set, err := Backends(opt.Config, BackendOptions{NodeID: opt.NodeID, Logger: log,
+		Events: backends.LogEvents(log, p.Metrics.Events())}, opt.Factories)
 	if err != nil {
 		return nil, err
 	}
+	p.Set = set
 	gid, err := lookupGroup(opt.Config.SocketGroup)
 	if err != nil {
 		return nil, err
 	}
-	p := &Plugin{Set: set, log: log}
-	if opt.MetricsAddress != "" {
-		p.Metrics = metrics.New()
+	if p.Metrics != nil {
 		// Volumes are counted where the controller runs: one List per
 		// backend per scrape interval for the cluster, not one per node.
 		// The counts ask the backends directly; the services see every

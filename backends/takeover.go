@@ -1,0 +1,77 @@
+package backends
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Takeover is one automatic move of a volume away from a holder that is
+// provably gone or fenced (docs/failover.md). A backend takes a volume
+// over only with a proof: the storage says the holder cannot write any
+// more, or the holder's lease has expired.
+type Takeover struct {
+	Backend string
+	// VolumeID is the backend's native id.
+	VolumeID string
+	// From is the node that held the volume; To the node that takes it,
+	// empty when the dead holder's attachment is only removed (a
+	// ControllerUnpublish for the dead node).
+	From, To string
+	// Proof names what showed the holder cannot write: "lease-expired",
+	// "instance-stopped", "instance-terminated", "sdc-disconnected".
+	Proof string
+	// LeaseAge is how long ago the holder last renewed its lease, for
+	// lease proofs.
+	LeaseAge time.Duration
+}
+
+// Fence is a node fencing itself: it could not renew its lease in time,
+// so it made its devices of the backend read-only before another node may
+// take them.
+type Fence struct {
+	Backend string
+	// Volumes are the native ids whose devices were set read-only.
+	Volumes []string
+	Reason  string
+}
+
+// Events receives the decisions a backend makes on its own that an
+// operator must be able to see and count. Backends call it after the
+// decision is durable. A nil Events is valid and reports nothing.
+type Events interface {
+	Takeover(Takeover)
+	Fenced(Fence)
+}
+
+// LogEvents returns Events that log each event at warning level and pass
+// it on to next (which may be nil).
+func LogEvents(log *zap.Logger, next Events) Events {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return logEvents{log: log, next: next}
+}
+
+type logEvents struct {
+	log  *zap.Logger
+	next Events
+}
+
+func (e logEvents) Takeover(t Takeover) {
+	e.log.Warn("volume taken over from a node that cannot write any more",
+		zap.String("backend", t.Backend), zap.String("id", t.VolumeID),
+		zap.String("from", t.From), zap.String("to", t.To),
+		zap.String("proof", t.Proof), zap.Duration("leaseAge", t.LeaseAge))
+	if e.next != nil {
+		e.next.Takeover(t)
+	}
+}
+
+func (e logEvents) Fenced(f Fence) {
+	e.log.Error("node fenced its volumes read-only: it could not renew its lease; they stay read-only until unstaged",
+		zap.String("backend", f.Backend), zap.Strings("ids", f.Volumes), zap.String("reason", f.Reason))
+	if e.next != nil {
+		e.next.Fenced(f)
+	}
+}
