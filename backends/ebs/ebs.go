@@ -211,6 +211,8 @@ type Backend struct {
 
 	ec2  *ec2.Client
 	imds *imds.Client
+	// describes batches the describes of single volumes (batch.go).
+	describes *describeBatcher
 
 	pageSize int32 // DescribeVolumes MaxResults for List
 
@@ -333,6 +335,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		}
 		o.Retryer = newPerAPIRetryer(maxBackoff)
 	})
+	b.describes = newDescribeBatcher(b.describeByFilter)
 	return b, nil
 }
 

@@ -63,26 +63,23 @@ func gone(state types.VolumeState) bool {
 
 // describeVolume returns the volume if it exists, is not being deleted and
 // carries this cluster's tag; ErrNotFound otherwise (wrapping errForeign
-// for another cluster's volume).
+// for another cluster's volume). Concurrent calls share DescribeVolumes
+// calls (batch.go).
 func (b *Backend) describeVolume(ctx context.Context, id string) (*types.Volume, error) {
 	if !volumeIDRE.MatchString(id) {
 		return nil, notFound(id)
 	}
-	out, err := b.ec2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{id}})
+	v, err := b.describes.describe(ctx, id)
 	if err != nil {
 		return nil, mapErr(err, "describe volume "+id)
 	}
-	for i := range out.Volumes {
-		v := &out.Volumes[i]
-		if aws.ToString(v.VolumeId) != id || gone(v.State) {
-			continue
-		}
-		if tagMap(v.Tags)[TagCluster] != b.cluster {
-			return nil, fmt.Errorf("volume %s %w %q (tag %s); this backend leaves it alone: %w", id, errForeign, b.cluster, TagCluster, backends.ErrNotFound)
-		}
-		return v, nil
+	if v == nil || gone(v.State) {
+		return nil, notFound(id)
 	}
-	return nil, notFound(id)
+	if tagMap(v.Tags)[TagCluster] != b.cluster {
+		return nil, fmt.Errorf("volume %s %w %q (tag %s); this backend leaves it alone: %w", id, errForeign, b.cluster, TagCluster, backends.ErrNotFound)
+	}
+	return v, nil
 }
 
 // attachmentTag is the plugin's record of the current attachment.
