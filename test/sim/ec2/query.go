@@ -294,6 +294,9 @@ func describe[T any](p params, idKey string, maxMax int32, all map[string]T, loo
 		ids = scope(ids)
 	}
 	fs := p.filters()
+	if err := tooManyFilterValues(fs); err != nil {
+		return nil, "", err
+	}
 	var matched []string
 	for _, id := range ids {
 		ok, err := matchFilters(fs, fields(all[id]))

@@ -82,6 +82,7 @@ type Server struct {
 	holdDetach  bool
 	deviceErrs  []error
 	strict      strictState
+	auth        authState
 	timers      map[*timerBox]struct{}
 	wg          sync.WaitGroup
 	ec2Srv      *httptest.Server
@@ -353,7 +354,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp response
 		aerr *apiError
 	)
-	if terr := s.throttled(action); terr != nil {
+	if uerr := s.authorize(accessKeyOf(r), action); uerr != nil {
+		aerr = uerr
+	} else if terr := s.throttled(action); terr != nil {
 		aerr = terr
 	} else if q := s.faults[action]; len(q) > 0 {
 		s.faults[action] = q[1:]
