@@ -362,3 +362,22 @@ type Snapshotter interface {
 	DeleteSnapshot(ctx context.Context, id string) error
 	ListSnapshots(ctx context.Context) ([]*Snapshot, error)
 }
+
+// PublishDescriber is implemented by backends whose ControllerPublish
+// answer (the publish context) describes the volume as the node service
+// needs it: its access type, creation parameters, format mark and this
+// node's attachment. The node then stages and publishes without asking the
+// storage, so a node of a CO that calls ControllerPublish (Kubernetes)
+// needs no credentials for the storage's API (EBS: no IAM permissions).
+//
+// A volume described so is one whose format mark the node does not record:
+// the backend's controller side recorded what it could know before the
+// node got the device (a raw block volume is marked raw at publish), and
+// DescribedVolume's documentation in that backend says which guards of
+// invariant 1 remain for a filesystem the node makes.
+type PublishDescriber interface {
+	// DescribedVolume returns the volume the publish context describes,
+	// false when it describes none (no ControllerPublish came first, or an
+	// older controller published it): then the node asks the backend.
+	DescribedVolume(id string, publish map[string]string) (*Volume, bool)
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"go.uber.org/zap"
@@ -53,11 +54,18 @@ type Service struct {
 	opt Options
 	m   Mounter
 	log *zap.Logger
+
+	// described holds the volumes this process staged from a publish
+	// context that described them (backends.PublishDescriber): a
+	// ControllerPublish attached them, so unstage has nothing of its own
+	// to detach and need not ask the backend.
+	describedMu sync.Mutex
+	described   map[string]bool
 }
 
 // New returns the node service for the backends in set.
 func New(set *backends.Set, opt Options) *Service {
-	s := &Service{set: set, opt: opt, m: opt.Mounter, log: opt.Logger}
+	s := &Service{set: set, opt: opt, m: opt.Mounter, log: opt.Logger, described: map[string]bool{}}
 	if s.m == nil {
 		s.m = NewLinuxMounter()
 	}
@@ -189,29 +197,59 @@ func volIDOf(b backends.Backend, native string) string { return b.Name() + "/" +
 // requested capability against its backend and against the volume. Checks
 // of the request's own fields come first, so a malformed request is
 // INVALID_ARGUMENT even when the volume does not exist.
-func (s *Service) lookup(ctx context.Context, id string, vc *csi.VolumeCapability, what string) (backends.Backend, string, *backends.Volume, capability.Cap, error) {
-	var c capability.Cap
+//
+// A publish context that describes the volume (backends.PublishDescriber)
+// is used instead of asking the backend, and described says so: the node
+// of a CO that calls ControllerPublish then needs no access to the
+// storage's API.
+func (s *Service) lookup(ctx context.Context, id string, vc *csi.VolumeCapability, publish map[string]string, what string) (b backends.Backend, native string, v *backends.Volume, c capability.Cap, described bool, err error) {
 	if id == "" {
-		return nil, "", nil, c, invalid("volume_id is required")
+		return nil, "", nil, c, false, invalid("volume_id is required")
 	}
 	if vc == nil {
-		return nil, "", nil, c, invalid("volume_capability is required")
+		return nil, "", nil, c, false, invalid("volume_capability is required")
 	}
-	b, native, err := s.resolve(id)
+	b, native, err = s.resolve(id)
 	if err != nil {
-		return nil, "", nil, c, err
+		return nil, "", nil, c, false, err
 	}
 	if c, err = capability.Parse(vc, b.Capabilities().FilesystemTypes...); err != nil {
-		return nil, "", nil, c, invalid("volume_capability: %v", err)
+		return nil, "", nil, c, false, invalid("volume_capability: %v", err)
 	}
-	v, err := b.Get(ctx, native)
-	if err != nil {
-		return nil, "", nil, c, grpcerr.From(err, what+" volume "+id)
+	if d, ok := backends.As[backends.PublishDescriber](b); ok {
+		v, described = d.DescribedVolume(native, publish)
+	}
+	if !described {
+		if v, err = b.Get(ctx, native); err != nil {
+			return nil, "", nil, c, false, grpcerr.From(err, what+" volume "+id)
+		}
 	}
 	if c.Block != v.Block {
-		return nil, "", nil, c, invalid("volume %s is for %s access, not %s", id, access(v.Block), access(c.Block))
+		return nil, "", nil, c, false, invalid("volume %s is for %s access, not %s", id, access(v.Block), access(c.Block))
 	}
-	return b, native, v, c, nil
+	return b, native, v, c, described, nil
+}
+
+// setDescribed records whether the staging of volume id came from a
+// publish context that described it.
+func (s *Service) setDescribed(id string, described bool) {
+	s.describedMu.Lock()
+	defer s.describedMu.Unlock()
+	if described {
+		s.described[id] = true
+	} else {
+		delete(s.described, id)
+	}
+}
+
+// takeDescribed reports and forgets whether volume id was staged from a
+// describing publish context.
+func (s *Service) takeDescribed(id string) bool {
+	s.describedMu.Lock()
+	defer s.describedMu.Unlock()
+	d := s.described[id]
+	delete(s.described, id)
+	return d
 }
 
 // NodeStageVolume implements csi.NodeServer.
@@ -220,10 +258,11 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	if err != nil {
 		return nil, err
 	}
-	b, native, v, c, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), "stage")
+	b, native, v, c, described, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), "stage")
 	if err != nil {
 		return nil, err
 	}
+	s.setDescribed(req.GetVolumeId(), described)
 	if err := s.ensureAttached(ctx, b, native, v, c); err != nil {
 		return nil, err
 	}
@@ -277,7 +316,7 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, elsewhere(id, points, records)
 	}
 
-	fsType, err := s.prepare(ctx, b, native, v, dev, c, readOnly)
+	fsType, err := s.prepare(ctx, b, native, v, dev, c, readOnly, described)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +402,14 @@ func (s *Service) verify(ctx context.Context, b backends.Backend, native string,
 // all the probe reads of the data itself: bytes elsewhere on a volume with
 // no mark and no signature are formatted over. A probe that fails stops
 // the stage.
-func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap, readOnly bool) (string, error) {
+//
+// A volume described by its publish context (described) gets no format
+// mark from the node: the node of a CO that calls ControllerPublish has no
+// credentials for the storage. The backend's PublishDescriber says which
+// guards remain (for EBS: the access type pinned at create, so only a
+// filesystem mkfs made can be on an unmarked mount volume, and the probe
+// above, which finds it and adopts it on every later stage).
+func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap, readOnly, described bool) (string, error) {
 	id := volIDOf(b, native)
 	want := c.FSType
 	if want == "" {
@@ -411,7 +457,12 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 	case sig.Empty():
 	case sig.Type == want && sig.PTType == "":
 		// Formatted by an earlier stage that died before it could record
-		// the mark: the filesystem is ours, record it and use it.
+		// the mark (or, described, by an earlier stage that records
+		// none): the filesystem is ours, record it and use it.
+		if described {
+			s.log.Info("volume holds a filesystem of the requested type from an earlier stage; using it", zap.String("volume", id), zap.String("fsType", want))
+			return want, nil
+		}
 		s.log.Warn("found an unrecorded filesystem of the requested type; adopting it", zap.String("volume", id), zap.String("fsType", want))
 		if err := b.MarkFormatted(ctx, native, want); err != nil {
 			return "", grpcerr.From(err, "record format of "+id)
@@ -431,6 +482,11 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 	}
 	s.opt.Formats.Performed(b.Name())
 	fault.Point("node.stage.formatted")
+	if described {
+		s.log.Info("volume formatted; its mark is the filesystem itself (the node records none when the publish context describes the volume)",
+			zap.String("volume", id), zap.String("device", dev.Path), zap.String("fsType", want))
+		return want, nil
+	}
 	if err := b.MarkFormatted(ctx, native, want); err != nil {
 		return "", grpcerr.From(err, "record format of "+id)
 	}
@@ -536,14 +592,27 @@ func (s *Service) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 		return nil, grpcerr.From(err, "disconnect volume "+id)
 	}
 	fault.Point("node.unstage.disconnected")
+	if s.takeDescribed(id) {
+		// Attached by a ControllerPublish, which ControllerUnpublish undoes.
+		s.log.Info("volume unstaged", zap.String("volume", id), zap.String("staging", staging))
+		return &csi.NodeUnstageVolumeResponse{}, nil
+	}
 	v, err := b.Get(ctx, native)
-	if err == nil {
+	switch code := grpcerr.Code(err); {
+	case err == nil:
 		if a, ok := v.AttachedTo(s.opt.NodeID); ok && a.ByNode {
 			if err := b.Detach(ctx, native, s.opt.NodeID); err != nil {
 				return nil, grpcerr.From(err, "detach volume "+id)
 			}
 		}
-	} else if grpcerr.Code(err) != codes.NotFound {
+	case code == codes.PermissionDenied:
+		// Staged before this process started, by a node without
+		// credentials for the storage: such a node cannot have attached
+		// the volume itself (attaching needs more than looking), so the
+		// attachment is a ControllerPublish's and not unstage's to undo.
+		s.log.Info("the storage refuses this node a look at the volume; a node without access cannot have attached it itself, so nothing is detached",
+			zap.String("volume", id), zap.Error(err))
+	case code != codes.NotFound:
 		return nil, grpcerr.From(err, "unstage volume "+id)
 	}
 	s.log.Info("volume unstaged", zap.String("volume", id), zap.String("staging", staging))
@@ -614,7 +683,7 @@ func (s *Service) NodePublishVolume(ctx context.Context, req *csi.NodePublishVol
 	if err != nil {
 		return nil, err
 	}
-	b, native, _, c, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), "publish")
+	b, native, _, c, _, err := s.lookup(ctx, req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), "publish")
 	if err != nil {
 		return nil, err
 	}
@@ -899,7 +968,7 @@ func (s *Service) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolume
 // staging path or a target, a mount or a published block device.
 func (s *Service) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	p := req.GetVolumePath()
-	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume", false)
+	b, native, err := s.existing(ctx, req.GetVolumeId(), p, "expand volume", true)
 	if err != nil {
 		return nil, err
 	}

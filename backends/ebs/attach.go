@@ -270,8 +270,9 @@ func (b *Backend) namesInUse(ctx context.Context, instance string) (map[string]b
 	return used, limit, nil
 }
 
-// Attach implements backends.Backend.
-func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequest) (map[string]string, error) {
+// attach is Attach without the volume's description for the node
+// (publish.go).
+func (b *Backend) attach(ctx context.Context, id string, req backends.AttachRequest) (map[string]string, error) {
 	if req.Mode.ReadOnly() {
 		req.ReadOnly = true
 	}

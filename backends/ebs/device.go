@@ -59,13 +59,17 @@ var errRefused = errors.New("refusing the device")
 // Connect implements backends.Backend. It waits (bounded by the attach
 // timeout and ctx) for the volume's device on this instance and returns it
 // only once its serial proves it is this volume. A device whose NVMe
-// serial proves it needs no EC2 call at all.
+// serial proves it needs no EC2 call at all, and a publish context that
+// describes the volume (publish.go) leaves EC2 out of the wait too.
 func (b *Backend) Connect(ctx context.Context, id string, publish map[string]string, readOnly bool) (backends.Device, error) {
 	if !volumeIDRE.MatchString(id) {
 		return backends.Device{}, notFound(id)
 	}
 	if pv := publish[PublishVolumeID]; pv != "" && pv != id {
 		return backends.Device{}, invalidf("publish context is for volume %s, not %s", pv, id)
+	}
+	if described(publish) {
+		return b.connectDescribed(ctx, id, publish)
 	}
 	if dev, err := b.provenDevice(id); err != nil || dev != "" {
 		if err == nil {

@@ -60,6 +60,7 @@ type allAbilities struct {
 	backends.NodeVolumeLimiter
 	backends.NodeZoner
 	backends.Pager
+	backends.PublishDescriber
 	backends.Reconciler
 	backends.Snapshotter
 }
@@ -188,6 +189,7 @@ func TestDecoratorKeepsExactlyTheOptionalInterfaces(t *testing.T) {
 		"NodeVolumeLimiter": func(b backends.Backend) bool { _, ok := backends.As[backends.NodeVolumeLimiter](b); return ok },
 		"NodeZoner":         func(b backends.Backend) bool { _, ok := backends.As[backends.NodeZoner](b); return ok },
 		"Pager":             func(b backends.Backend) bool { _, ok := backends.As[backends.Pager](b); return ok },
+		"PublishDescriber":  func(b backends.Backend) bool { _, ok := backends.As[backends.PublishDescriber](b); return ok },
 		"Reconciler":        func(b backends.Backend) bool { _, ok := backends.As[backends.Reconciler](b); return ok },
 		"Snapshotter":       func(b backends.Backend) bool { _, ok := backends.As[backends.Snapshotter](b); return ok },
 	}

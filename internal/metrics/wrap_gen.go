@@ -9,7 +9,7 @@ import (
 )
 
 // optionalNames are the optional interfaces of package backends.
-var optionalNames = []string{"ConditionReporter", "Expander", "ForceDetacher", "Modifier", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "Reconciler", "Snapshotter"}
+var optionalNames = []string{"ConditionReporter", "Expander", "ForceDetacher", "Modifier", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "PublishDescriber", "Reconciler", "Snapshotter"}
 
 // timed decorates a backend: every method that takes a context is timed.
 // It implements every optional interface; backends.As looks through it
@@ -261,6 +261,19 @@ func (w timed) ListAfter(a0 context.Context, a1 string, a2 int) ([]*backends.Vol
 	r0, r1 := w.asPager().ListAfter(a0, a1, a2)
 	done(r1)
 	return r0, r1
+}
+
+// asPublishDescriber is the backend's PublishDescriber; the services ask backends.As before they call.
+func (w timed) asPublishDescriber() backends.PublishDescriber {
+	x, ok := backends.As[backends.PublishDescriber](w.c.inner)
+	if !ok {
+		panic("backend " + w.c.inner.Name() + " has no PublishDescriber: callers must ask backends.As first")
+	}
+	return x
+}
+
+func (w timed) DescribedVolume(a0 string, a1 map[string]string) (*backends.Volume, bool) {
+	return w.asPublishDescriber().DescribedVolume(a0, a1)
 }
 
 // asReconciler is the backend's Reconciler; the services ask backends.As before they call.
