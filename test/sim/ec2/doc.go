@@ -69,8 +69,10 @@
 //
 // # What it does NOT model
 //
-//   - Authentication and authorization: signatures, credentials, IAM and
-//     KMS key validity are not checked (any KmsKeyId is accepted).
+//   - Authentication: signatures and KMS key validity are not checked
+//     (any KmsKeyId is accepted). Authorization only as Restrict gives it:
+//     a caller (the access key id its signature names) may call the
+//     actions listed and gets UnauthorizedOperation for the others.
 //   - Throttling, quotas and limits (RequestLimitExceeded,
 //     VolumeLimitExceeded, AttachmentLimitExceeded, MaxIOPSLimitExceeded)
 //     except through FailNext. The per-volume limit of
