@@ -27,22 +27,24 @@ func capBlockRW() *csi.VolumeCapability {
 }
 
 // TestKubernetesPathNodeNeedsNoEC2: where ControllerPublish runs first, the
-// node stages, publishes, reports stats, unpublishes and unstages with
-// credentials EC2 refuses every call of, and it makes no call at all. A
-// second stage of the same volume (kubelet restages without a new
+// node starts, stages, publishes, reports stats, unpublishes and unstages
+// with credentials EC2 refuses every call of, and it makes no call at all.
+// A second stage of the same volume (kubelet restages without a new
 // ControllerPublish) finds the data and never formats again; a node
-// process restarted in between still unstages.
+// process restarted in between still unstages. The node id is the
+// instance id, or the Kubernetes node name the shipped DaemonSet passes
+// (the instance's private DNS name), which the node does not tag.
 func TestKubernetesPathNodeNeedsNoEC2(t *testing.T) {
 	harness.RequireRoot(t)
 	for _, tc := range []struct {
-		name  string
-		block bool
-	}{{"mount", false}, {"block", true}} {
-		t.Run(tc.name, func(t *testing.T) { kubernetesPathWithoutEC2(t, tc.block) })
+		name          string
+		block, byName bool
+	}{{"mount", false, false}, {"block", true, false}, {"mount-node-name", false, true}} {
+		t.Run(tc.name, func(t *testing.T) { kubernetesPathWithoutEC2(t, tc.block, tc.byName) })
 	}
 }
 
-func kubernetesPathWithoutEC2(t *testing.T, block bool) {
+func kubernetesPathWithoutEC2(t *testing.T, block, byName bool) {
 	dir := harness.TempDir(t)
 	defer harness.AssertNoLeaks(t, harness.LeakCheck{Dir: dir, Settle: 3 * time.Second})
 	const inst, nodeKey = "i-0123456789abcdef0", "AKIDNODE"
@@ -54,6 +56,10 @@ func kubernetesPathWithoutEC2(t *testing.T, block bool) {
 	defer sim.Close()
 	sim.Restrict(nodeKey) // an IAM policy that allows nothing
 	url := sim.Start()
+	nodeID := inst
+	if byName {
+		nodeID = ec2sim.PrivateDNSName("us-east-1", inst)
+	}
 	mk := func(key, node string) *ebs.Backend {
 		b, err := ebs.New(ebs.Config{Name: "aws", Type: ebs.Type, Region: "us-east-1", Endpoint: url, IMDSEndpoint: sim.IMDSURL(inst),
 			AccessKeyID: key, SecretAccessKey: "SECRET", ClusterID: "c1", Zone: "us-east-1a", ByIDDir: loops.LinkDir(inst), PollInterval: "10ms", AttachTimeout: "5s"},
@@ -71,11 +77,11 @@ func kubernetesPathWithoutEC2(t *testing.T, block bool) {
 	ctrl := controller.New(ctrlSet, controller.Options{})
 	m := &recorder{LinuxMounter: NewLinuxMounter()}
 	newNode := func() *Service {
-		set, err := backends.NewSet(mk(nodeKey, inst))
+		set, err := backends.NewSet(mk(nodeKey, nodeID))
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc := New(set, Options{NodeID: inst, Mounter: m})
+		svc := New(set, Options{NodeID: nodeID, Mounter: m})
 		if err := svc.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +100,7 @@ func kubernetesPathWithoutEC2(t *testing.T, block bool) {
 	if block {
 		vc = capBlockRW()
 	}
-	pub, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: inst, VolumeCapability: vc})
+	pub, err := ctrl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: nodeID, VolumeCapability: vc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +199,7 @@ func kubernetesPathWithoutEC2(t *testing.T, block bool) {
 	if calls := sim.CallsBy(nodeKey); len(calls) > 1 || calls["DescribeVolumes"] > 1 {
 		t.Fatalf("the restarted node called EC2: %v, want at most the one refused look", calls)
 	}
-	if _, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: inst}); err != nil {
+	if _, err := ctrl.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: id, NodeId: nodeID}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := ctrlB.Get(ctx, v.ID); err != nil || len(got.Attachments) != 0 {

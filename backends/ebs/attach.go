@@ -64,7 +64,7 @@ func (b *Backend) nodeNameOf(inst string) string {
 // instanceOf maps a CO node id to an instance id: an instance id is itself;
 // this plugin's own node id is its instance (IMDS); any other id is looked
 // up by the csi-libstorage/node-id tag its node service put on its
-// instance at start.
+// instance at start, then as a private DNS name (nodename.go).
 func (b *Backend) instanceOf(ctx context.Context, node string) (string, error) {
 	switch {
 	case node == "":
@@ -90,7 +90,10 @@ func (b *Backend) instanceOf(ctx context.Context, node string) (string, error) {
 	}
 	switch len(found) {
 	case 0:
-		return "", fmt.Errorf("%w: node %q is neither an EC2 instance id nor tagged %s on an instance (its node service tags its instance at start)", backends.ErrNodeNotFound, node, TagNodeID)
+		if inst, err := b.instanceByDNSName(ctx, node); err != nil || inst != "" {
+			return inst, err
+		}
+		return "", fmt.Errorf("%w: node %q is neither an EC2 instance id, nor an instance's private DNS name, nor tagged %s on an instance (its node service tags its instance at start)", backends.ErrNodeNotFound, node, TagNodeID)
 	case 1:
 		return found[0], nil
 	}
@@ -98,8 +101,9 @@ func (b *Backend) instanceOf(ctx context.Context, node string) (string, error) {
 }
 
 // RegisterNode implements backends.NodeRegistrar. When the CO's node id is
-// not the instance id (a Mesos agent id), the node tags its instance with
-// it so the controller can map ControllerPublish's node id to the instance.
+// neither the instance id nor its private DNS name (a Mesos agent id), the
+// node tags its instance with it so the controller can map
+// ControllerPublish's node id to the instance.
 // A failure to tag (no ec2:CreateTags on instances) is only logged: the
 // node itself still maps its own id through IMDS.
 func (b *Backend) RegisterNode(ctx context.Context, node string) error {
@@ -112,6 +116,10 @@ func (b *Backend) RegisterNode(ctx context.Context, node string) error {
 	}
 	if len(node) > 256 || strings.ContainsAny(node, " \t\n") {
 		return invalidf("node id %q: at most 256 characters without spaces", node)
+	}
+	if b.namedByHost(ctx, node) {
+		b.log.Info("the node id is this instance's private DNS name, by which the controller finds it; no tag needed", zap.String("instance", inst), zap.String("node", node))
+		return nil
 	}
 	_, err = b.ec2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: []string{inst}, Tags: []types.Tag{{Key: aws.String(TagNodeID), Value: aws.String(node)}}})
 	if err != nil {

@@ -62,6 +62,9 @@
 //     LoopDevices gives each volume a sparse image and a loop device with
 //     the Nitro by-id link nvme-Amazon_Elastic_Block_Store_vol…, and
 //     Serial stands in for the NVMe serial.
+//   - Each instance has a private DNS name (PrivateDNSName), answered by
+//     IMDS as local-hostname and matched by DescribeInstances'
+//     private-dns-name filter.
 //   - IMDSv2 per instance (Server.IMDS / Server.IMDSURL): token PUT with
 //     TTL, token-protected GETs of instance-id, placement, instance-type,
 //     block-device-mapping and the instance identity document. IMDSv1

@@ -131,7 +131,7 @@ func (h *imdsHandler) lookup(path string) (string, bool) {
 		"instance-id":                    in.ID,
 		"instance-type":                  in.InstanceType,
 		"ami-id":                         "ami-0123456789abcdef0",
-		"local-hostname":                 "ip-10-0-0-1." + h.region + ".compute.internal",
+		"local-hostname":                 PrivateDNSName(h.region, in.ID),
 		"placement/availability-zone":    in.AvailabilityZone,
 		"placement/availability-zone-id": h.zoneID,
 		"placement/region":               h.region,

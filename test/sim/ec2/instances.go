@@ -202,6 +202,9 @@ func (s *Server) describeInstances(p params) (response, *apiError) {
 			if vals, ok := tagFields(name, in.tags); ok {
 				return vals, true
 			}
+			if name == "private-dns-name" {
+				return []string{PrivateDNSName(s.region, in.ID)}, true
+			}
 			switch name {
 			case "instance-id":
 				return []string{in.ID}, true
