@@ -206,3 +206,79 @@ func kubernetesPathWithoutEC2(t *testing.T, block, byName bool) {
 		t.Fatalf("after ControllerUnpublish: %+v %v", got, err)
 	}
 }
+
+// mesosNodeActions are the EC2 actions docs/backends/ebs.md lists for a
+// node on the Mesos volume/csi isolator path, where the node attaches the
+// volume itself.
+var mesosNodeActions = []string{"DescribeVolumes", "DescribeInstances", "AttachVolume", "DetachVolume", "CreateTags", "DeleteTags"}
+
+// TestMesosPathNodeNeedsItsEC2Actions: without ControllerPublish the node
+// attaches, marks and detaches itself. With no permissions it is refused
+// (PERMISSION_DENIED, nothing formatted); with exactly the documented
+// actions it stages, records the format mark and detaches on unstage.
+func TestMesosPathNodeNeedsItsEC2Actions(t *testing.T) {
+	harness.RequireRoot(t)
+	dir := harness.TempDir(t)
+	defer harness.AssertNoLeaks(t, harness.LeakCheck{Dir: dir, Settle: 3 * time.Second})
+	const inst = "i-0123456789abcdef0"
+	loops := &ec2sim.LoopDevices{ImageDir: filepath.Join(dir, "images"), ByIDDir: filepath.Join(dir, "by-id"), PerInstance: true}
+	sim, err := ec2sim.New(ec2sim.Options{Region: "us-east-1", Instances: []ec2sim.Instance{{ID: inst, AvailabilityZone: "us-east-1a"}}, StateDelay: 10 * time.Millisecond, Devices: loops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	sim.Restrict("AKIDNONE")
+	sim.Restrict("AKIDMESOS", mesosNodeActions...)
+	url := sim.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	mk := func(key, node string) *ebs.Backend {
+		b, err := ebs.New(ebs.Config{Name: "aws", Type: ebs.Type, Region: "us-east-1", Endpoint: url, IMDSEndpoint: sim.IMDSURL(inst),
+			AccessKeyID: key, SecretAccessKey: "SECRET", ClusterID: "c1", Zone: "us-east-1a", ByIDDir: loops.LinkDir(inst), PollInterval: "10ms", AttachTimeout: "5s"},
+			ebs.Options{NodeID: node, Serial: loops.Serial})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	ctrl := mk("AKIDCTRL", "")
+	v, err := ctrl.Create(ctx, backends.CreateRequest{Name: "mesos", RequiredBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "aws/" + v.ID
+	staging := filepath.Join(dir, "staging")
+	m := &recorder{LinuxMounter: NewLinuxMounter()}
+	for _, tc := range []struct {
+		key  string
+		want codes.Code
+	}{{"AKIDNONE", codes.PermissionDenied}, {"AKIDMESOS", codes.OK}} {
+		set, err := backends.NewSet(mk(tc.key, inst))
+		if err != nil {
+			t.Fatal(err)
+		}
+		svc := New(set, Options{NodeID: inst, Mounter: m})
+		if err := svc.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err = svc.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: id, StagingTargetPath: staging, VolumeCapability: capMount("ext4"), PublishContext: map[string]string{}})
+		if status.Code(err) != tc.want {
+			t.Fatalf("%s: stage without ControllerPublish: %v, want %s", tc.key, err, tc.want)
+		}
+		if err != nil {
+			if m.formats != 0 {
+				t.Fatalf("%s: formatted although the stage failed", tc.key)
+			}
+			continue
+		}
+		if got, err := ctrl.Get(ctx, v.ID); err != nil || got.Formatted != "ext4" || len(got.Attachments) != 1 || !got.Attachments[0].ByNode {
+			t.Fatalf("after a node-side stage: %+v %v, want marked ext4 and attached by the node", got, err)
+		}
+		if _, err := svc.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: staging}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ctrl.Get(ctx, v.ID); err != nil || len(got.Attachments) != 0 {
+			t.Fatalf("after unstage: %+v %v, want detached", got, err)
+		}
+	}
+}
