@@ -326,3 +326,65 @@ func TestSimInstanceLifecycle(t *testing.T) {
 		t.Fatalf("attach to a terminated instance: %v", err)
 	}
 }
+
+// TestTakeoverRacesARestart: the holder is stopped when the takeover
+// checks, and started again while its (normal) detach is under way. The
+// detach is then never forced, the attach answers UNAVAILABLE naming the
+// new state, nothing is reported, and the volume is attached to the new
+// instance only after the old one has let it go.
+func TestTakeoverRacesARestart(t *testing.T) {
+	e := newEnv(t)
+	rec := &events{}
+	cfg := e.config("c1", "")
+	cfg.AttachTimeout = "1500ms"
+	ctrl := e.backend(cfg, "", withEvents(rec))
+	v := create(t, ctrl, "race", 1, nil)
+	attach(t, ctrl, v.ID, inst1, false)
+	e.stop(inst1)
+	e.sim.HoldDetach(true) // the guest of the restarted instance holds on to the device
+	started := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if _, _, state := e.attachment(v.ID); state == "detaching" {
+				started <- e.sim.StartInstance(inst1)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		started <- errors.New("the takeover never asked for a detach")
+	}()
+	_, err := ctrl.Attach(within(t, 20*time.Second), v.ID, backends.AttachRequest{Node: inst2, Mode: backends.SingleNodeWriter})
+	if serr := <-started; serr != nil {
+		t.Fatal(serr)
+	}
+	if !errors.Is(err, backends.ErrUnavailable) || !strings.Contains(err.Error(), "again") {
+		t.Fatalf("attach after the holder was started again: %v, want ErrUnavailable saying it runs again", err)
+	}
+	if holder, _, state := e.attachment(v.ID); holder != inst1 || state != "detaching" {
+		t.Fatalf("volume %q %s: the detach from the restarted instance was forced", holder, state)
+	}
+	if got := rec.all(); len(got) != 0 {
+		t.Fatalf("events %+v", got)
+	}
+	// While it runs, retries are refused as "still detaching"; once its
+	// guest lets go, the volume moves without any proof being needed.
+	e.waitInstance(inst1, ec2sim.StateRunning)
+	if _, err := ctrl.Attach(ctx(t), v.ID, backends.AttachRequest{Node: inst2, Mode: backends.SingleNodeWriter}); !errors.Is(err, backends.ErrUnavailable) {
+		t.Fatalf("retry while the restarted holder still detaches: %v", err)
+	}
+	e.sim.HoldDetach(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := ctrl.Attach(ctx(t), v.ID, backends.AttachRequest{Node: inst2, Mode: backends.SingleNodeWriter}); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("attach after the old holder let go: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := rec.all(); len(got) != 0 {
+		t.Fatalf("a plain move was reported as a takeover: %+v", got)
+	}
+	detach(t, ctrl, v.ID, inst2)
+}
