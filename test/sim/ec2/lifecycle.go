@@ -147,8 +147,23 @@ func (s *Server) transition(id, from, via, to string, then func()) error {
 //	POST /instances/<id>/stop|start|terminate
 //	PUT  /instances/<id>/state   body: the state name
 //	GET  /instances/<id>         {"id":…,"state":…}
+//	PUT  /hold-detach            body: true or false (HoldDetach)
 func (s *Server) AdminHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold-detach" && r.Method == http.MethodPut {
+			body, _ := io.ReadAll(io.LimitReader(r.Body, 16))
+			switch strings.TrimSpace(string(body)) {
+			case "true":
+				s.HoldDetach(true)
+			case "false":
+				s.HoldDetach(false)
+			default:
+				http.Error(w, "want true or false", http.StatusBadRequest)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		rest, ok := strings.CutPrefix(r.URL.Path, "/instances/")
 		if !ok {
 			http.NotFound(w, r)
