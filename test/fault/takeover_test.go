@@ -237,3 +237,140 @@ func (tr *trial) takeover(tc takeoverCase, admin string) {
 		return c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol})
 	})
 }
+
+const (
+	takerGUID  = "9E56672F-2F4B-4A42-BFF4-88B6846FBFDA" // the plugin's own SDC
+	holderGUID = "1A2B3C4D-0000-4000-8000-00000000BEEF"
+)
+
+// scaleioTakeoverPoints: the fence (the holder's unmap) and the map that
+// follows it.
+var scaleioTakeoverPoints = []string{"scaleio.takeover.unmapped", "scaleio.map.requested"}
+
+// TestCrashDuringScaleIOTakeover kills the plugin with SIGKILL at each step
+// of a ScaleIO takeover (a volume mapped to an SDC the gateway reports
+// disconnected, published to the plugin's own SDC) and retries: every
+// trial ends with the volume mapped to the new SDC alone, its data read
+// back there, and nothing left.
+func TestCrashDuringScaleIOTakeover(t *testing.T) {
+	harness.RequireRoot(t)
+	trials, crashes := 0, 0
+	for _, point := range scaleioTakeoverPoints {
+		t.Run(point, func(t *testing.T) {
+			fired := 0
+			for hit := 1; hit <= 10; hit++ {
+				dir := harness.TempDir(t)
+				tr := &trial{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), crashAt: point, hit: hit}
+				admin, images, teardown := tr.startScaleIOTakeoverSim()
+				tr.scaleioTakeover(admin, images)
+				tr.p.conn.Close()
+				tr.p.cmd.Process.Signal(os.Interrupt)
+				if err := <-tr.p.done; err != nil {
+					t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
+				}
+				tr.assertCleanEC2()
+				teardown()
+				trials++
+				crashes += tr.crashes
+				if tr.crashes == 0 {
+					break
+				}
+				fired++
+			}
+			if fired == 0 {
+				t.Fatalf("point %s was never reached in a ScaleIO takeover", point)
+			}
+			t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+		})
+	}
+	t.Logf("ScaleIO takeover: %d trials, %d crashes; each ended with one mapping and nothing left", trials, crashes)
+}
+
+func (tr *trial) startScaleIOTakeoverSim() (admin, images string, teardown func()) {
+	t := tr.t
+	t.Helper()
+	var ep struct {
+		Gateway string            `json:"gateway"`
+		Images  string            `json:"images"`
+		ByIDDir map[string]string `json:"byIdDir"`
+		Admin   string            `json:"admin"`
+	}
+	stop := tr.startSimProcess(scaleioSimBinary, []string{"SCALEIOSIM_PASSWORD=fault-pw"}, &ep, "--dir", filepath.Join(tr.dir, "scaleio"),
+		"--sdc", takerGUID, "--sdc", holderGUID)
+	if ep.Admin == "" {
+		t.Fatal("scaleiosim printed no admin endpoint")
+	}
+	cfg := filepath.Join(tr.dir, "config.yaml")
+	yaml := fmt.Sprintf("backends:\n  - name: sio\n    type: scaleio\n    gateway: %s\n    user: admin\n    passwordEnv: SCALEIO_FAULT_PW\n    protectionDomain: pd1\n    storagePool: pool1\n    sdcGUID: %s\n    byIDDir: %s\n    attachTimeout: 20s\n    pollInterval: 5ms\n    sdcDisconnectGrace: 0s\n",
+		ep.Gateway, takerGUID, ep.ByIDDir[takerGUID])
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tr.node, tr.args = takerGUID, []string{"--config", cfg}
+	tr.env = []string{"SCALEIO_FAULT_PW=fault-pw"}
+	return ep.Admin, ep.Images, func() { stop(ep.Images, ep.ByIDDir[takerGUID], ep.ByIDDir[holderGUID]) }
+}
+
+func (tr *trial) scaleioTakeover(admin, images string) {
+	t := tr.t
+	tr.start(false)
+	vol := call(tr, "CreateVolume", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.CreateVolumeResponse, error) {
+		return c.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: "moving", VolumeCapabilities: []*csi.VolumeCapability{snw}, CapacityRange: &csi.CapacityRange{RequiredBytes: 64 << 20}})
+	}).GetVolume().GetVolumeId()
+	call(tr, "ControllerPublish to the holder", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerPublishVolumeResponse, error) {
+		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: holderGUID, VolumeCapability: snw})
+	})
+	adminCall(t, http.MethodPut, admin+"/sdcs/"+holderGUID+"/state", "Disconnected")
+
+	tr.p.conn.Close()
+	tr.p.cmd.Process.Signal(os.Interrupt)
+	<-tr.p.done
+	tr.start(true)
+	call(tr, "ControllerPublish that takes the volume over", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerPublishVolumeResponse, error) {
+		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: takerGUID, VolumeCapability: snw})
+	})
+	holders := call(tr, "ListVolumes", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ListVolumesResponse, error) {
+		return c.ListVolumes(ctx, &csi.ListVolumesRequest{})
+	})
+	for _, e := range holders.GetEntries() {
+		if e.GetVolume().GetVolumeId() == vol {
+			if got := e.GetStatus().GetPublishedNodeIds(); !slices.Equal(got, []string{takerGUID}) {
+				t.Fatalf("after the takeover the volume is published to %v, want exactly [%s]", got, takerGUID)
+			}
+		}
+	}
+	staging, target := filepath.Join(tr.dir, "mnt", "staging"), filepath.Join(tr.dir, "mnt", "target")
+	os.MkdirAll(filepath.Dir(staging), 0o750)
+	call(tr, "NodeStage", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeStageVolumeResponse, error) {
+		return n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: vol, StagingTargetPath: staging, VolumeCapability: snw})
+	})
+	call(tr, "NodePublish", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodePublishVolumeResponse, error) {
+		return n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: vol, StagingTargetPath: staging, TargetPath: target, VolumeCapability: snw})
+	})
+	data := make([]byte, 256<<10)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(target, "data"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(target, "data")); err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("read back on the new holder: %v", err)
+	}
+	call(tr, "NodeUnpublish", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeUnpublishVolumeResponse, error) {
+		return n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vol, TargetPath: target})
+	})
+	call(tr, "NodeUnstage", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeUnstageVolumeResponse, error) {
+		return n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vol, StagingTargetPath: staging})
+	})
+	for _, node := range []string{takerGUID, holderGUID} {
+		call(tr, "ControllerUnpublish "+node, func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerUnpublishVolumeResponse, error) {
+			return c.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: vol, NodeId: node})
+		})
+	}
+	img := filepath.Join(images, strings.TrimPrefix(vol, "sio/")+".img")
+	if out, err := exec.Command("fsck.ext4", "-n", "-f", img).CombinedOutput(); err != nil {
+		t.Fatalf("fsck -n %s after the takeover: %v\n%s", img, err, out)
+	}
+	call(tr, "DeleteVolume", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.DeleteVolumeResponse, error) {
+		return c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol})
+	})
+}
