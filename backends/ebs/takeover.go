@@ -212,7 +212,10 @@ func (b *Backend) waitDetachedOrDead(ctx context.Context, v *types.Volume, inst 
 	}
 	state, serr := b.instanceState(ctx, inst)
 	if serr != nil {
-		return serr
+		// Without the instance's state there is no proof: wait as a
+		// plain detach does.
+		b.log.Debug("could not read the instance state of a slow detach", zap.String("instance", inst), zap.Error(serr))
+		return b.waitDetached(ctx, id, inst)
 	}
 	proof, dead := proofOf(state)
 	if !dead {
