@@ -209,6 +209,7 @@ type Backend struct {
 	devRoot    string
 	log        *zap.Logger
 	events     backends.Events
+	slow       slowDetaches // takeover.go
 
 	ec2  *ec2.Client
 	imds *imds.Client

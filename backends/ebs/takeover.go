@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -151,8 +152,7 @@ func (b *Backend) detachDead(ctx context.Context, id, inst string, state types.I
 	if force {
 		return b.waitDetached(ctx, id, inst)
 	}
-	err := b.detachedWithin(ctx, id, inst, b.attachWait/3)
-	if err == nil || !errors.Is(err, backends.ErrUnavailable) {
+	if done, err := b.waitNormal(ctx, id, inst); done || err != nil {
 		return err
 	}
 	now, serr := b.instanceState(ctx, inst)
@@ -160,6 +160,7 @@ func (b *Backend) detachDead(ctx context.Context, id, inst string, state types.I
 		return serr
 	}
 	if _, dead := proofOf(now); !dead {
+		b.slow.forget(id, inst)
 		return fmt.Errorf("%w: volume %s is detaching from instance %s, which is %s again; it stays there until that detach completes or is undone",
 			backends.ErrUnavailable, id, inst, now)
 	}
@@ -167,7 +168,62 @@ func (b *Backend) detachDead(ctx context.Context, id, inst string, state types.I
 	if err := b.requestDetach(ctx, id, inst, true); err != nil {
 		return err
 	}
-	return b.waitDetached(ctx, id, inst)
+	if err := b.waitDetached(ctx, id, inst); err != nil {
+		return err
+	}
+	b.slow.forget(id, inst)
+	return nil
+}
+
+// slowDetaches remembers when this process first waited for a normal
+// detach that is not done yet, so that "force after a third of the attach
+// timeout" counts across attempts whose deadlines are shorter than that.
+// A restarted process starts counting again: it forces later, never
+// sooner.
+type slowDetaches struct {
+	mu    sync.Mutex
+	since map[string]time.Time
+}
+
+func (s *slowDetaches) start(id, inst string, now time.Time) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.since == nil {
+		s.since = map[string]time.Time{}
+	}
+	t, ok := s.since[id+" "+inst]
+	if !ok {
+		t = now
+		s.since[id+" "+inst] = t
+	}
+	return t
+}
+
+func (s *slowDetaches) forget(id, inst string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.since, id+" "+inst)
+}
+
+// waitNormal waits for a normal detach of id from inst until a third of
+// the attach timeout has passed since this process first waited for it.
+// It returns done when the volume is detached, neither done nor an error
+// when that bound has passed (the detach may be forced), and UNAVAILABLE
+// when the request's deadline comes first.
+func (b *Backend) waitNormal(ctx context.Context, id, inst string) (bool, error) {
+	bound := b.attachWait / 3
+	start := b.slow.start(id, inst, time.Now())
+	err := b.detachedWithin(ctx, id, inst, max(bound-time.Since(start), 0))
+	switch {
+	case err == nil:
+		b.slow.forget(id, inst)
+		return true, nil
+	case !errors.Is(err, backends.ErrUnavailable):
+		return false, err
+	case time.Since(start) < bound:
+		return false, err
+	}
+	return false, nil
 }
 
 // requestDetach asks EC2 to detach; an attachment already gone is fine.
@@ -206,8 +262,7 @@ func (b *Backend) detachedWithin(ctx context.Context, id, inst string, d time.Du
 // instance cannot write) and reported as a takeover with no new holder.
 func (b *Backend) waitDetachedOrDead(ctx context.Context, v *types.Volume, inst string) error {
 	id := aws.ToString(v.VolumeId)
-	err := b.detachedWithin(ctx, id, inst, b.attachWait/3)
-	if err == nil || !errors.Is(err, backends.ErrUnavailable) {
+	if done, err := b.waitNormal(ctx, id, inst); done || err != nil {
 		return err
 	}
 	state, serr := b.instanceState(ctx, inst)
@@ -219,6 +274,7 @@ func (b *Backend) waitDetachedOrDead(ctx context.Context, v *types.Volume, inst 
 	}
 	proof, dead := proofOf(state)
 	if !dead {
+		b.slow.forget(id, inst)
 		return b.waitDetached(ctx, id, inst)
 	}
 	b.log.Warn("the detach from an instance that cannot write did not complete: forcing it",
@@ -229,6 +285,7 @@ func (b *Backend) waitDetachedOrDead(ctx context.Context, v *types.Volume, inst 
 	if err := b.waitDetached(ctx, id, inst); err != nil {
 		return err
 	}
+	b.slow.forget(id, inst)
 	b.report(backends.Takeover{Backend: b.name, VolumeID: id, From: b.holderNode(v, inst), Proof: proof})
 	return nil
 }

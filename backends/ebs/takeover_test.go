@@ -388,3 +388,42 @@ func TestTakeoverRacesARestart(t *testing.T) {
 	}
 	detach(t, ctrl, v.ID, inst2)
 }
+
+// TestTakeoverWithinTheDeadline: a takeover whose detach outlasts the
+// request's deadline answers UNAVAILABLE before the deadline (so the CO
+// tries again rather than timing out), reports nothing, and the next
+// attempt finishes it and reports it once.
+func TestTakeoverWithinTheDeadline(t *testing.T) {
+	e := newEnv(t)
+	rec := &events{}
+	cfg := e.config("c1", "")
+	cfg.AttachTimeout = "6s" // a stuck detach from a stopped instance is forced after 2s
+	ctrl := e.backend(cfg, "", withEvents(rec))
+	v := create(t, ctrl, "deadline", 1, nil)
+	attach(t, ctrl, v.ID, inst1, false)
+	e.stop(inst1)
+	e.sim.HoldDetach(true)
+	req := backends.AttachRequest{Node: inst2, Mode: backends.SingleNodeWriter}
+	begin := time.Now()
+	_, err := ctrl.Attach(within(t, time.Second), v.ID, req)
+	if !errors.Is(err, backends.ErrUnavailable) || time.Since(begin) >= time.Second {
+		t.Fatalf("takeover cut short by a 1s deadline: %v after %s, want ErrUnavailable before the deadline", err, time.Since(begin))
+	}
+	if holder, _, state := e.attachment(v.ID); holder != inst1 || state != "detaching" {
+		t.Fatalf("after the first attempt the volume is %q %s", holder, state)
+	}
+	if got := rec.all(); len(got) != 0 {
+		t.Fatalf("an unfinished takeover was reported: %+v", got)
+	}
+	if _, err := ctrl.Attach(within(t, 20*time.Second), v.ID, req); err != nil {
+		t.Fatalf("the next attempt: %v", err)
+	}
+	if holder, _, _ := e.attachment(v.ID); holder != inst2 {
+		t.Fatalf("volume on %q after the takeover", holder)
+	}
+	if got := rec.all(); len(got) != 1 || got[0].Proof != ProofInstanceStopped {
+		t.Fatalf("events %+v, want one instance-stopped takeover", got)
+	}
+	e.sim.HoldDetach(false)
+	detach(t, ctrl, v.ID, inst2)
+}
