@@ -183,3 +183,37 @@ func TestDisconnectGraceConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestForceDetachIsTheRefusalsCommand: the command a refusal names unmaps
+// the holder, after which the volume maps elsewhere, and is reported to
+// no one: it is the operator's act, not a takeover.
+func TestForceDetachIsTheRefusalsCommand(t *testing.T) {
+	rec := &events{}
+	sim, b1, b2 := takeoverRig(t, "", rec)
+	ctx := context.Background()
+	v, err := b1.Create(ctx, backends.CreateRequest{Name: "manual", Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b1.Attach(ctx, v.ID, backends.AttachRequest{Node: guid1, Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	req := backends.AttachRequest{Node: guid2, Mode: backends.SingleNodeWriter}
+	if _, err := b2.Attach(ctx, v.ID, req); !errors.Is(err, backends.ErrConflict) {
+		t.Fatalf("attach while the holder is connected: %v", err)
+	}
+	if fd, ok := backends.As[backends.ForceDetacher](b2); !ok {
+		t.Fatal("the ScaleIO backend offers no force-detach")
+	} else if err := fd.ForceDetach(ctx, v.ID, guid1); err != nil {
+		t.Fatal(err)
+	}
+	if got := mappedTo(sim, v.ID); len(got) != 0 {
+		t.Fatalf("mapped to %v after force-detach", got)
+	}
+	if _, err := b2.Attach(ctx, v.ID, req); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.all(); len(got) != 0 {
+		t.Fatalf("an operator's force-detach was reported as a takeover: %+v", got)
+	}
+}
