@@ -313,11 +313,6 @@ func (b *Backend) attach(ctx context.Context, id string, req backends.AttachRequ
 				return nil, inTransition(id, inst)
 			}
 		}
-		for _, a := range v.Attachments {
-			if other := aws.ToString(a.InstanceId); other != inst && a.State == types.VolumeAttachmentStateDetaching {
-				return nil, fmt.Errorf("%w: volume %s is still detaching from instance %s; retry shortly", backends.ErrUnavailable, id, other)
-			}
-		}
 		vol, insts := b.convert(v)
 		// CheckAttach must see this instance's attachment under the node
 		// id of the request, whatever the record says.
@@ -327,6 +322,14 @@ func (b *Backend) attach(ctx context.Context, id string, req backends.AttachRequ
 			}
 		}
 		done, err := backends.CheckAttach(vol, req)
+		if held, ok := holderOf(v, inst); ok && errors.Is(err, backends.ErrConflict) {
+			// Another instance holds it: it moves only if EC2 proves
+			// that instance cannot write (takeover.go).
+			if err := b.takeOver(ctx, v, inst, req, held); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
 		}
@@ -580,7 +583,7 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 			}
 			b.log.Info("detaching volume", zap.String("id", id), zap.String("instance", inst))
 		}
-		if err := b.waitDetached(ctx, id, inst); err != nil {
+		if err := b.waitDetachedOrDead(ctx, v, inst); err != nil {
 			return err
 		}
 	}

@@ -208,6 +208,8 @@ type Backend struct {
 	serial     SerialFunc
 	devRoot    string
 	log        *zap.Logger
+	events     backends.Events
+	slow       slowDetaches // takeover.go
 
 	ec2  *ec2.Client
 	imds *imds.Client
@@ -248,7 +250,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		volType: cfg.DefaultType, byID: cfg.ByIDDir, prefix: cfg.DevicePrefix,
 		attachWait: DefaultAttachWait, poll: DefaultPollInterval, abortAfter: DefaultAttachAbortAfter,
 		maxVolumes: cfg.MaxVolumesPerNode, sysfs: opt.SysfsRoot,
-		node: opt.NodeID, serial: opt.Serial, devRoot: opt.DevRoot, log: opt.Logger,
+		node: opt.NodeID, serial: opt.Serial, devRoot: opt.DevRoot, log: opt.Logger, events: opt.Events,
 		pageSize: 500, tempGrace: DefaultTemporaryGrace,
 	}
 	if b.sysfs == "" {

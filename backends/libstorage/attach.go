@@ -2,6 +2,7 @@ package libstorage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -93,6 +94,9 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	defer unlock()
 	v := b.toVolume(w)
 	done, err := backends.CheckAttach(v, req)
+	if errors.Is(err, backends.ErrConflict) {
+		return nil, fmt.Errorf("attach %s to %s: %w%s", id, req.Node, err, b.onlyByHand(v, id, req.Node))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
 	}
@@ -137,6 +141,22 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 		dev = a.DeviceName
 	}
 	return publishContext(in, dev), nil
+}
+
+// onlyByHand completes a conflicting attach's refusal. libStorage cannot
+// say whether the holder can still write (no instance state, no fence), so
+// unlike EBS and ScaleIO the volume never moves on its own: the message
+// says so and names the operator's command.
+func (b *Backend) onlyByHand(v *backends.Volume, id, node string) string {
+	holder := "HOLDER"
+	for _, a := range v.Attachments {
+		if a.Node != node {
+			holder = a.Node
+			break
+		}
+	}
+	return fmt.Sprintf(". libStorage cannot prove that node %s stopped writing, so the volume moves only by hand: once %s is powered off or fenced, run csi-libstorage force-detach --volume %s/%s --node %s --yes-the-node-is-dead",
+		holder, holder, b.Name(), id, holder)
 }
 
 func publishContext(in instance, dev string) map[string]string {

@@ -395,3 +395,35 @@ func TestNextDeviceName(t *testing.T) {
 		t.Errorf("Libstorage-Localdevices %q", local)
 	}
 }
+
+// TestConflictMovesOnlyByHand: libStorage has no proof that a holder
+// stopped writing, so a second node's attach is refused with a message
+// that says the volume moves only by hand and names the command, and the
+// command in it frees the volume.
+func TestConflictMovesOnlyByHand(t *testing.T) {
+	_, host := newSim(t, libstoragesim.Options{})
+	b := newBackend(t, Config{Host: host, Service: "cinder", DevDir: t.TempDir(), Nodes: map[string]string{"n2": "i-2", "n3": "i-3"}}, Options{NodeID: "n1"})
+	ctx := context.Background()
+	v, err := b.Create(ctx, backends.CreateRequest{Name: "held", Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n2", Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n3", Mode: backends.SingleNodeWriter})
+	if !errors.Is(err, backends.ErrConflict) {
+		t.Fatalf("second node: %v, want ErrConflict", err)
+	}
+	for _, want := range []string{"moves only by hand", "csi-libstorage force-detach --volume ls/" + v.ID + " --node n2 --yes-the-node-is-dead"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("refusal %q does not say %q", err, want)
+		}
+	}
+	if err := b.ForceDetach(ctx, v.ID, "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Attach(ctx, v.ID, backends.AttachRequest{Node: "n3", Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatalf("attach after the operator's force-detach: %v", err)
+	}
+}

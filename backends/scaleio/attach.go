@@ -75,7 +75,7 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 		return nil, err
 	}
 	defer unlock()
-	_, v, err := b.get(ctx, id)
+	raw, v, err := b.get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -92,6 +92,20 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	}
 	req.Node = strings.ToUpper(s.SdcGUID)
 	done, err := backends.CheckAttach(v, req)
+	if errors.Is(err, backends.ErrConflict) {
+		// Other SDCs hold it: they are unmapped (fenced) only when the
+		// gateway reports them disconnected (takeover.go).
+		if err := b.takeOver(ctx, id, raw, p.system, s, req.Node); err != nil {
+			return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
+		}
+		if _, v, err = b.get(ctx, id); err != nil {
+			return nil, err
+		}
+		if err := b.withNodes(ctx, p.system, v); err != nil {
+			return nil, err
+		}
+		done, err = backends.CheckAttach(v, req)
+	}
 	if err != nil || done {
 		return map[string]string{}, err
 	}

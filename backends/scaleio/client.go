@@ -236,6 +236,9 @@ type sdc struct {
 	Name     string `json:"name"`
 	SdcGUID  string `json:"sdcGuid"`
 	SystemID string `json:"systemId"`
+	// MdmConnectionState is "Connected" or "Disconnected": whether the
+	// MDM currently reaches the SDC.
+	MdmConnectionState string `json:"mdmConnectionState"`
 }
 
 func (c *client) systems(ctx context.Context) ([]system, error) {

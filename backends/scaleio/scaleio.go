@@ -96,6 +96,11 @@ type Config struct {
 	PollInterval  string `yaml:"pollInterval"`
 	// RequestTimeout bounds one gateway request ("30s").
 	RequestTimeout string `yaml:"requestTimeout"`
+	// SDCDisconnectGrace is how long the gateway must report a holder's
+	// SDC disconnected, without a break, before an attach elsewhere unmaps
+	// it (docs/backends/scaleio.md#failover); "0s" takes it on the first
+	// report, "off" never ("30s").
+	SDCDisconnectGrace string `yaml:"sdcDisconnectGrace"`
 }
 
 // Options are what configuration cannot carry.
@@ -128,6 +133,14 @@ type Backend struct {
 
 	locks lock.Keyed
 
+	events backends.Events
+	// grace is SDCDisconnectGrace; negative: no automatic takeover.
+	grace   time.Duration
+	watchMu sync.Mutex
+	// offSince is when this process first saw each SDC (by id)
+	// disconnected, since it last saw it connected.
+	offSince map[string]time.Time
+
 	mu       sync.Mutex
 	systemID string
 	pdID     string
@@ -156,7 +169,8 @@ func New(cfg Config, o Options) (*Backend, error) {
 	if cfg.SDCGUID != "" && !sdcGUIDRE.MatchString(cfg.SDCGUID) {
 		return fail("sdcGUID %q is not a GUID", cfg.SDCGUID)
 	}
-	b := &Backend{name: cfg.Name, cfg: cfg, log: o.Logger, node: o.NodeID, byID: cfg.ByIDDir, rescan: o.Rescan, guidFn: o.QueryGUID}
+	b := &Backend{name: cfg.Name, cfg: cfg, log: o.Logger, node: o.NodeID, byID: cfg.ByIDDir, rescan: o.Rescan, guidFn: o.QueryGUID,
+		events: o.Events, offSince: map[string]time.Time{}}
 	if b.log == nil {
 		b.log = zap.NewNop()
 	}
@@ -170,6 +184,9 @@ func New(cfg Config, o Options) (*Backend, error) {
 		restutil.Duration{Field: "pollInterval", Text: cfg.PollInterval, Default: DefaultPoll, Dst: &b.poll},
 		restutil.Duration{Field: "requestTimeout", Text: cfg.RequestTimeout, Default: DefaultTimeout, Dst: &timeout},
 	); err != nil {
+		return fail("%v", err)
+	}
+	if b.grace, err = parseGrace(cfg.SDCDisconnectGrace); err != nil {
 		return fail("%v", err)
 	}
 	drv := cfg.DrvCfg

@@ -7,14 +7,17 @@
 //	ec2sim --dir /var/tmp/ec2sim --instance i-0123456789abcdef0:us-east-1a
 //
 // It prints one JSON line with the EC2 endpoint and each instance's IMDS
-// endpoint, serves until SIGTERM or SIGINT, then detaches every loop device
-// it made.
+// endpoint (and an admin endpoint that stops, starts and terminates
+// instances: POST <admin>/instances/<id>/stop), serves until SIGTERM or
+// SIGINT, then detaches every loop device it made.
 package main
 
 import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -79,6 +82,9 @@ type Endpoints struct {
 	IMDS    map[string]string `json:"imds"`
 	Images  string            `json:"images"`
 	ByIDDir map[string]string `json:"byIdDir"`
+	// Admin serves ec2sim.Server.AdminHandler: stop, start and terminate
+	// instances from a test.
+	Admin string `json:"admin"`
 }
 
 func main() {
@@ -118,7 +124,14 @@ func run() error {
 	for action, t := range strict.throttles {
 		sim.Throttle(action, int(t[0]), t[1])
 	}
-	ep := Endpoints{EC2: sim.Start(), IMDS: map[string]string{}, Images: loops.ImageDir, ByIDDir: map[string]string{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	admin := &http.Server{Handler: sim.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go admin.Serve(ln)
+	defer admin.Close()
+	ep := Endpoints{EC2: sim.Start(), IMDS: map[string]string{}, Images: loops.ImageDir, ByIDDir: map[string]string{}, Admin: "http://" + ln.Addr().String()}
 	for _, i := range insts {
 		ep.IMDS[i.ID] = sim.IMDSURL(i.ID)
 		ep.ByIDDir[i.ID] = loops.LinkDir(i.ID)

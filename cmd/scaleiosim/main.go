@@ -8,18 +8,22 @@
 //	scaleiosim --dir /var/tmp/scaleiosim --sdc 9E56672F-2F4B-4A42-BFF4-88B6846FBFDA
 //
 // It prints one JSON line with the gateway URL, the system id, the images
-// directory and each SDC's by-id directory, serves until SIGTERM or SIGINT,
-// then detaches every loop device it made.
+// directory, each SDC's by-id directory and an admin endpoint that sets SDC
+// connection states (PUT <admin>/sdcs/<guid>/state, body Disconnected),
+// serves until SIGTERM or SIGINT, then detaches every loop device it made.
 package main
 
 import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 	scaleiosim "github.com/csi-libstorage/csi-libstorage/test/sim/scaleio"
@@ -31,6 +35,8 @@ type Endpoints struct {
 	SystemID string            `json:"systemId"`
 	Images   string            `json:"images"`
 	ByIDDir  map[string]string `json:"byIdDir"`
+	// Admin serves scaleiosim.Server.AdminHandler: SDC connection states.
+	Admin string `json:"admin"`
 }
 
 type sdcs []string
@@ -82,6 +88,14 @@ func run() error {
 		ProtectionDomain: "pd1", PoolName: "pool1", SDCs: list, Devices: loops})
 	ep.Gateway = sim.Start()
 	defer sim.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	admin := &http.Server{Handler: sim.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go admin.Serve(ln)
+	defer admin.Close()
+	ep.Admin = "http://" + ln.Addr().String()
 	if err := json.NewEncoder(os.Stdout).Encode(ep); err != nil {
 		return err
 	}

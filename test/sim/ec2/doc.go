@@ -52,7 +52,14 @@
 //   - Instances are fixed at New (id, AZ, type, optional root device with
 //     its own root volume). DescribeInstances reports each attachment in
 //     blockDeviceMapping with its state, so a device-name allocator sees
-//     names in use. Instances are always "running".
+//     names in use. Instance states (lifecycle.go): running by default;
+//     StopInstance (stopping→stopped, volumes stay attached),
+//     StartInstance (pending→running), TerminateInstance
+//     (shutting-down→terminated, then volumes detach; DeleteOnTermination
+//     ones, the root volume, are deleted) and SetInstanceState; the state
+//     and its code appear in DescribeInstances and its instance-state-name
+//     filter; AttachVolume to a shutting-down or terminated instance is
+//     IncorrectInstanceState. AdminHandler serves these hooks over HTTP.
 //   - Test hooks: FailNext (next N calls of an action fail with a code),
 //     HoldAttach/HoldDetach (attachments stick in attaching/detaching; a
 //     forced detach overrides HoldDetach and a forced detach of an
@@ -89,8 +96,8 @@
 //     Outposts, fast snapshot restore, snapshot archive/lock, volume
 //     initialization rate, io2 Block Express distinctions, a volume
 //     entering "error" by itself (SetVolumeError puts it there), and
-//     instance lifecycle (start/stop/terminate, DeleteOnTermination,
-//     instance types and their attachment limits).
+//     instance types beyond their attachment limits, terminated instances
+//     disappearing from DescribeInstances after an hour, hibernation.
 //   - Instance-side device naming: the requested Device name is recorded
 //     and checked for collisions but no /dev/xvdXY node is created; the
 //     device is reachable only through the by-id link (Nitro behaviour).

@@ -12,6 +12,7 @@ type instance struct {
 	Instance
 	launch time.Time
 	tags   map[string]string
+	state  string // see lifecycle.go; "" is running
 }
 
 // reDevice accepts the Linux EBS device names EC2 allows in AttachVolume
@@ -60,6 +61,9 @@ func (s *Server) attachVolume(p params) (response, *apiError) {
 	case "available":
 	default:
 		return nil, errf("IncorrectState", "%s is not 'available'.", v.id)
+	}
+	if st := in.stateOf(); st == StateShuttingDown || st == StateTerminated {
+		return nil, errf("IncorrectInstanceState", "The instance '%s' is not in a valid state for this operation (%s).", in.ID, st)
 	}
 	if v.az != in.AvailabilityZone {
 		return nil, errf("InvalidVolume.ZoneMismatch", "The volume '%s' is not in the same availability zone as instance '%s'", v.id, in.ID)
@@ -211,7 +215,7 @@ func (s *Server) describeInstances(p params) (response, *apiError) {
 			case "availability-zone":
 				return []string{in.AvailabilityZone}, true
 			case "instance-state-name":
-				return []string{"running"}, true
+				return []string{in.stateOf()}, true
 			case "instance-type":
 				return []string{in.InstanceType}, true
 			}
@@ -228,7 +232,7 @@ func (s *Server) describeInstances(p params) (response, *apiError) {
 			LaunchTime: ts(in.launch), Architecture: "x86_64", RootDeviceType: "ebs",
 			RootDeviceName: in.RootDeviceName, Tags: xmlTags(in.tags),
 		}
-		x.InstanceState.Code, x.InstanceState.Name = 16, "running"
+		x.InstanceState.Code, x.InstanceState.Name = stateCodes[in.stateOf()], in.stateOf()
 		x.Placement.AvailabilityZone, x.Placement.Tenancy = in.AvailabilityZone, "default"
 		for _, v := range s.volumes {
 			if a := v.att; a != nil && a.instanceID == in.ID && a.visible() {

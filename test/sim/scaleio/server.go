@@ -7,8 +7,10 @@
 // node as a real block device behind /dev/disk/by-id/emc-vol-<sys>-<vol>.
 //
 // Not modelled: V-trees and their limits, thick/thin capacity accounting
-// beyond the size, QoS limits, SDC connection states, the 4.x
-// authentication service, and removal modes other than ONLY_ME.
+// beyond the size, QoS limits, the 4.x authentication service, and removal
+// modes other than ONLY_ME. SDC connection states are only what
+// SetSDCState sets: nothing disconnects on its own, and a disconnected
+// SDC's device stays until the volume is unmapped from it.
 package scaleiosim
 
 import (
@@ -102,6 +104,8 @@ type Server struct {
 	volumes map[string]*Volume
 	nextID  uint64
 	devErrs []error
+	// sdcState is each SDC's mdmConnectionState by id; absent: Connected.
+	sdcState map[string]string
 }
 
 const (
@@ -120,7 +124,7 @@ func New(o Options) *Server {
 	if o.PoolCapacityBytes == 0 {
 		o.PoolCapacityBytes = 1 << 40
 	}
-	return &Server{opt: o, tokens: map[string]bool{}, volumes: map[string]*Volume{}, nextID: 0xc0ffee0000000000}
+	return &Server{opt: o, tokens: map[string]bool{}, volumes: map[string]*Volume{}, nextID: 0xc0ffee0000000000, sdcState: map[string]string{}}
 }
 
 // Start serves on a loopback port and returns the gateway URL.
@@ -282,7 +286,7 @@ func (s *Server) handle(r *http.Request) (any, *apiErr) {
 	case get && p == "/api/instances/System::"+s.opt.SystemID+"/relationships/Sdc":
 		out := []map[string]any{}
 		for _, c := range s.opt.SDCs {
-			out = append(out, map[string]any{"id": c.ID, "name": c.Name, "sdcGuid": c.GUID, "systemId": s.opt.SystemID, "mdmConnectionState": "Connected", "sdcIps": []string{"127.0.0.1"}})
+			out = append(out, map[string]any{"id": c.ID, "name": c.Name, "sdcGuid": c.GUID, "systemId": s.opt.SystemID, "mdmConnectionState": s.stateOf(c.ID), "sdcIps": []string{"127.0.0.1"}})
 		}
 		return out, nil
 	case get && p == "/api/types/Volume/instances":
@@ -414,6 +418,37 @@ func (s *Server) snapshot(body map[string]any) (any, *apiErr) {
 		ids = append(ids, v.ID)
 	}
 	return map[string]any{"volumeIdList": ids, "snapshotGroupId": s.newID()}, nil
+}
+
+// SDC connection states the gateway reports (mdmConnectionState).
+const (
+	SDCConnected    = "Connected"
+	SDCDisconnected = "Disconnected"
+)
+
+// SetSDCState sets the mdmConnectionState the gateway reports for the SDC
+// with this id or GUID, as the MDM would when the host dies or comes back.
+// Mappings and devices stay as they are: an unmap is what fences an SDC.
+func (s *Server) SetSDCState(idOrGUID, state string) error {
+	if state != SDCConnected && state != SDCDisconnected {
+		return fmt.Errorf("scaleiosim: SDC state %q: want %s or %s", state, SDCConnected, SDCDisconnected)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.opt.SDCs {
+		if c.ID == idOrGUID || strings.EqualFold(c.GUID, idOrGUID) {
+			s.sdcState[c.ID] = state
+			return nil
+		}
+	}
+	return fmt.Errorf("scaleiosim: no SDC %s", idOrGUID)
+}
+
+func (s *Server) stateOf(id string) string {
+	if st, ok := s.sdcState[id]; ok {
+		return st
+	}
+	return SDCConnected
 }
 
 func (s *Server) sdc(id string) (SDC, bool) {
