@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,9 +37,20 @@ func (l *Leases) Path(node string) string { return filepath.Join(l.dir, node+".l
 
 func (l *Leases) refPath(node string) string { return filepath.Join(l.dir, node+".ref") }
 
-// Renew renews node's lease, creating its file on first use.
+// Start writes node's lease file anew, declaring its period (the judge
+// goes by the holder's period, since the holder fences itself by it), and
+// renews it.
+func (l *Leases) Start(node string, period time.Duration) error {
+	if err := WriteFileAtomic(l.Path(node), []byte(period.String()+"\n"), 0o600); err != nil {
+		return err
+	}
+	return l.Renew(node)
+}
+
+// Renew renews node's lease. It never creates the file: a renewal that
+// was under way when the lease was released must not bring it back.
 func (l *Leases) Renew(node string) error {
-	return touchNow(l.Path(node))
+	return unix.UtimesNanoAt(unix.AT_FDCWD, l.Path(node), nil, 0)
 }
 
 // Release removes node's lease file: the node will hold no lease until it
@@ -60,6 +72,9 @@ type LeaseReading struct {
 	// Renewed is the filesystem time of the node's last renewal; Now the
 	// filesystem time of the judge's reference, taken just before.
 	Renewed, Now time.Time
+	// Period is the lease period the holder declared in its file; zero
+	// when it declared none.
+	Period time.Duration
 }
 
 // Age is how long before the judgement the node last renewed. It is
@@ -100,14 +115,25 @@ func (l *Leases) Read(judge, holder string) (LeaseReading, error) {
 	if err != nil {
 		return LeaseReading{}, fmt.Errorf("lease reference %s: %w", ref, err)
 	}
-	renewed, err := freshMtime(l.Path(holder))
+	f, err := os.Open(l.Path(holder))
 	if errors.Is(err, fs.ErrNotExist) {
 		return LeaseReading{Now: now}, nil
 	}
 	if err != nil {
 		return LeaseReading{}, fmt.Errorf("lease of node %s: %w", holder, err)
 	}
-	return LeaseReading{Found: true, Renewed: renewed, Now: now}, nil
+	defer f.Close()
+	renewed, err := mtimeOf(f)
+	if err != nil {
+		return LeaseReading{}, fmt.Errorf("lease of node %s: %w", holder, err)
+	}
+	r := LeaseReading{Found: true, Renewed: renewed, Now: now}
+	var buf [64]byte
+	n, _ := f.Read(buf[:])
+	if d, err := time.ParseDuration(strings.TrimSpace(string(buf[:n]))); err == nil && d > 0 {
+		r.Period = d
+	}
+	return r, nil
 }
 
 // touchNow sets path's times to the filesystem's now, creating the file
@@ -140,6 +166,10 @@ func freshMtime(path string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	defer f.Close()
+	return mtimeOf(f)
+}
+
+func mtimeOf(f *os.File) (time.Time, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return time.Time{}, err

@@ -48,14 +48,14 @@ func TestLeaseReading(t *testing.T) {
 // clock.
 func TestLeaseRenewAndRead(t *testing.T) {
 	l := NewLeases(t.TempDir())
-	if err := l.Renew("agent-a"); err != nil {
+	if err := l.Start("agent-a", 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	r, err := l.Read("agent-b", "agent-a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !r.Found || r.Age() > 5*time.Second || r.Age() < 0 {
+	if !r.Found || r.Age() > 5*time.Second || r.Age() < 0 || r.Period != 3*time.Second {
 		t.Fatalf("fresh lease read as %+v (age %v)", r, r.Age())
 	}
 	r, err = l.Read("agent-b", "agent-c")
@@ -79,6 +79,9 @@ func TestLeaseRenewAndRead(t *testing.T) {
 	}
 	if err := l.Release("agent-a"); err != nil {
 		t.Fatal(err)
+	}
+	if err := l.Renew("agent-a"); err == nil {
+		t.Fatal("Renew brought a released lease back")
 	}
 	if r, err = l.Read("agent-b", "agent-a"); err != nil || r.Found {
 		t.Fatalf("released lease read as %+v, %v", r, err)
