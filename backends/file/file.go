@@ -932,6 +932,9 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	if err != nil {
 		return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
 	}
+	if len(took) > 0 {
+		fault.Point("file.takeover.recorded")
+	}
 	b.report(took)
 	return map[string]string{"readOnly": strconv.FormatBool(req.ReadOnly)}, nil
 }
@@ -961,7 +964,8 @@ func (b *Backend) Detach(ctx context.Context, id, node string) error {
 		m.Attachments = slices.Delete(m.Attachments, i, i+1)
 		return true, nil
 	})
-	if err == nil {
+	if err == nil && len(took) > 0 {
+		fault.Point("file.takeover.recorded")
 		b.report(took)
 	}
 	if errors.Is(err, backends.ErrNotFound) {
