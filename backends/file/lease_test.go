@@ -60,6 +60,8 @@ type leaseNode struct {
 	stop context.CancelFunc
 	// cut makes every renewal fail, as a node cut off from the pool.
 	cut func()
+	// setHook runs h before every renewal from now on.
+	setHook func(h func() error)
 }
 
 func newLeaseNode(t *testing.T, dir, node, lease string) *leaseNode {
@@ -70,15 +72,17 @@ func newLeaseNode(t *testing.T, dir, node, lease string) *leaseNode {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
-	cut := false
+	var hook func() error
 	b.renewHook = func() error {
 		mu.Lock()
-		defer mu.Unlock()
-		if cut {
-			return errors.New("test: cut off from the pool")
+		h := hook
+		mu.Unlock()
+		if h != nil {
+			return h()
 		}
 		return nil
 	}
+	setHook := func(h func() error) { mu.Lock(); hook = h; mu.Unlock() }
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	if err := b.RegisterNode(ctx, node); err != nil {
@@ -87,7 +91,8 @@ func newLeaseNode(t *testing.T, dir, node, lease string) *leaseNode {
 	if err := b.KeepLease(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &leaseNode{Backend: b, ev: ev, stop: cancel, cut: func() { mu.Lock(); cut = true; mu.Unlock() }}
+	return &leaseNode{Backend: b, ev: ev, stop: cancel, setHook: setHook,
+		cut: func() { setHook(func() error { return errors.New("test: cut off from the pool") }) }}
 }
 
 func TestLeaseConfig(t *testing.T) {
@@ -471,4 +476,22 @@ func (b *Backend) lockedSetConnected(id string) error {
 	}
 	defer l.Close()
 	return b.setConnected(id, true)
+}
+
+// TestFenceWhileRenewalHangs: a renewal that never returns (a hung NFS
+// server) does not hold the fence decision up: the node stops taking
+// volumes at the fence point all the same.
+func TestFenceWhileRenewalHangs(t *testing.T) {
+	dir := filepath.Join(harness.TempDir(t), "pool")
+	a := newLeaseNode(t, dir, "agent-a", testLease.String())
+	hang := make(chan struct{})
+	defer close(hang)
+	a.setHook(func() error { <-hang; return nil })
+	a.keeper.mu.Lock()
+	last := a.keeper.lastOK
+	a.keeper.mu.Unlock()
+	waitFor(t, "the node to fence itself", 20*testLease, func() bool { return errors.Is(a.alive(), backends.ErrUnavailable) })
+	if d := time.Since(last); d < FenceAfter(testLease) {
+		t.Errorf("fenced %v after the last renewal, before the fence point %v", d, FenceAfter(testLease))
+	}
 }
