@@ -160,7 +160,11 @@ func TestFailover(t *testing.T) {
 		deleteVolume(t, ctl, vol)
 	})
 
-	// agent-a comes back for the remaining cases.
+	// agent-a comes back for the remaining cases (stopped first if the
+	// case above did not run).
+	if !a.stopped {
+		a.stop()
+	}
 	a = e.agent("agent-a", cfg)
 
 	t.Run("holder cut off from the pool", func(t *testing.T) {
