@@ -1108,6 +1108,9 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	if !ok {
 		return backends.Device{}, fmt.Errorf("%w: volume %s is not attached to node %s", backends.ErrConflict, id, b.node)
 	}
+	if err := b.stillFenced(id); err != nil {
+		return backends.Device{}, err
+	}
 	if err := b.alive(); err != nil {
 		return backends.Device{}, err
 	}

@@ -345,6 +345,20 @@ func (b *Backend) fencedCondition(id string) (backends.Condition, bool) {
 	}, true
 }
 
+// stillFenced refuses to connect a volume this node fenced and has not
+// released yet: its staging mount is shut down, so a stage that found it
+// would hand out a volume that fails every access.
+func (b *Backend) stillFenced(id string) error {
+	b.keeper.mu.Lock()
+	why, ok := b.keeper.volumes[id]
+	b.keeper.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	return fmt.Errorf("%w: volume %s was %s. It stays unusable here until it is released: unpublish and unstage it on node %s, then stage it again",
+		backends.ErrInUse, id, why, b.node)
+}
+
 // unfence forgets a fenced volume once its device is gone from this node.
 func (b *Backend) unfence(id string) {
 	b.keeper.mu.Lock()

@@ -392,8 +392,8 @@ func TestSelfFence(t *testing.T) {
 	if err != nil || len(conds) != 1 || conds[0].Reason != "Fenced" {
 		t.Errorf("conditions on the fenced node: %+v, %v", conds, err)
 	}
-	if _, err := a.Connect(ctx, v.ID, nil, false); !errors.Is(err, backends.ErrUnavailable) {
-		t.Errorf("connect on the fenced node: %v, want ErrUnavailable", err)
+	if _, err := a.Connect(ctx, v.ID, nil, false); !errors.Is(err, backends.ErrInUse) || !strings.Contains(err.Error(), "unstage it on node agent-a") {
+		t.Errorf("connect of the fenced volume on the fenced node: %v, want ErrInUse telling to unstage it", err)
 	}
 	if f := a.ev.fences; len(f) != 1 || len(f[0].Volumes) != 1 || f[0].Volumes[0] != v.ID {
 		t.Errorf("fences reported: %+v", f)
