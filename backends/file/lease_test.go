@@ -122,13 +122,13 @@ func TestLeaseConfig(t *testing.T) {
 
 // attachUntil retries an attach as a CO would, until it succeeds or the
 // deadline passes, and returns the last refusal seen before success.
-func attachUntil(t *testing.T, b *Backend, id string, r backends.AttachRequest, deadline time.Duration) (refusal error, at time.Time) {
+func attachUntil(t *testing.T, b *Backend, id string, r backends.AttachRequest, deadline time.Duration) (at time.Time, refusal error) {
 	t.Helper()
 	end := time.Now().Add(deadline)
 	for {
 		_, err := b.Attach(context.Background(), id, r)
 		if err == nil {
-			return refusal, time.Now()
+			return time.Now(), refusal
 		}
 		if !errors.Is(err, backends.ErrConflict) {
 			t.Fatalf("attach: %v, want success or ErrConflict", err)
@@ -160,7 +160,7 @@ func TestTakeoverAfterLeaseExpiry(t *testing.T) {
 	// agent-a's plugin dies: no more renewals, and nothing released.
 	a.cut()
 	died := time.Now()
-	refusal, took := attachUntil(t, b.Backend, v.ID, backends.AttachRequest{Node: "agent-b", Mode: backends.SingleNodeWriter, ByNode: true}, 20*testLease)
+	took, refusal := attachUntil(t, b.Backend, v.ID, backends.AttachRequest{Node: "agent-b", Mode: backends.SingleNodeWriter, ByNode: true}, 20*testLease)
 	if refusal == nil {
 		t.Fatal("the first attach after the holder died succeeded: the lease was not waited for")
 	}
@@ -400,7 +400,7 @@ func TestSelfFence(t *testing.T) {
 	}
 
 	// agent-b takes over once the lease expired a period ago.
-	if _, took := attachUntil(t, b.Backend, v.ID, backends.AttachRequest{Node: "agent-b", Mode: backends.SingleNodeWriter}, 20*testLease); !took.After(fencedAt) {
+	if took, _ := attachUntil(t, b.Backend, v.ID, backends.AttachRequest{Node: "agent-b", Mode: backends.SingleNodeWriter}, 20*testLease); !took.After(fencedAt) {
 		t.Fatal("taken over before the holder fenced")
 	}
 	db, err := b.Connect(ctx, v.ID, nil, false)
