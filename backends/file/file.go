@@ -1247,6 +1247,14 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 			}
 			return fmt.Errorf("%w: %s of volume %s is still open or mounted", backends.ErrInUse, d.Device, id)
 		}
+		// A fenced device's read-only flag outlives its binding; the
+		// device is free now, and its next user (losetup, another
+		// program) must not inherit the fence.
+		if fencedDevice(d.Device) {
+			if err := loop.SetReadOnlyFlag(d.Device, false); err != nil {
+				return err
+			}
+		}
 		if err := loop.Detach(d.Device); err != nil {
 			return err
 		}

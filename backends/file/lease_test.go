@@ -427,6 +427,11 @@ func TestSelfFence(t *testing.T) {
 	if err := a.Disconnect(ctx, v.ID); err != nil {
 		t.Fatalf("disconnect on the fenced node: %v", err)
 	}
+	// The device is free again, without the fence's flag for its next
+	// user.
+	if ro, err := loop.BlockReadOnly(da.Path); err != nil || ro {
+		t.Errorf("%s after the fenced node released it: read-only %t, %v", da.Path, ro, err)
+	}
 	if conds, _ := a.Conditions(ctx, v.ID); len(conds) != 0 {
 		t.Errorf("conditions after unstage on agent-a: %+v", conds)
 	}

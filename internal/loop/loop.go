@@ -387,14 +387,21 @@ func SetCapacity(dev string) error {
 // writing through the block layer, which only warns (see
 // fsutil.Shutdown). Attach clears the flag when the device number is
 // used again.
-func SetReadOnly(dev string) error {
+func SetReadOnly(dev string) error { return SetReadOnlyFlag(dev, true) }
+
+// SetReadOnlyFlag sets or clears dev's block-device read-only flag.
+func SetReadOnlyFlag(dev string, ro bool) error {
 	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", dev, err)
 	}
 	defer unix.Close(fd)
-	if err := unix.IoctlSetPointerInt(fd, unix.BLKROSET, 1); err != nil {
-		return fmt.Errorf("set %s read-only: %w", dev, err)
+	v := 0
+	if ro {
+		v = 1
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.BLKROSET, v); err != nil {
+		return fmt.Errorf("set the read-only flag of %s to %t: %w", dev, ro, err)
 	}
 	return nil
 }
