@@ -2,6 +2,7 @@ package file
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -234,11 +235,25 @@ func (b *Backend) fence(reason string) {
 			b.log.Error("fence: could not set the device read-only", zap.String("id", h.id), zap.String("device", h.dev), zap.Error(err))
 		}
 		for _, mp := range h.mounts {
-			if err := shutdownWithin(mp, time.Second); err != nil {
-				b.log.Error("fence: could not shut the filesystem down", zap.String("id", h.id), zap.String("mount", mp), zap.Error(err))
+			// A shutdown stops the filesystem at once; the call may then
+			// wait for I/O to a pool that does not answer.
+			err, _ := within(time.Second, func() error { return fsutil.Shutdown(mp) })
+			if err != nil {
+				// btrfs has no shutdown: a read-only remount of the
+				// filesystem (all its mounts) is the next best, and
+				// fails while files are open for writing.
+				b.log.Warn("fence: could not shut the filesystem down; remounting it read-only", zap.String("id", h.id), zap.String("mount", mp), zap.Error(err))
+				var late bool
+				err, late = within(time.Second, func() error { return unix.Mount("", mp, "", unix.MS_REMOUNT|unix.MS_RDONLY, "") })
+				if late {
+					err = errors.New("the read-only remount did not finish within 1s")
+				}
+			}
+			if err != nil {
+				b.log.Error("fence: could not stop the filesystem writing; its device is read-only, which a mounted filesystem ignores", zap.String("id", h.id), zap.String("mount", mp), zap.Error(err))
 				continue
 			}
-			break // one mount shuts the filesystem down in all of them
+			break // one mount stops the filesystem in all of them
 		}
 		if !slices.Contains(ids, h.id) {
 			ids = append(ids, h.id)
@@ -262,17 +277,17 @@ func (b *Backend) fence(reason string) {
 	}
 }
 
-// shutdownWithin shuts a filesystem down without waiting more than d: the
-// filesystem stops taking writes at once, but the call may then wait for
-// I/O to a pool that does not answer.
-func shutdownWithin(dir string, d time.Duration) error {
+// within runs a fence step without waiting more than d for it, so a step
+// stuck on the pool cannot hold the others up; late says it was still
+// running.
+func within(d time.Duration, step func() error) (err error, late bool) {
 	done := make(chan error, 1)
-	go func() { done <- fsutil.Shutdown(dir) }()
+	go func() { done <- step() }()
 	select {
 	case err := <-done:
-		return err
+		return err, false
 	case <-time.After(d):
-		return nil
+		return nil, true
 	}
 }
 
@@ -317,7 +332,9 @@ func (b *Backend) heldDevices() []heldDevice {
 				switch {
 				case m.FSType == "devtmpfs" && m.Root == "/"+filepath.Base(d.Device):
 					bound = true
-				case m.Major == maj && m.Minor == min:
+				case m.Major == maj && m.Minor == min, m.Source == d.Device && m.FSType != "devtmpfs":
+					// btrfs shows an anonymous device number, not its
+					// device's: its mounts are found by their source.
 					h.mounts = append(h.mounts, m.Mountpoint)
 				}
 			}

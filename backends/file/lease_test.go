@@ -450,12 +450,14 @@ func TestSelfFence(t *testing.T) {
 	}
 }
 
-func mustMount(t *testing.T, dev, dir string) {
+func mustMount(t *testing.T, dev, dir string) { mustMountFS(t, dev, dir, "ext4") }
+
+func mustMountFS(t *testing.T, dev, dir, fsType string) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount(dev, dir, "ext4", 0, ""); err != nil {
+	if err := unix.Mount(dev, dir, fsType, 0, ""); err != nil {
 		t.Fatalf("mount %s at %s: %v", dev, dir, err)
 	}
 	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
@@ -498,5 +500,51 @@ func TestFenceWhileRenewalHangs(t *testing.T) {
 	waitFor(t, "the node to fence itself", 20*testLease, func() bool { return errors.Is(a.alive(), backends.ErrUnavailable) })
 	if d := time.Since(last); d < FenceAfter(testLease) {
 		t.Errorf("fenced %v after the last renewal, before the fence point %v", d, FenceAfter(testLease))
+	}
+}
+
+// TestSelfFenceBtrfs: btrfs has no shutdown (Linux 6.18), and the block
+// layer lets a mounted filesystem write to a read-only device, so the
+// fence remounts it read-only: with no file open for writing that
+// succeeds, and new writes fail with EROFS.
+func TestSelfFenceBtrfs(t *testing.T) {
+	harness.RequireRoot(t)
+	tmp := harness.TempDir(t)
+	a := newLeaseNode(t, filepath.Join(tmp, "pool"), "agent-a", testLease.String())
+	ctx := context.Background()
+	v, err := a.Create(ctx, req("db", MinSizeXFS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Attach(ctx, v.ID, backends.AttachRequest{Node: "agent-a", Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	d, err := a.Connect(ctx, v.ID, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loop.Detach(d.Path) })
+	if out, err := exec.Command("mkfs.btrfs", "-q", "-f", d.Path).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.btrfs: %v\n%s", err, out)
+	}
+	mnt := filepath.Join(tmp, "a")
+	mustMountFS(t, d.Path, mnt, "btrfs")
+	if err := os.WriteFile(filepath.Join(mnt, "before"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.cut()
+	select {
+	case <-a.ev.fenced:
+	case <-time.After(20 * testLease):
+		t.Fatal("agent-a did not fence itself")
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "after"), []byte("x"), 0o600); !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EIO) {
+		t.Errorf("a write to the fenced btrfs volume: %v, want EROFS or EIO", err)
+	}
+	if err := unix.Unmount(mnt, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Disconnect(ctx, v.ID); err != nil {
+		t.Fatal(err)
 	}
 }
