@@ -1,6 +1,7 @@
 package backends
 
 import (
+	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -74,4 +75,14 @@ func (e logEvents) Fenced(f Fence) {
 	if e.next != nil {
 		e.next.Fenced(f)
 	}
+}
+
+// LeaseKeeper is implemented by backends whose nodes prove they are alive
+// by renewing a lease on the storage (the file pool). The node service
+// calls KeepLease once at start-up.
+type LeaseKeeper interface {
+	// KeepLease renews this node's lease in the background until ctx is
+	// done, and fences the node's volumes when it cannot renew in time.
+	// It returns once the first renewal is made, or with its error.
+	KeepLease(ctx context.Context) error
 }

@@ -76,13 +76,21 @@ func New(set *backends.Set, opt Options) *Service {
 }
 
 // Start prepares the node before it serves: it announces this node to the
-// backends that must know it before they attach volumes to it, and lets
-// each backend release what an earlier run left behind.
+// backends that must know it before they attach volumes to it, starts
+// renewing its leases (until ctx is done), and lets each backend release
+// what an earlier run left behind.
 func (s *Service) Start(ctx context.Context) error {
 	for _, b := range s.set.All() {
 		if r, ok := backends.As[backends.NodeRegistrar](b); ok {
 			if err := r.RegisterNode(ctx, s.opt.NodeID); err != nil {
 				return fmt.Errorf("register node %s with backend %s: %w", s.opt.NodeID, b.Name(), err)
+			}
+		}
+		// The lease is held for as long as the service runs (ctx), so
+		// that its volumes can be taken over only once it is gone.
+		if k, ok := backends.As[backends.LeaseKeeper](b); ok {
+			if err := k.KeepLease(ctx); err != nil {
+				return fmt.Errorf("lease of node %s on backend %s: %w", s.opt.NodeID, b.Name(), err)
 			}
 		}
 		if r, ok := backends.As[backends.Reconciler](b); ok {

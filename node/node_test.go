@@ -63,7 +63,7 @@ func newFixture(t *testing.T, allowOverwrite bool) *fixture {
 	}
 	m := &recorder{LinuxMounter: NewLinuxMounter()}
 	svc := New(set, Options{NodeID: "n1", Mounter: m, AllowOverwrite: allowOverwrite})
-	if err := svc.Start(context.Background()); err != nil {
+	if err := svc.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, dir: dir, pool: pool, svc: svc, m: m}

@@ -12,6 +12,7 @@
 //	<dir>/volumes/<id>/disk.img    its data
 //	<dir>/names/<sha256 of name>   the id a name was given (the create reservation)
 //	<dir>/nodes/<node id>.json     nodes that registered with the pool
+//	<dir>/leases/<node id>.lease   the node's lease, renewed by the pool's clock (lease.go)
 package file
 
 import (
@@ -80,6 +81,9 @@ type Config struct {
 	// Shared says the pool is on storage every node mounts; New then
 	// refuses a pool directory that is not such a mount (shared.go).
 	Shared bool `yaml:"shared"`
+	// Lease is how long a node's lease on the pool lasts ("15s" when
+	// empty); "0" turns automatic failover off (docs/failover.md).
+	Lease string `yaml:"lease"`
 }
 
 // Options are the process-wide settings a backend needs.
@@ -99,6 +103,14 @@ type Backend struct {
 	directIO    bool
 	node        string
 	log         *zap.Logger
+	events      backends.Events
+	// lease is the lease period; 0 turns automatic failover off.
+	lease  time.Duration
+	leases *fsutil.Leases
+	keeper keeper
+	// renewHook, set by tests only, runs before each renewal; an error
+	// fails it, as a pool cut off from this node would.
+	renewHook func() error
 	// locks guards volumes and names pool-wide: see fsutil.KeyLocks.
 	locks *fsutil.KeyLocks
 	avail struct {
@@ -143,12 +155,16 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		directIO:    cfg.DirectIO == nil || *cfg.DirectIO,
 		node:        opt.NodeID,
 		log:         opt.Logger,
+		events:      opt.Events,
 	}
 	if b.log == nil {
 		b.log = zap.NewNop()
 	}
 	b.log = b.log.With(zap.String("backend", cfg.Name))
 	var err error
+	if b.lease, err = parseLease(cfg.Lease); err != nil {
+		return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
+	}
 	if cfg.Capacity != "" {
 		if b.capacity, err = units.ParseSize(cfg.Capacity); err != nil {
 			return nil, fmt.Errorf("file backend %q: capacity: %w", cfg.Name, err)
@@ -177,11 +193,12 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		return nil, fmt.Errorf("file backend %q: pool %s is world-writable (mode %v); anyone could plant or swap volume images: chmod o-w %s",
 			cfg.Name, b.dir, st.Mode().Perm(), b.dir)
 	}
-	for _, sub := range []string{"volumes", "names", "nodes"} {
+	for _, sub := range []string{"volumes", "names", "nodes", "leases"} {
 		if err := os.MkdirAll(filepath.Join(b.dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
 		}
 	}
+	b.leases = fsutil.NewLeases(leaseDir(b.dir))
 	// Take one lock now, so a kernel or filesystem without record locks
 	// stops the plugin at start instead of failing its first operation.
 	b.locks = fsutil.NewKeyLocks(filepath.Join(b.dir, "pool.lock"))
@@ -895,17 +912,30 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 	if req.Mode.ReadOnly() {
 		req.ReadOnly = true
 	}
+	var took []backends.Takeover
 	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		took = nil
 		done, err := backends.CheckAttach(m.volume(), req)
-		if err != nil || done {
+		if errors.Is(err, backends.ErrConflict) {
+			// Decided here, under the volume's lock, so two takers
+			// cannot both win.
+			done, took, err = b.takeOver(m, id, req, err)
+		}
+		if err != nil || (done && len(took) == 0) {
 			return false, err
 		}
-		m.Attachments = append(m.Attachments, attachment{Node: req.Node, ReadOnly: req.ReadOnly, Mode: req.Mode.String(), ByNode: req.ByNode})
+		if !done {
+			m.Attachments = append(m.Attachments, attachment{Node: req.Node, ReadOnly: req.ReadOnly, Mode: req.Mode.String(), ByNode: req.ByNode})
+		}
 		return true, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("attach %s to %s: %w", id, req.Node, err)
 	}
+	if len(took) > 0 {
+		fault.Point("file.takeover.recorded")
+	}
+	b.report(took)
 	return map[string]string{"readOnly": strconv.FormatBool(req.ReadOnly)}, nil
 }
 
@@ -913,18 +943,31 @@ func (b *Backend) Attach(ctx context.Context, id string, req backends.AttachRequ
 // the device connected is refused: in a file pool nothing else stops a
 // second node from writing the image while the first still does.
 func (b *Backend) Detach(ctx context.Context, id, node string) error {
+	var took []backends.Takeover
 	_, err := b.update(ctx, id, func(m *meta) (bool, error) {
+		took = nil
 		i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == node })
 		if i < 0 {
 			return false, nil
 		}
 		if m.Attachments[i].Connected {
-			return false, fmt.Errorf("%w: node %s still has volume %s connected; unstage it there first. If node %s is dead, an operator can take the volume with: csi-libstorage force-detach --volume %s/%s --node %s --yes-the-node-is-dead",
-				backends.ErrInUse, node, id, node, b.name, id, node)
+			// A node whose lease expired more than a period ago has
+			// fenced itself (or is gone): its connection no longer
+			// holds the volume.
+			v := b.judge(node)
+			if !v.takeable {
+				return false, fmt.Errorf("%w: node %s still has volume %s connected; unstage it there first. %s",
+					backends.ErrInUse, node, id, b.explain(id, v))
+			}
+			took = []backends.Takeover{{Backend: b.name, VolumeID: id, From: node, Proof: ProofLeaseExpired, LeaseAge: v.reading.Age()}}
 		}
 		m.Attachments = slices.Delete(m.Attachments, i, i+1)
 		return true, nil
 	})
+	if err == nil && len(took) > 0 {
+		fault.Point("file.takeover.recorded")
+		b.report(took)
+	}
 	if errors.Is(err, backends.ErrNotFound) {
 		return nil
 	}
@@ -1065,6 +1108,12 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	if !ok {
 		return backends.Device{}, fmt.Errorf("%w: volume %s is not attached to node %s", backends.ErrConflict, id, b.node)
 	}
+	if err := b.stillFenced(id); err != nil {
+		return backends.Device{}, err
+	}
+	if err := b.alive(); err != nil {
+		return backends.Device{}, err
+	}
 	readOnly = readOnly || a.ReadOnly
 	img := b.imagePath(id)
 	if err := b.setConnected(id, true); err != nil {
@@ -1080,6 +1129,9 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	for _, d := range devs {
 		if d.ReadOnly && !readOnly {
 			continue // a reader's device cannot serve a writer
+		}
+		if !readOnly && fencedDevice(d.Device) {
+			continue // nor can a fenced one
 		}
 		b.log.Debug("reusing loop device", zap.String("id", id), zap.String("device", d.Device))
 		b.rememberLoop(id, d.Device)
@@ -1100,6 +1152,12 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	}
 	b.log.Info("loop device attached", zap.String("id", id), zap.String("device", info.Device), zap.Bool("readOnly", readOnly))
 	b.rememberLoop(id, info.Device)
+	// A fence that ran while the device was being attached missed it
+	// (it sees only remembered devices): fence it here.
+	if err := b.alive(); err != nil {
+		loop.SetReadOnly(info.Device)
+		return backends.Device{}, err
+	}
 	return backends.Device{Path: info.Device}, nil
 }
 
@@ -1115,7 +1173,7 @@ func (b *Backend) cachedLoop(id, img string, readOnly bool) (string, bool) {
 		return "", false
 	}
 	st, err := loop.Status(dev)
-	if err != nil || (st.ReadOnly && !readOnly) {
+	if err != nil || (st.ReadOnly && !readOnly) || (!readOnly && fencedDevice(dev)) {
 		return "", false
 	}
 	fdev, ino, err := loop.FileID(img)
@@ -1167,6 +1225,7 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 	img := b.imagePath(id)
 	devs, err := loop.Find(img)
 	if errors.Is(err, fs.ErrNotExist) {
+		b.unfence(id)
 		return nil
 	}
 	if err != nil {
@@ -1188,6 +1247,14 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 			}
 			return fmt.Errorf("%w: %s of volume %s is still open or mounted", backends.ErrInUse, d.Device, id)
 		}
+		// A fenced device's read-only flag outlives its binding; the
+		// device is free now, and its next user (losetup, another
+		// program) must not inherit the fence.
+		if fencedDevice(d.Device) {
+			if err := loop.SetReadOnlyFlag(d.Device, false); err != nil {
+				return err
+			}
+		}
 		if err := loop.Detach(d.Device); err != nil {
 			return err
 		}
@@ -1195,10 +1262,18 @@ func (b *Backend) Disconnect(ctx context.Context, id string) error {
 		b.log.Info("loop device detached", zap.String("id", id), zap.String("device", d.Device))
 	}
 	b.rememberLoop(id, "")
+	b.unfence(id)
 	if m != nil {
 		return b.setConnected(id, false)
 	}
 	return nil
+}
+
+// fencedDevice reports a device whose block read-only flag is set: a
+// fenced one (or one an operator set read-only), no use to a writer.
+func fencedDevice(dev string) bool {
+	ro, err := loop.BlockReadOnly(dev)
+	return err == nil && ro
 }
 
 func sharedByOthers(m *meta, node string) bool {

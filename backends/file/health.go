@@ -13,11 +13,15 @@ import (
 
 // Conditions implements backends.ConditionReporter: the pool's view of a
 // volume is its metadata and its image, so an image that is gone or
-// shorter than the volume is the abnormal state the pool can see.
+// shorter than the volume is the abnormal state the pool can see; on a
+// node, a volume it fenced (lease.go) is reported before anything else.
 func (b *Backend) Conditions(ctx context.Context, id string) ([]backends.Condition, error) {
 	m, err := b.readMeta(id)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := b.fencedCondition(id); ok {
+		return []backends.Condition{c}, nil
 	}
 	img := b.imagePath(id)
 	fi, err := os.Stat(img)

@@ -62,7 +62,7 @@ func main() {
 	flag.StringVar(&h.pluginBin, "plugin", "bin/csi-libstorage", "the built plugin binary")
 	flag.StringVar(&h.base, "dir", "/var/tmp", "where the working directory (pools, images, mounts) is made")
 	out := flag.String("out", "", "also write the table into this markdown file (kept text outside the generated markers)")
-	sections := flag.String("sections", "node,control,scale,restart", "sections to run, comma-separated")
+	sections := flag.String("sections", "node,control,scale,restart,failover", "sections to run, comma-separated")
 	cpuprofile := flag.String("cpuprofile", "", "run the plugin in this process (internal/wiring) and write a CPU profile of the run here")
 	inproc := flag.Bool("inprocess", false, "run the plugin in this process instead of the binary")
 	trials := flag.Int("trials", 0, "node path trials per side (default 31, quick 5)")
@@ -157,6 +157,8 @@ func (h *harness) run(sections []string) (err error) {
 			f = h.scale
 		case "restart":
 			f = h.restart
+		case "failover":
+			f = h.failover
 		case "":
 			continue
 		default:

@@ -1,7 +1,8 @@
 // Package fsutil holds the small file-system primitives that keep state
 // crash-safe and consistent between processes, and between nodes that share
-// a filesystem: atomic replacement of a file, and record locks that can be
-// waited for under a context.
+// a filesystem: atomic replacement of a file, record locks that can be
+// waited for under a context, and leases judged by the filesystem's own
+// clock.
 package fsutil
 
 import (

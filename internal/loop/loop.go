@@ -380,3 +380,42 @@ func SetCapacity(dev string) error {
 	}
 	return nil
 }
+
+// SetReadOnly sets dev's block-device read-only flag (BLKROSET, as
+// blockdev --setro does): writes through the device node fail and no new
+// read-write mount is allowed. A filesystem already mounted from it keeps
+// writing through the block layer, which only warns (see
+// fsutil.Shutdown). Attach clears the flag when the device number is
+// used again.
+func SetReadOnly(dev string) error { return SetReadOnlyFlag(dev, true) }
+
+// SetReadOnlyFlag sets or clears dev's block-device read-only flag.
+func SetReadOnlyFlag(dev string, ro bool) error {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	v := 0
+	if ro {
+		v = 1
+	}
+	if err := unix.IoctlSetPointerInt(fd, unix.BLKROSET, v); err != nil {
+		return fmt.Errorf("set the read-only flag of %s to %t: %w", dev, ro, err)
+	}
+	return nil
+}
+
+// BlockReadOnly reports dev's block-device read-only flag (BLKROGET).
+func BlockReadOnly(dev string) (bool, error) {
+	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", dev, err)
+	}
+	defer unix.Close(fd)
+	ro, err := unix.IoctlGetInt(fd, unix.BLKROGET)
+	if err != nil {
+		return false, fmt.Errorf("read-only flag of %s: %w", dev, err)
+	}
+	return ro != 0, nil
+}

@@ -55,6 +55,7 @@ type allAbilities struct {
 	backends.Modifier
 	backends.Expander
 	backends.ForceDetacher
+	backends.LeaseKeeper
 	backends.NodeExpander
 	backends.NodeRegistrar
 	backends.NodeVolumeLimiter
@@ -184,6 +185,7 @@ func TestDecoratorKeepsExactlyTheOptionalInterfaces(t *testing.T) {
 		"Modifier":          func(b backends.Backend) bool { _, ok := backends.As[backends.Modifier](b); return ok },
 		"Expander":          func(b backends.Backend) bool { _, ok := backends.As[backends.Expander](b); return ok },
 		"ForceDetacher":     func(b backends.Backend) bool { _, ok := backends.As[backends.ForceDetacher](b); return ok },
+		"LeaseKeeper":       func(b backends.Backend) bool { _, ok := backends.As[backends.LeaseKeeper](b); return ok },
 		"NodeExpander":      func(b backends.Backend) bool { _, ok := backends.As[backends.NodeExpander](b); return ok },
 		"NodeRegistrar":     func(b backends.Backend) bool { _, ok := backends.As[backends.NodeRegistrar](b); return ok },
 		"NodeVolumeLimiter": func(b backends.Backend) bool { _, ok := backends.As[backends.NodeVolumeLimiter](b); return ok },

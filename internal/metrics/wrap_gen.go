@@ -9,7 +9,7 @@ import (
 )
 
 // optionalNames are the optional interfaces of package backends.
-var optionalNames = []string{"ConditionReporter", "Expander", "ForceDetacher", "Modifier", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "PublishDescriber", "Reconciler", "Snapshotter"}
+var optionalNames = []string{"ConditionReporter", "Expander", "ForceDetacher", "LeaseKeeper", "Modifier", "NodeExpander", "NodeRegistrar", "NodeVolumeLimiter", "NodeZoner", "Pager", "PublishDescriber", "Reconciler", "Snapshotter"}
 
 // timed decorates a backend: every method that takes a context is timed.
 // It implements every optional interface; backends.As looks through it
@@ -159,6 +159,22 @@ func (w timed) asForceDetacher() backends.ForceDetacher {
 func (w timed) ForceDetach(a0 context.Context, a1 string, a2 string) error {
 	done := w.c.start("ForceDetach")
 	r0 := w.asForceDetacher().ForceDetach(a0, a1, a2)
+	done(r0)
+	return r0
+}
+
+// asLeaseKeeper is the backend's LeaseKeeper; the services ask backends.As before they call.
+func (w timed) asLeaseKeeper() backends.LeaseKeeper {
+	x, ok := backends.As[backends.LeaseKeeper](w.c.inner)
+	if !ok {
+		panic("backend " + w.c.inner.Name() + " has no LeaseKeeper: callers must ask backends.As first")
+	}
+	return x
+}
+
+func (w timed) KeepLease(a0 context.Context) error {
+	done := w.c.start("KeepLease")
+	r0 := w.asLeaseKeeper().KeepLease(a0)
 	done(r0)
 	return r0
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -117,5 +118,79 @@ func TestMetricsOfAPlugin(t *testing.T) {
 	}
 	if _, ok := p.Set.Default().(backends.Expander); !ok {
 		t.Error("the plugin's Set lost the file backend's Expander")
+	}
+}
+
+// TestFileLeaseConfig: the lease key of a file backend as the
+// configuration file gives it. A node service holds a lease file on the
+// pool with a lease, none with lease: 0 (even if an earlier run left one),
+// and a lease too short to mean anything stops the plugin at start.
+func TestFileLeaseConfig(t *testing.T) {
+	harness.RequireRoot(t)
+	tests := []struct {
+		name, lease string
+		want        bool   // a lease file
+		err         string // from New
+	}{
+		{"default", "", true, ""},
+		{"two seconds", "lease: 2s", true, ""},
+		{"off", "lease: 0", false, ""},
+		{"too short", "lease: 1ms", false, "lease"},
+		{"not a duration", "lease: soon", false, "lease"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := harness.TempDir(t)
+			pool := filepath.Join(dir, "pool")
+			leaseFile := filepath.Join(pool, "leases", "n1.lease")
+			// A lease file left by an earlier run with leases on.
+			if err := os.MkdirAll(filepath.Dir(leaseFile), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(leaseFile, []byte("15s\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfgPath := filepath.Join(dir, "config.yaml")
+			if err := os.WriteFile(cfgPath, []byte("backends:\n  - name: local\n    type: file\n    dir: "+pool+"\n    "+tt.lease+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			p, err := wiring.New(ctx, wiring.Options{Endpoint: "unix://" + filepath.Join(dir, "csi.sock"), NodeID: "n1", Mode: wiring.ModeNode, Config: cfg, Logger: zap.NewNop()})
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("New: %v, want an error about %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- p.Serve(ctx) }()
+			_, statErr := os.Stat(leaseFile)
+			if got := statErr == nil; got != tt.want {
+				t.Errorf("lease file present: %t, want %t", got, tt.want)
+			}
+			cancel()
+			if err := <-served; err != nil {
+				t.Fatal(err)
+			}
+			// A node service that stops gives its lease up.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				if _, err := os.Stat(leaseFile); os.IsNotExist(err) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the lease file is still there after the node service stopped")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
 	}
 }

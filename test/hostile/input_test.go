@@ -502,7 +502,7 @@ func checkPool(t *testing.T, w *world, vols, snaps map[string]bool) {
 	top := dirEntries(t, w.pool)
 	for _, e := range top {
 		switch e {
-		case "volumes", "names", "nodes", "snapshots", "snapnames", "pool.lock":
+		case "volumes", "names", "nodes", "snapshots", "snapnames", "pool.lock", "leases":
 		default:
 			t.Errorf("unexpected entry %s in the pool", filepath.Join(w.pool, e))
 		}
@@ -510,6 +510,13 @@ func checkPool(t *testing.T, w *world, vols, snaps map[string]bool) {
 	eq("volumes/", dirEntries(t, filepath.Join(w.pool, "volumes")), native(vols))
 	eq("snapshots/", dirEntries(t, filepath.Join(w.pool, "snapshots")), native(snaps))
 	eq("nodes/", dirEntries(t, filepath.Join(w.pool, "nodes")), []string{"n1.json"})
+	// The node's lease, and its reference if it judged another's: no
+	// file named by a caller.
+	for _, e := range dirEntries(t, filepath.Join(w.pool, "leases")) {
+		if e != "n1.lease" && e != "n1.ref" {
+			t.Errorf("unexpected lease file %s", filepath.Join(w.pool, "leases", e))
+		}
+	}
 	// Every name reservation must hold the id of a volume that exists.
 	for _, d := range []struct {
 		dir string

@@ -43,14 +43,14 @@ var takeoverCases = []takeoverCase{
 	{name: "terminated, detach stuck", verb: "terminate", hold: true, points: []string{"ebs.takeover.force.requested", "ebs.attach.requested"}},
 }
 
-// TestCrashDuringTakeover kills the plugin with SIGKILL at every hit of
+// TestCrashDuringEBSTakeover kills the plugin with SIGKILL at every hit of
 // every step of an EBS takeover (a volume attached to an instance that EC2
 // then reports stopped or terminated, published to the plugin's own
 // instance), restarts it and retries the call as a CO would. Every trial
 // ends with the volume attached to exactly one instance, the new one, its
 // data written and read back there, and, once the lifecycle is undone,
 // nothing left: no mount, loop device, image or attachment.
-func TestCrashDuringTakeover(t *testing.T) {
+func TestCrashDuringEBSTakeover(t *testing.T) {
 	harness.RequireRoot(t)
 	for _, tc := range takeoverCases {
 		t.Run(tc.name, func(t *testing.T) {
