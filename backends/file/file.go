@@ -15,6 +15,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -101,7 +102,9 @@ type Backend struct {
 	log         *zap.Logger
 	// locks guards volumes and names pool-wide: see fsutil.KeyLocks.
 	locks *fsutil.KeyLocks
-	avail struct {
+	// names and volumes group-commit the fsyncs of names/ and volumes/.
+	names, volumes *fsutil.DirSyncer
+	avail          struct {
 		mu       sync.Mutex
 		at       time.Time
 		bytes    int64
@@ -185,6 +188,8 @@ func New(cfg Config, opt Options) (*Backend, error) {
 	// Take one lock now, so a kernel or filesystem without record locks
 	// stops the plugin at start instead of failing its first operation.
 	b.locks = fsutil.NewKeyLocks(filepath.Join(b.dir, "pool.lock"))
+	b.names = fsutil.NewDirSyncer(filepath.Join(b.dir, "names"))
+	b.volumes = fsutil.NewDirSyncer(filepath.Join(b.dir, "volumes"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l, err := b.locks.Lock(ctx, "pool")
@@ -353,6 +358,11 @@ func (b *Backend) parseMeta(id string, f *os.File) (*meta, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(bytes.Trim(data, "\x00 \n")) == 0 {
+		// A create died between writing the file and syncing it, and the
+		// crash kept the file but not its bytes: never finished.
+		return nil, fmt.Errorf("volume %s: metadata was never completed: %w", id, backends.ErrNotFound)
+	}
 	m := new(meta)
 	if err := json.Unmarshal(data, m); err != nil {
 		return nil, fmt.Errorf("volume %s: corrupt metadata %s: %w", id, b.metaPath(id), err)
@@ -447,9 +457,13 @@ func (b *Backend) update(ctx context.Context, id string, fn func(m *meta) (chang
 }
 
 // Create implements backends.Backend. The name file is the reservation: it
-// is written (and synced) before anything else, so a create interrupted at
-// any point resumes under the same id when retried instead of leaking a
-// second image.
+// is made durable before anything is created under its id, so a crash never
+// leaves a volume no name leads to. Everything else (directory, image,
+// metadata) is written first and made durable afterwards in one go
+// (syncVolume), which on a journaling filesystem costs one journal commit;
+// concurrent creates share the directory fsyncs (fsutil.DirSyncer). A
+// reservation whose volume never got its metadata is discarded with
+// whatever it left, and the create starts over under a new id.
 func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*backends.Volume, error) {
 	size, err := b.size(req)
 	if err != nil {
@@ -469,24 +483,37 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	}
 	defer nameLock.Close()
 
-	id, err := reservation(namePath)
+	id, exists, err := readName(namePath)
 	if err != nil {
 		return nil, err
 	}
 	if id != "" {
-		if m, err := b.readMeta(id); err == nil {
+		m, err := b.readMeta(id)
+		switch {
+		case err == nil:
+			// Made by an earlier call, which may have died before its
+			// syncs: make sure before answering.
+			if err := b.syncVolume(id); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", id, err)
+			}
 			return compatible(m, req, size)
-		} else if !errors.Is(err, backends.ErrNotFound) {
+		case !errors.Is(err, backends.ErrNotFound):
 			return nil, err
 		}
-		// Reserved but not finished: resume below with the same id.
-	} else if id, err = reserve(namePath); err != nil {
+		if err := b.discard(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	if id, err = newID(); err != nil {
 		return nil, err
+	}
+	if err := b.writeName(namePath, id, exists); err != nil {
+		return nil, fmt.Errorf("reserve name %q: %w", req.Name, err)
 	}
 	fault.Point("file.create.reserved")
 
 	// A create that fails cleanly gives its reservation back; only a crash
-	// leaves one behind, for the retry to resume.
+	// leaves one behind, for the retry to discard.
 	created := false
 	defer func() {
 		if !created {
@@ -497,7 +524,7 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	if err := b.checkCapacity(ctx, size); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(b.volDir(id), 0o700); err != nil {
+	if err := os.Mkdir(b.volDir(id), 0o700); err != nil {
 		return nil, err
 	}
 	formatted, err := b.fillFrom(ctx, req, id, size)
@@ -525,11 +552,17 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	for _, mode := range req.Modes {
 		m.Modes = append(m.Modes, mode.String())
 	}
-	if err := b.writeMeta(m); err != nil {
+	if err := b.createMeta(m); err != nil {
 		return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
 	}
+	fault.Point("file.create.written")
+	if err := b.syncVolume(id); err != nil {
+		return nil, fmt.Errorf("volume %s: %w", id, err)
+	}
 	created = true
-	b.log.Info("volume created", zap.String("id", id), zap.Int64("bytes", size), zap.Bool("preallocated", prealloc))
+	if ce := b.log.Check(zap.InfoLevel, "volume created"); ce != nil {
+		ce.Write(zap.String("id", id), zap.Int64("bytes", size), zap.Bool("preallocated", prealloc))
+	}
 	return m.volume(), nil
 }
 
@@ -627,7 +660,8 @@ func (b *Backend) makeImage(id string, size int64, prealloc bool) error {
 			return fmt.Errorf("allocate image: %w", err)
 		}
 	}
-	return f.Sync()
+	// Made durable with the rest of the volume by syncVolume.
+	return f.Close()
 }
 
 // reservation reads the id the name file at path holds; empty when it
@@ -665,11 +699,18 @@ func newID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// Delete implements backends.Backend.
+// Delete implements backends.Backend. The name, the image, the metadata
+// and the directory are removed first and made durable together at the
+// end, where concurrent deletes share the directory fsyncs. Whatever
+// subset of the removals a crash keeps is safe: a volume whose name is
+// gone is still listed and its delete is retried; a name whose volume is
+// gone or lost its metadata is discarded by the next create of that name.
 func (b *Backend) Delete(ctx context.Context, id string) error {
 	l, err := b.lockVolume(ctx, id)
 	if errors.Is(err, backends.ErrNotFound) {
-		return nil
+		// Perhaps a retry after a crash between the removals and their
+		// syncs: they must be durable before this answers.
+		return b.syncRemovals()
 	}
 	if err != nil {
 		return err
@@ -678,7 +719,10 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	m, err := b.readMeta(id)
 	if errors.Is(err, backends.ErrNotFound) {
 		// An interrupted create or delete: nothing anyone can use.
-		return b.removeDir(id)
+		if err := b.removeDir(id); err != nil {
+			return err
+		}
+		return b.syncRemovals()
 	}
 	if err != nil {
 		return err
@@ -690,9 +734,7 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 		}
 		return fmt.Errorf("%w: volume %s is attached to %s", backends.ErrInUse, id, strings.Join(nodes, ", "))
 	}
-	// The name goes first: once it is gone no create can resume into this
-	// id, and a crash after it leaves a listed volume whose delete is
-	// simply retried.
+	// The name goes first: once it is gone no create can find this id.
 	if err := b.releaseName(ctx, m.Name, id); err != nil {
 		return err
 	}
@@ -700,10 +742,18 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	if err := b.removeDir(id); err != nil {
 		return err
 	}
-	b.log.Info("volume deleted", zap.String("id", id))
+	fault.Point("file.delete.removed")
+	if err := b.syncRemovals(); err != nil {
+		return fmt.Errorf("volume %s: %w", id, err)
+	}
+	if ce := b.log.Check(zap.InfoLevel, "volume deleted"); ce != nil {
+		ce.Write(zap.String("id", id))
+	}
 	return nil
 }
 
+// releaseName removes the name's reservation if it still holds id; the
+// caller makes the removal durable (syncRemovals).
 func (b *Backend) releaseName(ctx context.Context, name, id string) error {
 	path := b.namePath(name)
 	l, err := b.lockName(ctx, path)
@@ -711,22 +761,21 @@ func (b *Backend) releaseName(ctx context.Context, name, id string) error {
 		return err
 	}
 	defer l.Close()
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+	held, _, err := readName(path)
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(string(data)) != id {
-		return nil // the name now belongs to another volume
+	if held != id {
+		return nil // the name now belongs to another volume, or to none
 	}
-	if err := os.Remove(path); err != nil {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return fsutil.SyncDir(filepath.Dir(path))
+	return nil
 }
 
+// removeDir removes a volume's files and directory; the caller makes the
+// removal durable.
 func (b *Backend) removeDir(id string) error {
 	b.forget(id)
 	dir := b.volDir(id)
@@ -737,16 +786,21 @@ func (b *Backend) removeDir(id string) error {
 		}
 		fault.Point("file.delete.removed-" + f)
 	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".meta.json.tmp-") {
-			os.Remove(filepath.Join(dir, e.Name()))
+	err := os.Remove(dir)
+	if errors.Is(err, unix.ENOTEMPTY) {
+		// Temporary files of a metadata update that was interrupted.
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".meta.json.tmp-") {
+				os.Remove(filepath.Join(dir, e.Name()))
+			}
 		}
+		err = os.Remove(dir)
 	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return fsutil.SyncDir(filepath.Dir(dir))
+	return nil
 }
 
 // Get implements backends.Backend.
