@@ -10,7 +10,9 @@
 //	<dir>/pool.lock                one byte-range lock per volume and per name
 //	<dir>/volumes/<id>/meta.json   the volume's metadata (mode 0600)
 //	<dir>/volumes/<id>/disk.img    its data
-//	<dir>/names/<sha256 of name>   the id a name was given (the create reservation)
+//	<dir>/names/<sha256 of name>   the id a name was given (the create reservation):
+//	                               a link to ../volumes/<id>, or in pools made
+//	                               before links, a file holding the id
 //	<dir>/nodes/<node id>.json     nodes that registered with the pool
 package file
 
@@ -456,14 +458,14 @@ func (b *Backend) update(ctx context.Context, id string, fn func(m *meta) (chang
 	return m, nil
 }
 
-// Create implements backends.Backend. The name file is the reservation: it
-// is made durable before anything is created under its id, so a crash never
-// leaves a volume no name leads to. Everything else (directory, image,
-// metadata) is written first and made durable afterwards in one go
-// (syncVolume), which on a journaling filesystem costs one journal commit;
-// concurrent creates share the directory fsyncs (fsutil.DirSyncer). A
-// reservation whose volume never got its metadata is discarded with
-// whatever it left, and the create starts over under a new id.
+// Create implements backends.Backend. The name's reservation (a link that
+// carries the id, durable.go), the volume's directory, image and metadata
+// are all written first and made durable in one round at the end
+// (syncVolume), names/ first, so a crash never keeps a volume that no name
+// leads to. Concurrent creates share the fsyncs of names/ and volumes/
+// (fsutil.DirSyncer). A reservation whose volume never got its metadata is
+// discarded with whatever it left, and the create starts over under a new
+// id: nothing under that id was ever returned.
 func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*backends.Volume, error) {
 	size, err := b.size(req)
 	if err != nil {

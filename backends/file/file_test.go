@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
@@ -131,6 +133,9 @@ func TestCreateAfterUnsyncedCrash(t *testing.T) {
 	}{
 		{"name only", old + "\n", func(b *Backend) {}},
 		{"torn name", "0123", func(b *Backend) {}},
+		{"link to a volume never made", "", func(b *Backend) {
+			os.Symlink("../volumes/"+old, b.namePath("db"))
+		}},
 		{"empty name", "", func(b *Backend) {
 			os.WriteFile(b.namePath("db"), nil, 0o600)
 		}},
@@ -482,5 +487,67 @@ func TestCapacityCountsUnallocatedBytes(t *testing.T) {
 	}
 	if _, err := b.Create(ctx, req("too-big", after+units.GiB)); !errors.Is(err, backends.ErrCapacity) {
 		t.Fatalf("create beyond the remaining capacity: %v", err)
+	}
+}
+
+// A pool written by the layout before name links (a name file holding the
+// id, written through a temporary file; indented metadata) keeps working
+// after an in-place upgrade: its volumes are found by name, listed,
+// deleted with their names, and new volumes get links.
+func TestPoolFromOldLayout(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(harness.TempDir(t), "pool")
+	const id = "00112233445566778899aabbccddeeff"
+	old := &Backend{dir: dir}
+	for _, d := range []string{"volumes/" + id, "names", "nodes"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fsutil.WriteFileAtomic(old.namePath("db"), []byte(id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metaJSON := `{
+  "version": 1,
+  "id": "` + id + `",
+  "name": "db",
+  "capacityBytes": 20971520,
+  "modes": [
+    "SINGLE_NODE_WRITER"
+  ],
+  "created": "2026-11-20T10:00:00Z"
+}`
+	if err := os.WriteFile(old.metaPath(id), []byte(metaJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old.imagePath(id), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(old.imagePath(id), 20*units.MiB); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newPool(t, Config{Dir: dir}, "n1")
+	v, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v.ID != id {
+		t.Fatalf("create of an old volume's name = %v, %v; want %s", v, err, id)
+	}
+	if vols, err := b.List(ctx); err != nil || len(vols) != 1 || vols[0].ID != id {
+		t.Fatalf("List = %v, %v", vols, err)
+	}
+	if err := b.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{b.namePath("db"), b.volDir(id)} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s left after delete: %v", p, err)
+		}
+	}
+	v2, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v2.ID == id {
+		t.Fatalf("create after delete = %v, %v", v2, err)
+	}
+	if target, err := os.Readlink(b.namePath("db")); err != nil || target != "../volumes/"+v2.ID {
+		t.Fatalf("new reservation: link %q, %v; want ../volumes/%s", target, err, v2.ID)
 	}
 }
