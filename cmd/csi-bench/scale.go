@@ -119,7 +119,7 @@ func (h *harness) scale() error {
 		}
 		ups = append(ups, time.Since(in.started))
 	}
-	h.rep.add("scale", fmt.Sprintf("start-up to Probe ready, %d volumes", have), ms(median(ups)), "",
+	h.rep.add("scale", fmt.Sprintf("start-up to Probe ready, %d volumes", have), ms(median(ups)), "< 1 s: "+verdict(median(ups) < time.Second),
 		fmt.Sprintf("median of 3 restarts: exec of the binary until the socket accepts and Probe answers ready (socket polled every 1 ms); SIGTERM→exit took %s", ms(median(downs))))
 
 	// Create rate into an empty pool and into one of listVolumes, in
