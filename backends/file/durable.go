@@ -7,46 +7,18 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
 )
 
-// A name reservation is a symbolic link names/<sha256 of name> whose
-// target, "../volumes/<id>", carries the id in the link's inode. Unlike a
-// file's bytes, which a journaling filesystem may write back long after
-// the file was created, a short link target is part of the create itself:
-// whenever anything made after the link survives a crash, the link and its
-// id survive too. So a create needs no fsync between its reservation and
-// its volume; one round at the end (syncVolume) makes both durable.
-//
-// Pools written before this layout hold regular files with the id and a
-// newline; they are read (and released) as before. A plugin of an older
-// version reads a link to an existing volume as an error (it is a
-// directory), never as a free name, so a pool shared during an upgrade
-// fails such calls instead of doubling a volume.
-const nameTargetPrefix = "../volumes/"
-
-// readName reads the id a name reservation holds: "" when there is none or
-// it holds no id (a torn write of the old layout), and whether anything
-// exists at the path. The caller holds the name's lock.
+// readName reads the id a name reservation holds: "" when there is no
+// file or it holds no id (a write a crash cut short), and whether a file
+// exists at all. The caller holds the name's lock.
 func readName(path string) (id string, exists bool, err error) {
-	target, err := os.Readlink(path)
-	switch {
-	case err == nil:
-		if id, ok := strings.CutPrefix(target, nameTargetPrefix); ok && idRE.MatchString(id) {
-			return id, true, nil
-		}
-		return "", true, nil
-	case errors.Is(err, fs.ErrNotExist):
-		return "", false, nil
-	case !errors.Is(err, unix.EINVAL):
-		return "", false, fmt.Errorf("read name reservation: %w", err)
-	}
-	// Not a link: the layout before links, a file holding the id.
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
@@ -60,31 +32,37 @@ func readName(path string) (id string, exists bool, err error) {
 	return "", true, nil
 }
 
-// writeName points the name's reservation at id. It is not synced here:
-// syncVolume syncs names/ before anything of the volume. Replacing an
-// existing reservation (of an unfinished create, or a file of the old
-// layout) goes through a link under a temporary name and a rename, so the
-// name never reads as free in between.
+// writeName reserves a name for id and makes the reservation durable
+// before anything is made under the id, so that no crash, on any
+// filesystem, keeps a volume that no name leads to. The layout is the one
+// every version reads and writes: a file holding the id. A new name is
+// written in place (a crash leaves no file, an empty one or a torn one,
+// all of which read as unreserved) and costs one fsync of the file and one
+// fsync of names/ shared with concurrent creates; replacing a file that
+// exists goes through a temporary file and a rename, so the name never
+// reads as free in between.
 func (b *Backend) writeName(path, id string, exists bool) error {
-	target := nameTargetPrefix + id
 	if !exists {
-		err := os.Symlink(target, path)
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			_, err = f.WriteString(id + "\n")
+			if err == nil {
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(path)
+				return err
+			}
+			return b.names.Sync()
+		}
 		if !errors.Is(err, fs.ErrExist) {
 			return err
 		}
 	}
-	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
-	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return fsutil.WriteFileAtomic(path, []byte(id+"\n"), 0o600)
 }
 
 // discard removes what an unfinished create (or an interrupted delete)
@@ -130,18 +108,11 @@ func (b *Backend) createMeta(m *meta) error {
 	return f.Close()
 }
 
-// syncVolume makes a new volume and its name durable. names/ goes first
-// and alone: once it returns the reservation is on disk, so a crash can
-// never keep a volume that no name leads to, even on a filesystem that
-// does not persist metadata in order. The volume's own fsyncs (its
-// metadata, its image's size, its directory's entries, its entry in
-// volumes/) are then issued together: on a journaling filesystem the
-// names/ fsync already committed them, and concurrent fsyncs share the
-// device cache flushes they still cost.
+// syncVolume makes a new volume durable: its metadata, its image's size,
+// its directory's entries and the directory's entry in volumes/. The four
+// fsyncs are issued at once: they are independent, and concurrent fsyncs
+// share the device cache flushes each would otherwise wait for in turn.
 func (b *Backend) syncVolume(id string) error {
-	if err := b.names.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", b.names.Path(), err)
-	}
 	return together(
 		func() error { return syncPath(b.metaPath(id)) },
 		func() error { return syncPath(b.imagePath(id)) },

@@ -10,9 +10,7 @@
 //	<dir>/pool.lock                one byte-range lock per volume and per name
 //	<dir>/volumes/<id>/meta.json   the volume's metadata (mode 0600)
 //	<dir>/volumes/<id>/disk.img    its data
-//	<dir>/names/<sha256 of name>   the id a name was given (the create reservation):
-//	                               a link to ../volumes/<id>, or in pools made
-//	                               before links, a file holding the id
+//	<dir>/names/<sha256 of name>   the id a name was given (the create reservation)
 //	<dir>/nodes/<node id>.json     nodes that registered with the pool
 package file
 
@@ -458,11 +456,11 @@ func (b *Backend) update(ctx context.Context, id string, fn func(m *meta) (chang
 	return m, nil
 }
 
-// Create implements backends.Backend. The name's reservation (a link that
-// carries the id, durable.go), the volume's directory, image and metadata
-// are all written first and made durable in one round at the end
-// (syncVolume), names/ first, so a crash never keeps a volume that no name
-// leads to. Concurrent creates share the fsyncs of names/ and volumes/
+// Create implements backends.Backend. The name's reservation is made
+// durable first (writeName), so a crash never keeps a volume that no name
+// leads to. The volume's directory, image and metadata are then written
+// and made durable in one round of concurrent fsyncs (syncVolume);
+// concurrent creates share the fsyncs of names/ and volumes/
 // (fsutil.DirSyncer). A reservation whose volume never got its metadata is
 // discarded with whatever it left, and the create starts over under a new
 // id: nothing under that id was ever returned.

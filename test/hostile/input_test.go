@@ -517,21 +517,13 @@ func checkPool(t *testing.T, w *world, vols, snaps map[string]bool) {
 	}{{"names", vols}, {"snapnames", snaps}} {
 		names := dirEntries(t, filepath.Join(w.pool, d.dir))
 		for _, n := range names {
-			// A volume name is a link to ../volumes/<id>; a snapshot name
-			// (and a volume name of older pools) a file holding the id.
-			held, err := os.Readlink(filepath.Join(w.pool, d.dir, n))
-			if err == nil {
-				held = strings.TrimPrefix(held, "../volumes/")
-			} else {
-				data, err := os.ReadFile(filepath.Join(w.pool, d.dir, n))
-				if err != nil {
-					t.Error(err)
-					continue
-				}
-				held = strings.TrimSpace(string(data))
+			data, err := os.ReadFile(filepath.Join(w.pool, d.dir, n))
+			if err != nil {
+				t.Error(err)
+				continue
 			}
-			if id := "local/" + held; !d.ids[id] {
-				t.Errorf("%s/%s reserves %q, which no successful call created (left by a failed call)", d.dir, n, held)
+			if id := "local/" + strings.TrimSpace(string(data)); !d.ids[id] {
+				t.Errorf("%s/%s reserves %q, which no successful call created (left by a failed call)", d.dir, n, strings.TrimSpace(string(data)))
 			}
 		}
 		if len(names) < len(d.ids) {
