@@ -858,8 +858,8 @@ func (b *Backend) Capacity(ctx context.Context, params map[string]string) (int64
 // The scan runs without the lock, so creates are not held up by it; what
 // they reserve meanwhile is taken off the scanned figure, which errs on
 // the side of offering too little. A figure that is merely stale is
-// rescanned in the background, and no more often than every ten scan
-// durations: at 10,000 volumes a scan reads 10,000 metadata files, and a
+// rescanned in the background, and no more often than every fifty scan
+// durations (2% of a CPU): at 10,000 volumes a scan reads 10,000 metadata files, and a
 // create that waited for it, once a second, would lose a sixth of its rate
 // to it. Only the first figure, and an explicit Capacity call (maxAge 0),
 // wait for a scan.
@@ -880,7 +880,7 @@ func (b *Backend) refreshCapacity(ctx context.Context, maxAge time.Duration) err
 		return nil
 	}
 	if maxAge > 0 && !b.avail.at.IsZero() {
-		if time.Since(b.avail.at) <= max(maxAge, 10*b.avail.took) {
+		if time.Since(b.avail.at) <= max(maxAge, 50*b.avail.took) {
 			b.avail.mu.Unlock()
 			return nil
 		}
