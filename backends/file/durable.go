@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -89,23 +90,33 @@ func (b *Backend) discard(ctx context.Context, id string) error {
 	return nil
 }
 
-// createMeta writes the metadata of a new volume in place; syncVolume
-// makes it durable. A crash before that leaves an empty or missing file,
-// which reads as an unfinished create (parseMeta).
+// createMeta writes the metadata of a new volume under a temporary name
+// and renames it into place, so that Get and List, which do not take the
+// volume's lock, never read it half written. The rename keeps the inode, so
+// this costs no more inodes than writing in place; syncVolume then makes
+// it durable. A crash before that may keep the name but not the bytes: an
+// empty or zeroed file, which reads as an unfinished create (parseMeta).
 func (b *Backend) createMeta(m *meta) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(b.metaPath(m.ID), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp := filepath.Join(b.volDir(m.ID), ".meta.json.tmp-new")
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
 	}
-	return f.Close()
+	if err == nil {
+		err = os.Rename(tmp, b.metaPath(m.ID))
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
 }
 
 // syncVolume makes a new volume durable: its metadata, its image's size,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -546,5 +547,46 @@ func TestPoolFromOldLayout(t *testing.T) {
 	}
 	if held, _, err := readName(b.namePath("db")); err != nil || held != v2.ID {
 		t.Fatalf("new reservation holds %q, %v; want %s", held, err, v2.ID)
+	}
+}
+
+// List and Get take no lock, so a volume's metadata must never be seen
+// half written while creates run next to them.
+func TestListDuringCreatesNeverSeesPartialMetadata(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := b.List(ctx); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := b.Create(ctx, req(fmt.Sprintf("v-%d-%d", w, i), 16*units.MiB)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatalf("List during creates: %v", err)
 	}
 }
