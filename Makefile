@@ -52,6 +52,25 @@ sanity: deps
 clean:
 	rm -rf bin
 
+# Benchmarks (root: loop devices and mounts). bench writes BENCHMARKS.md,
+# keeping its hand-written analysis; bench-quick is the same with smaller
+# trials and pools and writes var/BENCHMARKS-quick.md.
+BENCH_PKGS := ./internal/lock ./controller ./backends/file
+
+bench: build deps
+	mkdir -p $(VAR)
+	$(GO) build -o bin/csi-bench ./cmd/csi-bench
+	$(GO) test -run '^$$' -bench . -benchtime 1s $(BENCH_PKGS) | tee $(VAR)/gobench.txt
+	./bin/csi-bench --plugin bin/csi-libstorage --gobench $(VAR)/gobench.txt --out BENCHMARKS.md \
+		--command-label "make bench (bin/csi-bench --plugin bin/csi-libstorage --out BENCHMARKS.md; go test -bench . -benchtime 1s $(BENCH_PKGS))"
+
+bench-quick: build deps
+	mkdir -p $(VAR)
+	$(GO) build -o bin/csi-bench ./cmd/csi-bench
+	$(GO) test -run '^$$' -bench . -benchtime 100ms $(BENCH_PKGS) | tee $(VAR)/gobench-quick.txt
+	./bin/csi-bench --quick --plugin bin/csi-libstorage --gobench $(VAR)/gobench-quick.txt --out $(VAR)/BENCHMARKS-quick.md \
+		--command-label "make bench-quick (bin/csi-bench --quick; go test -bench . -benchtime 100ms $(BENCH_PKGS))"
+
 # Static release binaries for linux/amd64 and linux/arm64, stamped with the
 # git version, and their checksums: bin/release/{csi-libstorage,csictl}-linux-ARCH
 # and bin/release/SHA256SUMS.

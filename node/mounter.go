@@ -229,14 +229,26 @@ func (l *LinuxMounter) MountAt(target string) (Mount, bool, error) {
 // Probe implements Mounter. blkid -p reads the device itself: its cache
 // (/run/blkid/blkid.tab) keeps stale entries for reused loop devices.
 func (l *LinuxMounter) Probe(ctx context.Context, dev string) (Signature, error) {
-	nonZero, err := edgesNonZero(dev)
-	if err != nil {
-		return Signature{}, err
+	// The edge read and blkid only read the device, so they run at once;
+	// the result is put together only when both have finished.
+	type edges struct {
+		nonZero bool
+		err     error
 	}
+	edge := make(chan edges, 1)
+	go func() {
+		nonZero, err := edgesNonZero(dev)
+		edge <- edges{nonZero, err}
+	}()
 	cmd := exec.CommandContext(ctx, "blkid", "-p", "-c", "/dev/null", "-o", "export", dev)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	e := <-edge
+	if e.err != nil {
+		return Signature{}, e.err
+	}
+	nonZero := e.nonZero
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

@@ -324,10 +324,23 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 		return nil, elsewhere(id, points, records)
 	}
 
-	fsType, err := s.prepare(ctx, b, native, v, dev, c, readOnly, described)
+	fsType, marking, err := s.prepare(ctx, b, native, v, dev, c, readOnly, described)
 	if err != nil {
 		return nil, err
 	}
+	// The format mark of a filesystem made just now is recorded (an fsync'd
+	// write) while the filesystem is mounted: nothing about the mount
+	// depends on it, and it gates only later formats. The stage answers
+	// only once both are done, and undoes the mount if the record failed.
+	marked := func() error {
+		if marking == nil {
+			return nil
+		}
+		err := <-marking
+		marking = nil
+		return err
+	}
+	defer marked()
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		return nil, status.Errorf(codes.Internal, "create staging path: %v", err)
 	}
@@ -344,6 +357,12 @@ func (s *Service) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 			return nil, status.Errorf(codes.FailedPrecondition, "volume %s needs journal recovery (its last writer did not unmount it cleanly), which a read-only stage cannot do: stage it once read-write on one node, then unstage it, and the readers can mount it", req.GetVolumeId())
 		}
 		return nil, mountFailed(dev, staging, err)
+	}
+	if err := marked(); err != nil {
+		if uerr := s.m.Unmount(staging); uerr != nil {
+			s.log.Error("unmount after failing to record the format", zap.String("staging", staging), zap.Error(uerr))
+		}
+		return nil, grpcerr.From(err, "record format of "+id)
 	}
 	fault.Point("node.stage.mounted")
 	s.log.Info("volume staged", zap.String("volume", req.GetVolumeId()), zap.String("device", dev.Path), zap.String("fsType", fsType), zap.String("staging", staging))
@@ -417,48 +436,52 @@ func (s *Service) verify(ctx context.Context, b backends.Backend, native string,
 // guards remain (for EBS: the access type pinned at create, so only a
 // filesystem mkfs made can be on an unmarked mount volume, and the probe
 // above, which finds it and adopts it on every later stage).
-func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap, readOnly, described bool) (string, error) {
+//
+// When it formats, the mark is recorded in the background and the middle
+// result is the channel that delivers the outcome of that record (nil when
+// nothing is recorded); the caller must receive from it.
+func (s *Service) prepare(ctx context.Context, b backends.Backend, native string, v *backends.Volume, dev backends.Device, c capability.Cap, readOnly, described bool) (string, <-chan error, error) {
 	id := volIDOf(b, native)
 	want := c.FSType
 	if want == "" {
 		want = params.FSType(v.Parameters)
 	}
 	if dev.FSType != "" { // a filesystem backend: nothing to format
-		return dev.FSType, nil
+		return dev.FSType, nil, nil
 	}
 	switch v.Formatted {
 	case backends.FormattedRaw:
-		return "", status.Errorf(codes.FailedPrecondition, "volume %s has been used as a raw block device; mounting it as a filesystem could destroy that data", id)
+		return "", nil, status.Errorf(codes.FailedPrecondition, "volume %s has been used as a raw block device; mounting it as a filesystem could destroy that data", id)
 	case "":
 	default:
 		if want != "" && want != v.Formatted {
-			return "", status.Errorf(codes.FailedPrecondition, "volume %s holds a %s filesystem, not %s; it is never reformatted", id, v.Formatted, want)
+			return "", nil, status.Errorf(codes.FailedPrecondition, "volume %s holds a %s filesystem, not %s; it is never reformatted", id, v.Formatted, want)
 		}
 		magic, err := s.m.Magic(ctx, dev.Path)
 		if err != nil {
-			return "", status.Errorf(codes.Internal, "probe %s: %v", dev.Path, err)
+			return "", nil, status.Errorf(codes.Internal, "probe %s: %v", dev.Path, err)
 		}
 		if magic != extFamily(v.Formatted) {
 			found := "no filesystem"
 			if magic != "" {
 				found = "a " + magic + " filesystem"
 			}
-			return "", status.Errorf(codes.FailedPrecondition, "volume %s was formatted %s but %s shows %s; refusing to mount or format it", id, v.Formatted, dev.Path, found)
+			return "", nil, status.Errorf(codes.FailedPrecondition, "volume %s was formatted %s but %s shows %s; refusing to mount or format it", id, v.Formatted, dev.Path, found)
 		}
-		return v.Formatted, nil
+		return v.Formatted, nil, nil
 	}
 	if want == "" {
 		want = capability.DefaultFSType
 	}
 	if readOnly {
-		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted, and it is attached read-only here (access mode %s), so no filesystem can be written; stage it once read-write first", id, c.Mode)
+		return "", nil, status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted, and it is attached read-only here (access mode %s), so no filesystem can be written; stage it once read-write first", id, c.Mode)
 	}
 	if err := s.verify(ctx, b, native, dev); err != nil {
-		return "", err
+		return "", nil, err
 	}
 	sig, err := s.m.Probe(ctx, dev.Path)
 	if err != nil {
-		return "", status.Errorf(codes.Internal, "probe %s before formatting: %v", dev.Path, err)
+		return "", nil, status.Errorf(codes.Internal, "probe %s before formatting: %v", dev.Path, err)
 	}
 	force := false
 	switch {
@@ -469,37 +492,36 @@ func (s *Service) prepare(ctx context.Context, b backends.Backend, native string
 		// none): the filesystem is ours, record it and use it.
 		if described {
 			s.log.Info("volume holds a filesystem of the requested type from an earlier stage; using it", zap.String("volume", id), zap.String("fsType", want))
-			return want, nil
+			return want, nil, nil
 		}
 		s.log.Warn("found an unrecorded filesystem of the requested type; adopting it", zap.String("volume", id), zap.String("fsType", want))
 		if err := b.MarkFormatted(ctx, native, want); err != nil {
-			return "", grpcerr.From(err, "record format of "+id)
+			return "", nil, grpcerr.From(err, "record format of "+id)
 		}
-		return want, nil
+		return want, nil, nil
 	case params.Overwrite(v.Parameters) && s.opt.AllowOverwrite:
 		s.log.Warn("overwriting existing content as the volume's overwritefs parameter and the plugin's allowOverwrite ask",
 			zap.String("volume", id), zap.String("found", sig.String()))
 		force = true
 	default:
 		s.opt.Formats.Refused(b.Name())
-		return "", status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted by this plugin but %s holds %s; refusing to format it. Inspect the device; to overwrite it, create the volume with overwritefs=true and set allowOverwrite: true in the plugin configuration",
+		return "", nil, status.Errorf(codes.FailedPrecondition, "volume %s has never been formatted by this plugin but %s holds %s; refusing to format it. Inspect the device; to overwrite it, create the volume with overwritefs=true and set allowOverwrite: true in the plugin configuration",
 			id, dev.Path, sig)
 	}
 	if err := s.m.Format(ctx, dev.Path, want, force); err != nil {
-		return "", status.Errorf(codes.Internal, "format volume %s: %v", id, err)
+		return "", nil, status.Errorf(codes.Internal, "format volume %s: %v", id, err)
 	}
 	s.opt.Formats.Performed(b.Name())
 	fault.Point("node.stage.formatted")
 	if described {
 		s.log.Info("volume formatted; its mark is the filesystem itself (the node records none when the publish context describes the volume)",
 			zap.String("volume", id), zap.String("device", dev.Path), zap.String("fsType", want))
-		return want, nil
-	}
-	if err := b.MarkFormatted(ctx, native, want); err != nil {
-		return "", grpcerr.From(err, "record format of "+id)
+		return want, nil, nil
 	}
 	s.log.Info("volume formatted", zap.String("volume", id), zap.String("device", dev.Path), zap.String("fsType", want))
-	return want, nil
+	marking := make(chan error, 1)
+	go func() { marking <- b.MarkFormatted(ctx, native, want) }()
+	return want, marking, nil
 }
 
 // extFamily names ext2 and ext3 as Magic does: all three share one magic.

@@ -26,13 +26,18 @@ import (
 // recorder wraps the real mounter to count formats and inject probe errors.
 type recorder struct {
 	*LinuxMounter
-	formats  int
-	probeErr error
+	formats     int
+	probeErr    error
+	afterFormat func()
 }
 
 func (r *recorder) Format(ctx context.Context, dev, fs string, force bool) error {
 	r.formats++
-	return r.LinuxMounter.Format(ctx, dev, fs, force)
+	err := r.LinuxMounter.Format(ctx, dev, fs, force)
+	if r.afterFormat != nil {
+		r.afterFormat()
+	}
+	return err
 }
 
 func (r *recorder) Probe(ctx context.Context, dev string) (Signature, error) {
@@ -256,6 +261,38 @@ func TestStageProbeErrorNeverFormats(t *testing.T) {
 
 // A volume marked formatted whose device shows no filesystem (a wrong or
 // wiped device) is refused, never reformatted.
+// The format mark of a new filesystem is recorded while it is mounted; if
+// the record fails, the stage fails and leaves nothing mounted, so the CO's
+// retry finds the filesystem unrecorded and adopts it.
+func TestStageUndoesMountWhenFormatRecordFails(t *testing.T) {
+	f := newFixture(t, false)
+	id := f.volume("db", nil, nil)
+	volDir := filepath.Join(f.pool.Dir(), "volumes", strings.TrimPrefix(id, "local/"))
+	// An immutable directory refuses the metadata's temporary file.
+	f.m.afterFormat = func() {
+		if out, err := exec.Command("chattr", "+i", volDir).CombinedOutput(); err != nil {
+			t.Fatalf("chattr +i: %v: %s", err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("chattr", "-i", volDir).Run() })
+	staging, err := f.stage(id, "ext4")
+	if err == nil {
+		t.Fatal("stage succeeded although the format could not be recorded")
+	}
+	if ms := harness.MountsUnder(t, staging); len(ms) != 0 {
+		t.Fatalf("stage failed but left %v mounted", ms)
+	}
+	exec.Command("chattr", "-i", volDir).Run()
+	f.m.afterFormat = nil
+	if staging, err = f.stage(id, "ext4"); err != nil {
+		t.Fatalf("retried stage: %v", err)
+	}
+	if f.m.formats != 1 {
+		t.Fatalf("%d formats, want 1: the retry must adopt the filesystem", f.m.formats)
+	}
+	f.unstage(id, staging)
+}
+
 func TestStageMarkedButEmpty(t *testing.T) {
 	f := newFixture(t, false)
 	id := f.volume("v", nil, nil)

@@ -1,14 +1,18 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/internal/units"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
@@ -116,31 +120,97 @@ func TestCapacityLimit(t *testing.T) {
 	}
 }
 
-// A create that died after reserving its name resumes under the same id
-// when retried, so no second image is made.
-func TestCreateResumesAfterCrash(t *testing.T) {
+// What a crash can leave of a create or a delete whose writes were not all
+// made durable (writes are batched and synced at the end), built by hand.
+// A retried create must succeed, keep exactly one volume directory, reuse
+// no byte of the old image, and leave the name pointing at what it
+// returned.
+func TestCreateAfterUnsyncedCrash(t *testing.T) {
+	const old = "0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct {
+		name  string
+		nameF string // content of the name file; "" for none
+		state func(b *Backend)
+	}{
+		{"name only", old + "\n", func(b *Backend) {}},
+		{"torn name", "0123", func(b *Backend) {}},
+		{"empty name", "", func(b *Backend) {
+			os.WriteFile(b.namePath("db"), nil, 0o600)
+		}},
+		{"image of an interrupted delete without metadata", old + "\n", func(b *Backend) {
+			os.MkdirAll(b.volDir(old), 0o700)
+			os.WriteFile(b.imagePath(old), []byte("secret data of the deleted volume"), 0o600)
+		}},
+		{"metadata created but its bytes lost", old + "\n", func(b *Backend) {
+			os.MkdirAll(b.volDir(old), 0o700)
+			os.WriteFile(b.imagePath(old), []byte("partial"), 0o600)
+			os.WriteFile(b.metaPath(old), nil, 0o600)
+		}},
+		{"metadata of zeros", old + "\n", func(b *Backend) {
+			os.MkdirAll(b.volDir(old), 0o700)
+			os.WriteFile(b.metaPath(old), make([]byte, 300), 0o600)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			b := newPool(t, Config{}, "n1")
+			if tc.nameF != "" {
+				if err := os.WriteFile(b.namePath("db"), []byte(tc.nameF), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.state(b)
+			if vols, err := b.List(ctx); err != nil || len(vols) != 0 {
+				t.Fatalf("List of the crashed pool = %v, %v; want no volume and no error", vols, err)
+			}
+			v, err := b.Create(ctx, req("db", 20*units.MiB))
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries, _ := os.ReadDir(filepath.Join(b.dir, "volumes"))
+			if len(entries) != 1 || entries[0].Name() != v.ID {
+				t.Fatalf("volume directories %v, want only %s", entries, v.ID)
+			}
+			if held, _, _ := readName(b.namePath("db")); held != v.ID {
+				t.Fatalf("name holds %q, want %s", held, v.ID)
+			}
+			img, err := os.ReadFile(b.imagePath(v.ID))
+			if err != nil || int64(len(img)) != 20*units.MiB {
+				t.Fatalf("image: %d bytes, %v", len(img), err)
+			}
+			if n := len(bytes.Trim(img, "\x00")); n != 0 {
+				t.Fatalf("the new image holds %d non-zero bytes of an earlier attempt", n)
+			}
+			again, err := b.Create(ctx, req("db", 20*units.MiB))
+			if err != nil || again.ID != v.ID {
+				t.Fatalf("repeated create = %v, %v; want %s", again, err, v.ID)
+			}
+		})
+	}
+}
+
+// A retried delete whose volume is already gone answers success; the
+// name left behind by a crash that kept it does not make the next create
+// of the name reuse the deleted id.
+func TestDeleteAfterUnsyncedCrash(t *testing.T) {
 	ctx := context.Background()
 	b := newPool(t, Config{}, "n1")
-	const id = "0123456789abcdef0123456789abcdef"
-	if err := os.WriteFile(b.namePath("db"), []byte(id+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	// The crash happened after mkdir and a partial image.
-	os.MkdirAll(b.volDir(id), 0o700)
-	os.WriteFile(b.imagePath(id), []byte("partial"), 0o600)
 	v, err := b.Create(ctx, req("db", 20*units.MiB))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.ID != id {
-		t.Fatalf("resumed create made %s, want the reserved %s", v.ID, id)
+	// The crash kept the name but not the directory's removal... the
+	// other way round from what Delete does, which only a lost write can
+	// produce.
+	if err := os.RemoveAll(b.volDir(v.ID)); err != nil {
+		t.Fatal(err)
 	}
-	if fi, _ := os.Stat(b.imagePath(id)); fi.Size() != 20*units.MiB {
-		t.Fatalf("image size %d after resume", fi.Size())
+	if err := b.Delete(ctx, v.ID); err != nil {
+		t.Fatalf("retried delete: %v", err)
 	}
-	entries, _ := os.ReadDir(filepath.Join(b.dir, "volumes"))
-	if len(entries) != 1 {
-		t.Fatalf("%d volume directories, want 1", len(entries))
+	v2, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v2.ID == v.ID {
+		t.Fatalf("create after the delete = %v, %v; want a new id", v2, err)
 	}
 }
 
@@ -415,5 +485,108 @@ func TestCapacityCountsUnallocatedBytes(t *testing.T) {
 	}
 	if _, err := b.Create(ctx, req("too-big", after+units.GiB)); !errors.Is(err, backends.ErrCapacity) {
 		t.Fatalf("create beyond the remaining capacity: %v", err)
+	}
+}
+
+// A pool written by the code before batched writes (name files written
+// through a temporary file, indented metadata) keeps working after an
+// in-place upgrade: its volumes are found by name, listed, and deleted
+// with their names, and the name can be used again.
+func TestPoolFromOldLayout(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(harness.TempDir(t), "pool")
+	const id = "00112233445566778899aabbccddeeff"
+	old := &Backend{dir: dir}
+	for _, d := range []string{"volumes/" + id, "names", "nodes"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fsutil.WriteFileAtomic(old.namePath("db"), []byte(id+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metaJSON := `{
+  "version": 1,
+  "id": "` + id + `",
+  "name": "db",
+  "capacityBytes": 20971520,
+  "modes": [
+    "SINGLE_NODE_WRITER"
+  ],
+  "created": "2026-11-20T10:00:00Z"
+}`
+	if err := os.WriteFile(old.metaPath(id), []byte(metaJSON), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(old.imagePath(id), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(old.imagePath(id), 20*units.MiB); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newPool(t, Config{Dir: dir}, "n1")
+	v, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v.ID != id {
+		t.Fatalf("create of an old volume's name = %v, %v; want %s", v, err, id)
+	}
+	if vols, err := b.List(ctx); err != nil || len(vols) != 1 || vols[0].ID != id {
+		t.Fatalf("List = %v, %v", vols, err)
+	}
+	if err := b.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{b.namePath("db"), b.volDir(id)} {
+		if _, err := os.Lstat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s left after delete: %v", p, err)
+		}
+	}
+	v2, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || v2.ID == id {
+		t.Fatalf("create after delete = %v, %v", v2, err)
+	}
+	if held, _, err := readName(b.namePath("db")); err != nil || held != v2.ID {
+		t.Fatalf("new reservation holds %q, %v; want %s", held, err, v2.ID)
+	}
+}
+
+// List and Get take no lock, so a volume's metadata must never be seen
+// half written while creates run next to them.
+func TestListDuringCreatesNeverSeesPartialMetadata(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	done := make(chan struct{})
+	errs := make(chan error, 1)
+	go func() {
+		defer close(errs)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := b.List(ctx); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if _, err := b.Create(ctx, req(fmt.Sprintf("v-%d-%d", w, i), 16*units.MiB)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatalf("List during creates: %v", err)
 	}
 }

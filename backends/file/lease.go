@@ -455,7 +455,9 @@ func (b *Backend) takeOver(m *meta, id string, req backends.AttachRequest, confl
 		}
 		took = append(took, backends.Takeover{Backend: b.name, VolumeID: id, From: a.Node, To: req.Node, Proof: ProofLeaseExpired, LeaseAge: v.reading.Age()})
 	}
-	trial := m.clone()
+	// volume() copies what it reads, so a shallow copy is enough to ask
+	// CheckAttach without touching m.
+	trial := *m
 	trial.Attachments = kept
 	done, err = backends.CheckAttach(trial.volume(), req)
 	if err != nil {

@@ -34,11 +34,13 @@ type sizes struct {
 	startVolumes  int           // pool size for the start-up time
 	memVolumes    int           // pool size for resident memory
 	stagedVolumes int           // volumes staged before the restart
+	vsVolumes     int           // volumes per create or delete phase against the hostpath baseline
+	vsReps        int           // interleaved repeats of those phases
 }
 
 var (
-	full  = sizes{trials: 31, ctrlDuration: 4 * time.Second, ctrlReps: 3, rateBlocks: 5, rateCreates: 500, listVolumes: 2000, startVolumes: 1000, memVolumes: 10000, stagedVolumes: 100}
-	quick = sizes{trials: 5, ctrlDuration: 1 * time.Second, ctrlReps: 1, rateBlocks: 2, rateCreates: 100, listVolumes: 200, startVolumes: 200, memVolumes: 1000, stagedVolumes: 20}
+	full  = sizes{trials: 31, ctrlDuration: 4 * time.Second, ctrlReps: 3, rateBlocks: 5, rateCreates: 500, listVolumes: 10000, startVolumes: 10000, memVolumes: 10000, stagedVolumes: 100, vsVolumes: 400, vsReps: 5}
+	quick = sizes{trials: 5, ctrlDuration: 1 * time.Second, ctrlReps: 1, rateBlocks: 2, rateCreates: 100, listVolumes: 1000, startVolumes: 1000, memVolumes: 1000, stagedVolumes: 20, vsVolumes: 200, vsReps: 3}
 )
 
 type harness struct {
@@ -57,6 +59,9 @@ type harness struct {
 }
 
 func main() {
+	if runHostpathIfAsked() {
+		return
+	}
 	h := &harness{pids: map[int]bool{}}
 	flag.BoolVar(&h.quick, "quick", false, "smaller trials and pools (make bench-quick)")
 	flag.StringVar(&h.pluginBin, "plugin", "bin/csi-libstorage", "the built plugin binary")

@@ -319,16 +319,18 @@ func (h *harness) nodePath() error {
 	how := func(what string) string {
 		return fmt.Sprintf("%d interleaved trials (plugin, raw, plugin, …) after 1 warm-up each; median of each side; %s", n, what)
 	}
-	cmp := func(fig string, a, b []time.Duration, what string) {
+	cmp := func(fig string, a, b []time.Duration, limit float64, what string) {
 		pm, rm := median(a), median(b)
 		q := ratio(pm, rm)
-		h.rep.add("node", fig, fmt.Sprintf("%.2f× (%s vs %s)", q, ms(pm), ms(rm)), "≤ 1.10: "+verdict(q <= 1.10), how(what))
+		h.rep.add("node", fig, fmt.Sprintf("%.2f× (%s vs %s)", q, ms(pm), ms(rm)), fmt.Sprintf("≤ %.2f: %s", limit, verdict(q <= limit)), how(what))
 	}
-	cmp("(a) stage+publish fresh 1 GiB ext4 vs raw", p.fresh, r.fresh,
+	// A fresh stage pays the safety probe that the raw sequence does not
+	// (invariant 1); issue 17 sets its limit at 1.25.
+	cmp("(a) stage+publish fresh 1 GiB ext4 vs raw", p.fresh, r.fresh, 1.25,
 		"plugin: NodeStage+NodePublish over gRPC after CreateVolume+ControllerPublish (untimed); raw: losetup --direct-io=on --find --show, mkfs.ext4 -q, mount -t ext4, mount --bind")
-	cmp("(b) re-stage formatted volume vs raw", p.restage, r.restage,
+	cmp("(b) re-stage formatted volume vs raw", p.restage, r.restage, 1.10,
 		"plugin: NodeStage+NodePublish of the volume just unstaged; raw: losetup --direct-io=on, mount -t ext4, mount --bind")
-	cmp("(c) unpublish+unstage vs raw", p.teardown, r.teardown,
+	cmp("(c) unpublish+unstage vs raw", p.teardown, r.teardown, 1.10,
 		"plugin: NodeUnpublish+NodeUnstage (2 per trial); raw: umount target, umount staging, losetup -d (2 per trial)")
 	for _, k := range []string{"NodeStageVolume", "NodePublishVolume", "NodeUnpublishVolume", "NodeUnstageVolume"} {
 		h.rep.add("node", "  plugin "+k, ms(median(p.parts[k])), "", "median of the RPC as seen by the client, fresh and re-stage calls pooled")

@@ -221,7 +221,10 @@ func TestReliabilityBugCount(t *testing.T) {
 }
 
 // TestBenchmarksProseMatchesTable: the ratios the analysis quotes are the
-// ones in the generated table above it.
+// ones in the generated table above it. The issue-17 figures (the fresh
+// stage, the control plane against hostpath, the create rate at 10,000
+// volumes) are described without quoting the table: the table prints
+// their targets as met or MISSED itself.
 func TestBenchmarksProseMatchesTable(t *testing.T) {
 	text := readRepo(t, "BENCHMARKS.md")
 	generated, analysis, ok := strings.Cut(text, "<!-- csi-bench: end of generated part -->")
@@ -241,12 +244,8 @@ func TestBenchmarksProseMatchesTable(t *testing.T) {
 	ratio := func(cell string) string { return regexp.MustCompile(`[0-9.]+×`).FindString(cell) }
 	flat := strings.Join(strings.Fields(analysis), " ")
 	for _, c := range []struct{ prose, figure string }{
-		{`\(a\) is \*\*([0-9.]+×)\*\*`, "(a) stage+publish fresh"},
 		{`in the run above: \*\*\(b\) ([0-9.]+×)`, "(b) re-stage"},
 		{`in the run above: \*\*\(b\) [0-9.]+×, \(c\) ([0-9.]+×)`, "(c) unpublish+unstage"},
-		{`16 clients give ([0-9.]+×) the create\+delete`, "CreateVolume+DeleteVolume scaling 16 vs 1"},
-		{`× the create\+delete throughput and ([0-9.]+×) the publish\+unpublish`, "ControllerPublish+Unpublish scaling 16 vs 1"},
-		{`Create rate with 2,000 volumes: \*\*([0-9.]+×)\*\*`, "create rate, 2000 existing"},
 	} {
 		m := regexp.MustCompile(c.prose).FindStringSubmatch(flat)
 		if m == nil {

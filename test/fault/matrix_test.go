@@ -75,6 +75,8 @@ var xtremioPoints = []string{
 var filePoints = []string{
 	"file.create.reserved",
 	"file.create.image",
+	// Between a create's batched writes and their one sync round.
+	"file.create.written",
 	"file.metadata.updated",
 	"file.connected.updated",
 	"file.connect.attached",
@@ -90,6 +92,8 @@ var filePoints = []string{
 	"file.delete.name-released",
 	"file.delete.removed-disk.img",
 	"file.delete.removed-meta.json",
+	// Between a delete's removals and their sync.
+	"file.delete.removed",
 }
 
 var binary, simBinary, scaleioSimBinary, xtremioSimBinary string
