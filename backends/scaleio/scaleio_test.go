@@ -501,3 +501,25 @@ func TestNodeAttachIsRecorded(t *testing.T) {
 		t.Fatalf("attachment after a controller attach: %+v", got.Attachments)
 	}
 }
+
+// TestCreateReadsAVolumeGoneMeanwhile: another controller may delete, by
+// id, the volume a create just made before the create reads it (the name
+// lock is per process). The create must look again instead of answering
+// NOT_FOUND, which for CreateVolume would claim a missing source.
+func TestCreateReadsAVolumeGoneMeanwhile(t *testing.T) {
+	r := newRig(t, "4.0")
+	ctx := context.Background()
+	r.sim.Inject(scaleiosim.Fault{Method: http.MethodGet, Path: "/api/instances/Volume::", Status: http.StatusInternalServerError, Message: "Could not find the volume", Count: 1})
+	v, err := r.b.Create(ctx, backends.CreateRequest{Name: "gone-meanwhile", RequiredBytes: 8 << 30, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	again, err := r.b.Create(ctx, backends.CreateRequest{Name: "gone-meanwhile", RequiredBytes: 8 << 30, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil || again.ID != v.ID {
+		t.Fatalf("repeat create: %v, %v; want the same volume %s", again, err, v.ID)
+	}
+	all, err := r.b.List(ctx)
+	if err != nil || len(all) != 1 {
+		t.Fatalf("list: %d volumes, %v; want 1", len(all), err)
+	}
+}

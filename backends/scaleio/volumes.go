@@ -2,6 +2,7 @@ package scaleio
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -167,25 +168,9 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 	}
 	defer unlock()
 
-	existing, err := b.findByKey(ctx, m.Key)
+	existing, err := b.createOrFind(ctx, p, req, m, size, thin)
 	if err != nil {
 		return nil, err
-	}
-	if existing == nil {
-		var id string
-		switch {
-		case req.SourceSnapshot != "" || req.SourceVolume != "":
-			id, err = b.cloneFrom(ctx, p, req, m)
-		default:
-			id, err = b.createNamed(ctx, p, m.Name(), size, thin)
-		}
-		if err != nil {
-			return nil, err
-		}
-		if existing, err = b.c.volume(ctx, id); err != nil {
-			return nil, mapErr(err, "read new volume "+id)
-		}
-		b.log.Info("volume created", zapVolume(id, existing.Name))
 	}
 	if existing.SizeInKb*kib < size && (req.SourceSnapshot != "" || req.SourceVolume != "") {
 		// A clone starts at its source's size.
@@ -335,4 +320,40 @@ func (b *Backend) Capacity(ctx context.Context, _ map[string]string) (int64, err
 		free = 0
 	}
 	return free, nil
+}
+
+// createOrFind returns the volume named by m.Key, making it if there is
+// none. The name lock is this process's only: another controller may
+// delete by id the volume found or just made before it is read. Then the
+// name is free again, so it tries once more before answering UNAVAILABLE;
+// never NOT_FOUND, which for a create would say its source is missing.
+func (b *Backend) createOrFind(ctx context.Context, p placement, req backends.CreateRequest, m volname.Meta, size int64, thin bool) (*volume, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		existing, err := b.findByKey(ctx, m.Key)
+		if err != nil {
+			return nil, err
+		}
+		if existing != nil {
+			return existing, nil
+		}
+		var id string
+		if req.SourceSnapshot != "" || req.SourceVolume != "" {
+			id, err = b.cloneFrom(ctx, p, req, m)
+		} else {
+			id, err = b.createNamed(ctx, p, m.Name(), size, thin)
+		}
+		if err != nil {
+			return nil, err
+		}
+		existing, err = b.c.volume(ctx, id)
+		if errors.Is(mapErr(err, ""), backends.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, mapErr(err, "read new volume "+id)
+		}
+		b.log.Info("volume created", zapVolume(id, existing.Name))
+		return existing, nil
+	}
+	return nil, fmt.Errorf("%w: volume %q was deleted while it was being created; retry", backends.ErrUnavailable, m.Name())
 }
