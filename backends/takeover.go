@@ -29,12 +29,19 @@ type Takeover struct {
 
 // Fence is a node fencing itself: it could not renew its lease in time,
 // so it made its devices of the backend read-only before another node may
-// take them.
+// take them; or, starting again after its plugin died, it found volumes
+// it still had connected attached elsewhere (TakenWhileDown).
 type Fence struct {
 	Backend string
 	// Volumes are the native ids whose devices were set read-only.
 	Volumes []string
 	Reason  string
+	// TakenWhileDown: the volumes were taken over or force-detached
+	// while the node's plugin was not running, and the node fenced them
+	// when it started again. The two causes call for different operator
+	// action (a pool the node cannot reach, a plugin that died), so they
+	// are logged apart.
+	TakenWhileDown bool
 }
 
 // Events receives the decisions a backend makes on its own that an
@@ -70,6 +77,14 @@ func (e logEvents) Takeover(t Takeover) {
 }
 
 func (e logEvents) Fenced(f Fence) {
+	if f.TakenWhileDown {
+		e.log.Error("node fenced volumes read-only at start-up: they were taken over or force-detached while its plugin was not running, and its mounts of them must not write; they stay read-only until unstaged",
+			zap.String("backend", f.Backend), zap.Strings("ids", f.Volumes), zap.String("reason", f.Reason))
+		if e.next != nil {
+			e.next.Fenced(f)
+		}
+		return
+	}
 	e.log.Error("node fenced its volumes read-only: it could not renew its lease; they stay read-only until unstaged",
 		zap.String("backend", f.Backend), zap.Strings("ids", f.Volumes), zap.String("reason", f.Reason))
 	if e.next != nil {

@@ -1380,14 +1380,15 @@ func sharedByOthers(m *meta, node string) bool {
 // that is); it releases only loop devices over this pool's images that
 // nothing holds and that no node's attachment accounts for: devices of
 // volumes that were unstaged, detached or deleted while the plugin was
-// down.
+// down. First, before the node serves, it fences the volumes it still has
+// connected that were taken from it meanwhile (fenceLost).
 func (b *Backend) Reconcile(ctx context.Context) ([]string, error) {
+	done := b.fenceLost()
 	devs, err := loop.List()
 	if err != nil {
-		return nil, err
+		return done, err
 	}
 	prefix := filepath.Join(b.dir, "volumes") + "/"
-	var done []string
 	for _, d := range devs {
 		path, deleted := strings.CutSuffix(d.BackingFile, " (deleted)")
 		if !strings.HasPrefix(path, prefix) || filepath.Base(path) != "disk.img" {

@@ -228,7 +228,21 @@ func (b *Backend) alive() error {
 // written to the images. It reads nothing from the pool: the pool may be
 // what is unreachable.
 func (b *Backend) fence(reason string) {
-	held := b.heldDevices()
+	ids := b.fenceDevices(b.heldDevices(), reason)
+	if len(ids) == 0 {
+		b.log.Warn("lease not renewed in time; this node holds no volume of the pool to fence", zap.String("reason", reason))
+		return
+	}
+	if b.events != nil {
+		b.events.Fenced(backends.Fence{Backend: b.name, Volumes: ids, Reason: reason})
+	}
+}
+
+// fenceDevices sets held read-only, shuts down the filesystems mounted
+// from them and records their volumes as fenced (for the Fenced
+// condition, and so that Connect refuses them until they are released).
+// It returns the volumes' ids.
+func (b *Backend) fenceDevices(held []heldDevice, reason string) []string {
 	var ids []string
 	for _, h := range held {
 		if err := loop.SetReadOnly(h.dev); err != nil {
@@ -268,13 +282,64 @@ func (b *Backend) fence(reason string) {
 		b.keeper.volumes[id] = "fenced at " + at + ": " + reason
 	}
 	b.keeper.mu.Unlock()
-	if len(ids) == 0 {
-		b.log.Warn("lease not renewed in time; this node holds no volume of the pool to fence", zap.String("reason", reason))
-		return
+	return ids
+}
+
+// fenceLost fences, at start-up, each volume this node still has
+// connected whose attachment to this node is gone from the pool. A
+// plugin that was killed while its node and tasks kept running renewed
+// nothing and fenced nothing, so another node may have taken the volume
+// over (its lease expired) or an operator force-detached it, while this
+// node's tasks still write through the mounts the dead plugin left.
+// Renewing the lease and serving on would make two writers; the new
+// holder cannot tell, so this node must stop writing before it serves.
+// Only a positive answer fences: metadata that cannot be read proves
+// nothing, and while this node renews its lease nobody takes the volume.
+func (b *Backend) fenceLost() []string {
+	byID := map[string][]heldDevice{}
+	var order []string
+	for _, h := range b.heldDevices() {
+		if _, ok := byID[h.id]; !ok {
+			order = append(order, h.id)
+		}
+		byID[h.id] = append(byID[h.id], h)
 	}
-	if b.events != nil {
-		b.events.Fenced(backends.Fence{Backend: b.name, Volumes: ids, Reason: reason})
+	var done []string
+	for _, id := range order {
+		m, err := b.readMeta(id)
+		if errors.Is(err, backends.ErrNotFound) {
+			// Deleted: its image is unlinked and no other node can
+			// attach it, so this node is the only writer there is.
+			continue
+		}
+		if err != nil {
+			b.log.Error("start-up: could not read the metadata of a volume this node still has connected; not fencing it on that account (the lease protects it while this node renews)",
+				zap.String("id", id), zap.Error(err))
+			continue
+		}
+		if _, ok := m.volume().AttachedTo(b.node); ok {
+			continue
+		}
+		now := describeAttachments(m)
+		reason := fmt.Sprintf("volume %s is no longer attached to node %s (it is %s): it was taken over or force-detached while this node's plugin was not running, and this node's mounts of it must not write any more",
+			id, b.node, now)
+		b.log.Error("FENCING a volume this node still has connected but no longer holds: another node may be writing it",
+			zap.String("id", id), zap.String("node", b.node), zap.String("nowAttached", now),
+			zap.Strings("devices", devicesOf(byID[id])))
+		if ids := b.fenceDevices(byID[id], reason); len(ids) > 0 && b.events != nil {
+			b.events.Fenced(backends.Fence{Backend: b.name, Volumes: ids, Reason: reason, TakenWhileDown: true})
+		}
+		done = append(done, "fenced "+reason)
 	}
+	return done
+}
+
+func devicesOf(held []heldDevice) []string {
+	var out []string
+	for _, h := range held {
+		out = append(out, h.dev)
+	}
+	return out
 }
 
 // within runs a fence step without waiting more than d for it, so a step
