@@ -1206,15 +1206,64 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	}
 	readOnly = readOnly || a.ReadOnly
 	img := b.imagePath(id)
+	// The record comes first and is durable before any device is made or
+	// handed out: Detach and takeover rely on it. Running it beside the
+	// device search was tried (issue 17) and saved about 0.15 ms of a
+	// 19 ms stage, below the benchmark's noise, so it stays in order.
 	if err := b.setConnected(id, true); err != nil {
+		// A record left set by a write that failed late (its directory
+		// fsync) is harmless: it only makes Detach refuse, and
+		// Disconnect (the unstage after a failed stage) clears it.
 		return backends.Device{}, fmt.Errorf("volume %s: record connection: %w", id, err)
 	}
+	found, err := b.findLoop(id, img, readOnly)
+	if err != nil {
+		return backends.Device{}, b.unrecord(id, a.Connected, fmt.Errorf("find loop device of %s: %w", img, err))
+	}
+	if found != "" {
+		b.rememberLoop(id, found)
+		return backends.Device{Path: found}, nil
+	}
+	info, err := loop.Attach(img, loop.Options{ReadOnly: readOnly, DirectIO: b.directIO})
+	if err != nil {
+		return backends.Device{}, b.unrecord(id, a.Connected, err)
+	}
+	fault.Point("file.connect.attached")
+	dev, ino, err := loop.FileID(img)
+	if err == nil {
+		err = loop.Verify(info.Device, dev, ino)
+	}
+	if err != nil {
+		err = fmt.Errorf("volume %s: %w", id, err)
+		if derr := loop.Detach(info.Device); derr != nil {
+			// The device stays, and so does the record that accounts
+			// for it; Disconnect releases both.
+			return backends.Device{}, fmt.Errorf("%w (and detaching %s: %v)", err, info.Device, derr)
+		}
+		return backends.Device{}, b.unrecord(id, a.Connected, err)
+	}
+	b.log.Info("loop device attached", zap.String("id", id), zap.String("device", info.Device), zap.Bool("readOnly", readOnly))
+	b.rememberLoop(id, info.Device)
+	// A fence that ran while the device was being attached missed it
+	// (it sees only remembered devices): fence it here. The device stays
+	// (read-only), and so does the record that accounts for it.
+	if err := b.alive(); err != nil {
+		loop.SetReadOnly(info.Device)
+		return backends.Device{}, err
+	}
+	return backends.Device{Path: info.Device}, nil
+}
+
+// findLoop returns a device of the image that can serve this connection:
+// the one this process remembers, else one a scan finds (after a restart,
+// or a crash between attaching and answering); "" if there is none.
+func (b *Backend) findLoop(id, img string, readOnly bool) (string, error) {
 	if dev, ok := b.cachedLoop(id, img, readOnly); ok {
-		return backends.Device{Path: dev}, nil
+		return dev, nil
 	}
 	devs, err := loop.Find(img)
 	if err != nil {
-		return backends.Device{}, fmt.Errorf("find loop device of %s: %w", img, err)
+		return "", err
 	}
 	for _, d := range devs {
 		if d.ReadOnly && !readOnly {
@@ -1224,31 +1273,25 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 			continue // nor can a fenced one
 		}
 		b.log.Debug("reusing loop device", zap.String("id", id), zap.String("device", d.Device))
-		b.rememberLoop(id, d.Device)
-		return backends.Device{Path: d.Device}, nil
+		return d.Device, nil
 	}
-	info, err := loop.Attach(img, loop.Options{ReadOnly: readOnly, DirectIO: b.directIO})
-	if err != nil {
-		return backends.Device{}, err
+	return "", nil
+}
+
+// unrecord undoes this Connect's connection record after a failure that
+// left no device of its making, so that Detach is not refused on the word
+// of a connection that never happened. A record that was set before this
+// call (an earlier stage's device may be in use) is kept. If the undo
+// fails the record stays, which is harmless: it only makes Detach refuse,
+// and Disconnect (the unstage after a failed stage) clears it.
+func (b *Backend) unrecord(id string, wasConnected bool, err error) error {
+	if wasConnected {
+		return err
 	}
-	fault.Point("file.connect.attached")
-	dev, ino, err := loop.FileID(img)
-	if err == nil {
-		err = loop.Verify(info.Device, dev, ino)
+	if uerr := b.setConnected(id, false); uerr != nil {
+		return fmt.Errorf("%w (and clearing the connection record: %v)", err, uerr)
 	}
-	if err != nil {
-		loop.Detach(info.Device)
-		return backends.Device{}, fmt.Errorf("volume %s: %w", id, err)
-	}
-	b.log.Info("loop device attached", zap.String("id", id), zap.String("device", info.Device), zap.Bool("readOnly", readOnly))
-	b.rememberLoop(id, info.Device)
-	// A fence that ran while the device was being attached missed it
-	// (it sees only remembered devices): fence it here.
-	if err := b.alive(); err != nil {
-		loop.SetReadOnly(info.Device)
-		return backends.Device{}, err
-	}
-	return backends.Device{Path: info.Device}, nil
+	return err
 }
 
 // cachedLoop returns the loop device this process last connected for the
