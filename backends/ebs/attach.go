@@ -528,17 +528,7 @@ func (b *Backend) abortAttach(ctx context.Context, id, inst, dev string) error {
 
 // waitDetached waits until the volume has no attachment to inst.
 func (b *Backend) waitDetached(ctx context.Context, id, inst string) error {
-	return b.wait(ctx, b.attachWait, fmt.Sprintf("volume %s to detach from %s", id, inst), func() (bool, error) {
-		v, err := b.describeVolume(ctx, id)
-		if errors.Is(err, backends.ErrNotFound) {
-			return true, nil
-		}
-		if err != nil {
-			return false, retryable(err)
-		}
-		a, ok := ec2Attachment(v, inst)
-		return !ok || a.State == types.VolumeAttachmentStateDetached, nil
-	})
+	return b.detachedWithin(ctx, id, inst, b.attachWait)
 }
 
 // Detach implements backends.Backend. A detach that outlasts the attach

@@ -241,7 +241,8 @@ func (b *Backend) requestDetach(ctx context.Context, id, inst string, force bool
 	return mapErr(err, fmt.Sprintf("detach %s from %s (force=%t)", id, inst, force))
 }
 
-// detachedWithin is waitDetached bounded by d instead of the attach timeout.
+// detachedWithin waits, at most d, until the volume has no attachment to
+// inst.
 func (b *Backend) detachedWithin(ctx context.Context, id, inst string, d time.Duration) error {
 	return b.wait(ctx, d, fmt.Sprintf("volume %s to detach from %s", id, inst), func() (bool, error) {
 		v, err := b.describeVolume(ctx, id)

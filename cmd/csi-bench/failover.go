@@ -160,29 +160,9 @@ func (h *harness) failoverTrial(lease time.Duration, trial int) (time.Duration, 
 // own, so that its mounts die with it as they would with its host.
 func (h *harness) startNode(dir, cfg, node string) (*instance, error) {
 	sock := filepath.Join(dir, node+".sock")
-	logSeq++
-	in := &instance{pool: filepath.Join(dir, "pool"), sock: sock, logPath: filepath.Join(h.root, fmt.Sprintf("plugin-%d-%s.log", logSeq, node))}
-	logf, err := os.Create(in.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	in.cmd = exec.Command("unshare", "-m", "--propagation", "private", h.pluginBin, "--endpoint", "unix://"+sock, "--config", cfg,
+	in := &instance{pool: filepath.Join(dir, "pool"), sock: sock, logPath: h.logPath("plugin-" + node)}
+	return h.launch(in, "plugin "+node, "unshare", "-m", "--propagation", "private", h.pluginBin, "--endpoint", "unix://"+sock, "--config", cfg,
 		"--node-id", node, "--mode", "all", "--log-level", "warn", "--log-format", "json")
-	in.cmd.Stdout, in.cmd.Stderr = logf, logf
-	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	in.started = time.Now()
-	if err := in.cmd.Start(); err != nil {
-		return nil, err
-	}
-	h.pids[in.cmd.Process.Pid] = true
-	in.exited = make(chan error, 1)
-	go func() { in.exited <- in.cmd.Wait() }()
-	if err := in.waitReady(60 * time.Second); err != nil {
-		h.stop(in)
-		return nil, fmt.Errorf("plugin %s did not become ready: %w (log %s: %s)", node, err, in.logPath, tail(in.logPath))
-	}
-	return in, nil
 }
 
 // nsenter runs a command in a process's mount namespace.

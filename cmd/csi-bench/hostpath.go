@@ -9,12 +9,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc"
@@ -150,28 +148,8 @@ func (h *harness) startHostpath(dir string) (*instance, error) {
 		return nil, err
 	}
 	sock := filepath.Join(h.root, filepath.Base(dir)+".sock")
-	logSeq++
-	in := &instance{pool: dir, sock: sock, logPath: filepath.Join(h.root, fmt.Sprintf("hostpath-%d.log", logSeq))}
-	logf, err := os.Create(in.logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	in.cmd = exec.Command(self, serveHostpathArg, sock, dir)
-	in.cmd.Stdout, in.cmd.Stderr = logf, logf
-	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-	in.started = time.Now()
-	if err := in.cmd.Start(); err != nil {
-		return nil, err
-	}
-	h.pids[in.cmd.Process.Pid] = true
-	in.exited = make(chan error, 1)
-	go func() { in.exited <- in.cmd.Wait() }()
-	if err := in.waitReady(60 * time.Second); err != nil {
-		h.stop(in)
-		return nil, fmt.Errorf("hostpath baseline did not become ready: %w (log %s: %s)", err, in.logPath, tail(in.logPath))
-	}
-	return in, nil
+	in := &instance{pool: dir, sock: sock, logPath: h.logPath("hostpath")}
+	return h.launch(in, "hostpath baseline", self, serveHostpathArg, sock, dir)
 }
 
 // runHostpathIfAsked serves the baseline when this binary was started as

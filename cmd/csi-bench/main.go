@@ -45,6 +45,7 @@ var (
 
 type harness struct {
 	sizes
+	logSeq     int // numbers the log files of the processes started
 	quick      bool
 	base       string // /var/tmp
 	root       string // base/csi-bench-<pid>

@@ -41,14 +41,11 @@ type instance struct {
 	logPath    string
 }
 
-var logSeq int
-
 // start launches a plugin on pool, serving sock, and waits until it
 // answers Probe.
 func (h *harness) start(pool string) (*instance, error) {
 	sock := filepath.Join(h.root, filepath.Base(pool)+".sock")
-	logSeq++
-	in := &instance{pool: pool, sock: sock, logPath: filepath.Join(h.root, fmt.Sprintf("plugin-%d.log", logSeq))}
+	in := &instance{pool: pool, sock: sock, logPath: h.logPath("plugin")}
 	in.started = time.Now()
 	if h.inProcess {
 		log, err := warnLogger(in.logPath)
@@ -66,29 +63,44 @@ func (h *harness) start(pool string) (*instance, error) {
 		}
 		in.cancel, in.done = cancel, make(chan error, 1)
 		go func() { in.done <- p.Serve(ctx) }()
-	} else {
-		logf, err := os.Create(in.logPath)
-		if err != nil {
-			return nil, err
+		if err := in.waitReady(60 * time.Second); err != nil {
+			h.stop(in)
+			return nil, fmt.Errorf("plugin did not become ready: %w (log %s: %s)", err, in.logPath, tail(in.logPath))
 		}
-		in.cmd = exec.Command(h.pluginBin, "--endpoint", "unix://"+sock, "--pool", pool,
-			"--node-id", nodeID, "--mode", "all", "--log-level", "warn", "--log-format", "json")
-		in.cmd.Stdout, in.cmd.Stderr = logf, logf
-		// If this harness dies, the plugin is told to stop too.
-		in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
-		in.started = time.Now()
-		if err := in.cmd.Start(); err != nil {
-			logf.Close()
-			return nil, err
-		}
-		logf.Close()
-		h.pids[in.cmd.Process.Pid] = true
-		in.exited = make(chan error, 1)
-		go func() { in.exited <- in.cmd.Wait() }()
+		return in, nil
 	}
+	return h.launch(in, "plugin", h.pluginBin, "--endpoint", "unix://"+sock, "--pool", pool,
+		"--node-id", nodeID, "--mode", "all", "--log-level", "warn", "--log-format", "json")
+}
+
+// logPath returns a new log file name in the work directory.
+func (h *harness) logPath(what string) string {
+	h.logSeq++
+	return filepath.Join(h.root, fmt.Sprintf("%s-%d.log", what, h.logSeq))
+}
+
+// launch runs name with args as the process behind in, its output in
+// in.logPath, and waits until it answers Probe on in.sock.
+func (h *harness) launch(in *instance, what, name string, args ...string) (*instance, error) {
+	logf, err := os.Create(in.logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	in.cmd = exec.Command(name, args...)
+	in.cmd.Stdout, in.cmd.Stderr = logf, logf
+	// If this harness dies, the process is told to stop too.
+	in.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	in.started = time.Now()
+	if err := in.cmd.Start(); err != nil {
+		return nil, err
+	}
+	h.pids[in.cmd.Process.Pid] = true
+	in.exited = make(chan error, 1)
+	go func() { in.exited <- in.cmd.Wait() }()
 	if err := in.waitReady(60 * time.Second); err != nil {
 		h.stop(in)
-		return nil, fmt.Errorf("plugin did not become ready: %w (log %s: %s)", err, in.logPath, tail(in.logPath))
+		return nil, fmt.Errorf("%s did not become ready: %w (log %s: %s)", what, err, in.logPath, tail(in.logPath))
 	}
 	return in, nil
 }
