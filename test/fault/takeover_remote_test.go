@@ -189,53 +189,7 @@ func (tr *trial) takeover(tc takeoverCase, admin string) {
 	if tc.hold {
 		adminCall(t, http.MethodPut, admin+"/hold-detach", "false")
 	}
-	holders := call(tr, "ListVolumes", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ListVolumesResponse, error) {
-		return c.ListVolumes(ctx, &csi.ListVolumesRequest{})
-	})
-	for _, e := range holders.GetEntries() {
-		if e.GetVolume().GetVolumeId() == vol {
-			if got := e.GetStatus().GetPublishedNodeIds(); !slices.Equal(got, []string{takerInst}) {
-				t.Fatalf("after the takeover the volume is published to %v, want exactly [%s]", got, takerInst)
-			}
-		}
-	}
-
-	staging, target := filepath.Join(tr.dir, "mnt", "staging"), filepath.Join(tr.dir, "mnt", "target")
-	os.MkdirAll(filepath.Dir(staging), 0o750)
-	call(tr, "NodeStage", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeStageVolumeResponse, error) {
-		return n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: vol, StagingTargetPath: staging, VolumeCapability: snw})
-	})
-	call(tr, "NodePublish", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodePublishVolumeResponse, error) {
-		return n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: vol, StagingTargetPath: staging, TargetPath: target, VolumeCapability: snw})
-	})
-	data := make([]byte, 256<<10)
-	rand.Read(data)
-	if err := os.WriteFile(filepath.Join(target, "data"), data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(filepath.Join(target, "data")); err != nil || sha256.Sum256(got) != sha256.Sum256(data) {
-		t.Fatalf("read back on the new holder: %v", err)
-	}
-	call(tr, "NodeUnpublish", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeUnpublishVolumeResponse, error) {
-		return n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vol, TargetPath: target})
-	})
-	call(tr, "NodeUnstage", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeUnstageVolumeResponse, error) {
-		return n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vol, StagingTargetPath: staging})
-	})
-	for _, node := range []string{takerInst, holderInst} { // the dead node's unpublish comes late
-		call(tr, "ControllerUnpublish "+node, func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerUnpublishVolumeResponse, error) {
-			return c.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: vol, NodeId: node})
-		})
-	}
-	// Unpublished everywhere, the image holds the filesystem as the new
-	// holder left it.
-	img := filepath.Join(tr.dir, "ec2", "images", strings.TrimPrefix(vol, "aws/")+".img")
-	if out, err := exec.Command("fsck.ext4", "-n", "-f", img).CombinedOutput(); err != nil {
-		t.Fatalf("fsck -n %s after the takeover: %v\n%s", img, err, out)
-	}
-	call(tr, "DeleteVolume", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.DeleteVolumeResponse, error) {
-		return c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol})
-	})
+	useAfterTakeover(tr, vol, takerInst, holderInst, filepath.Join(tr.dir, "ec2", "images", strings.TrimPrefix(vol, "aws/")+".img"))
 }
 
 const (
@@ -329,13 +283,25 @@ func (tr *trial) scaleioTakeover(admin, images string) {
 	call(tr, "ControllerPublish that takes the volume over", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerPublishVolumeResponse, error) {
 		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: takerGUID, VolumeCapability: snw})
 	})
+	useAfterTakeover(tr, vol, takerGUID, holderGUID, filepath.Join(images, strings.TrimPrefix(vol, "sio/")+".img"))
+}
+
+// useAfterTakeover checks, once a takeover's ControllerPublish has
+// returned, that the volume has exactly one holder, taker; that the taker
+// stages it and reads back what it writes; that both nodes' unpublish
+// succeed (the dead holder's comes late); and that the image, unpublished
+// everywhere, holds a clean filesystem as the new holder left it. Then it
+// deletes the volume.
+func useAfterTakeover(tr *trial, vol, taker, holder, img string) {
+	t := tr.t
+	t.Helper()
 	holders := call(tr, "ListVolumes", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ListVolumesResponse, error) {
 		return c.ListVolumes(ctx, &csi.ListVolumesRequest{})
 	})
 	for _, e := range holders.GetEntries() {
 		if e.GetVolume().GetVolumeId() == vol {
-			if got := e.GetStatus().GetPublishedNodeIds(); !slices.Equal(got, []string{takerGUID}) {
-				t.Fatalf("after the takeover the volume is published to %v, want exactly [%s]", got, takerGUID)
+			if got := e.GetStatus().GetPublishedNodeIds(); !slices.Equal(got, []string{taker}) {
+				t.Fatalf("after the takeover the volume is published to %v, want exactly [%s]", got, taker)
 			}
 		}
 	}
@@ -361,12 +327,11 @@ func (tr *trial) scaleioTakeover(admin, images string) {
 	call(tr, "NodeUnstage", func(ctx context.Context, _ csi.ControllerClient, n csi.NodeClient) (*csi.NodeUnstageVolumeResponse, error) {
 		return n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vol, StagingTargetPath: staging})
 	})
-	for _, node := range []string{takerGUID, holderGUID} {
+	for _, node := range []string{taker, holder} {
 		call(tr, "ControllerUnpublish "+node, func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerUnpublishVolumeResponse, error) {
 			return c.ControllerUnpublishVolume(ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: vol, NodeId: node})
 		})
 	}
-	img := filepath.Join(images, strings.TrimPrefix(vol, "sio/")+".img")
 	if out, err := exec.Command("fsck.ext4", "-n", "-f", img).CombinedOutput(); err != nil {
 		t.Fatalf("fsck -n %s after the takeover: %v\n%s", img, err, out)
 	}
