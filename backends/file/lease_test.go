@@ -64,6 +64,21 @@ type leaseNode struct {
 	setHook func(h func() error)
 }
 
+// held creates a volume and attaches it to the node itself, as a
+// ControllerPublish to it would.
+func (n *leaseNode) held(t *testing.T, name string, size int64) *backends.Volume {
+	t.Helper()
+	ctx := context.Background()
+	v, err := n.Create(ctx, req(name, size))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.Attach(ctx, v.ID, backends.AttachRequest{Node: n.node, Mode: backends.SingleNodeWriter}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 func newLeaseNode(t *testing.T, dir, node, lease string) *leaseNode {
 	t.Helper()
 	ev := newEvents()
@@ -149,14 +164,7 @@ func TestTakeoverAfterLeaseExpiry(t *testing.T) {
 	dir := filepath.Join(harness.TempDir(t), "pool")
 	a := newLeaseNode(t, dir, "agent-a", testLease.String())
 	b := newLeaseNode(t, dir, "agent-b", testLease.String())
-	ctx := context.Background()
-	v, err := a.Create(ctx, req("db", 20*units.MiB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Attach(ctx, v.ID, backends.AttachRequest{Node: "agent-a", Mode: backends.SingleNodeWriter}); err != nil {
-		t.Fatal(err)
-	}
+	v := a.held(t, "db", 20*units.MiB)
 	// agent-a's plugin dies: no more renewals, and nothing released.
 	a.cut()
 	died := time.Now()
@@ -198,13 +206,7 @@ func TestLiveHolderIsNeverTaken(t *testing.T) {
 	ctx := context.Background()
 	var ids []string
 	for _, holder := range []*leaseNode{a, off} {
-		v, err := holder.Create(ctx, req("held-by-"+holder.node, 20*units.MiB))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := holder.Attach(ctx, v.ID, backends.AttachRequest{Node: holder.node, Mode: backends.SingleNodeWriter}); err != nil {
-			t.Fatal(err)
-		}
+		v := holder.held(t, "held-by-"+holder.node, 20*units.MiB)
 		if err := holder.lockedSetConnected(v.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -252,18 +254,12 @@ func TestDetachOfDeadNode(t *testing.T) {
 	a := newLeaseNode(t, dir, "agent-a", testLease.String())
 	ctl := newLeaseNode(t, dir, "controller-1", testLease.String())
 	ctx := context.Background()
-	v, err := a.Create(ctx, req("db", 20*units.MiB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Attach(ctx, v.ID, backends.AttachRequest{Node: "agent-a", Mode: backends.SingleNodeWriter}); err != nil {
-		t.Fatal(err)
-	}
+	v := a.held(t, "db", 20*units.MiB)
 	if err := a.lockedSetConnected(v.ID); err != nil {
 		t.Fatal(err)
 	}
 	a.cut()
-	err = ctl.Detach(ctx, v.ID, "agent-a")
+	err := ctl.Detach(ctx, v.ID, "agent-a")
 	if !errors.Is(err, backends.ErrInUse) || !strings.Contains(err.Error(), "agent-a") || !strings.Contains(err.Error(), "force-detach") {
 		t.Fatalf("detach right after the holder died: %v, want ErrInUse naming it", err)
 	}
@@ -284,13 +280,7 @@ func TestConcurrentTakersOneWins(t *testing.T) {
 	a := newLeaseNode(t, dir, "agent-a", testLease.String())
 	takers := []*leaseNode{newLeaseNode(t, dir, "agent-b", testLease.String()), newLeaseNode(t, dir, "agent-c", testLease.String())}
 	ctx := context.Background()
-	v, err := a.Create(ctx, req("db", 20*units.MiB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Attach(ctx, v.ID, backends.AttachRequest{Node: "agent-a", Mode: backends.SingleNodeWriter}); err != nil {
-		t.Fatal(err)
-	}
+	v := a.held(t, "db", 20*units.MiB)
 	a.cut()
 	waitFor(t, "agent-a's lease to become takeable", 20*testLease, func() bool { return takers[0].judge("agent-a").takeable })
 	var wg sync.WaitGroup
@@ -329,13 +319,7 @@ func TestSelfFence(t *testing.T) {
 	a := newLeaseNode(t, dir, "agent-a", testLease.String())
 	b := newLeaseNode(t, dir, "agent-b", testLease.String())
 	ctx := context.Background()
-	v, err := a.Create(ctx, req("db", 32*units.MiB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Attach(ctx, v.ID, backends.AttachRequest{Node: "agent-a", Mode: backends.SingleNodeWriter}); err != nil {
-		t.Fatal(err)
-	}
+	v := a.held(t, "db", 32*units.MiB)
 	da, err := a.Connect(ctx, v.ID, nil, false)
 	if err != nil {
 		t.Fatal(err)
@@ -512,13 +496,7 @@ func TestSelfFenceBtrfs(t *testing.T) {
 	tmp := harness.TempDir(t)
 	a := newLeaseNode(t, filepath.Join(tmp, "pool"), "agent-a", testLease.String())
 	ctx := context.Background()
-	v, err := a.Create(ctx, req("db", MinSizeXFS))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := a.Attach(ctx, v.ID, backends.AttachRequest{Node: "agent-a", Mode: backends.SingleNodeWriter}); err != nil {
-		t.Fatal(err)
-	}
+	v := a.held(t, "db", MinSizeXFS)
 	d, err := a.Connect(ctx, v.ID, nil, false)
 	if err != nil {
 		t.Fatal(err)
