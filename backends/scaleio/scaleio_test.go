@@ -502,6 +502,23 @@ func TestNodeAttachIsRecorded(t *testing.T) {
 	}
 }
 
+// TestCreateFindsTheNameHolderGone: the gateway refuses the name as taken,
+// and the other controller deletes its holder before the create looks it
+// up. The create must make the volume anyway, not answer NOT_FOUND.
+func TestCreateFindsTheNameHolderGone(t *testing.T) {
+	r := newRig(t, "4.0")
+	ctx := context.Background()
+	r.sim.Inject(scaleiosim.Fault{Method: http.MethodPost, Path: "/api/types/Volume/instances", Status: http.StatusInternalServerError, Message: msgNameInUse, Count: 1})
+	v, err := r.b.Create(ctx, backends.CreateRequest{Name: "holder-gone", RequiredBytes: 8 << 30, Modes: []backends.AccessMode{backends.SingleNodeWriter}})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	all, err := r.b.List(ctx)
+	if err != nil || len(all) != 1 || all[0].ID != v.ID {
+		t.Fatalf("list: %v, %v; want only %s", all, err, v.ID)
+	}
+}
+
 // TestCreateReadsAVolumeGoneMeanwhile: another controller may delete, by
 // id, the volume a create just made before the create reads it (the name
 // lock is per process). The create must look again instead of answering

@@ -35,7 +35,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, _ m
 		}
 		id, err := b.c.snapshot(ctx, p.system, sourceID, m.Name())
 		if isAPI(err, msgNameInUse) {
-			id, err = b.c.volumeIDByName(ctx, m.Name())
+			id, err = b.holderOf(ctx, m.Name())
 		}
 		if err != nil {
 			return nil, mapErr(err, "snapshot volume "+sourceID)
@@ -121,7 +121,7 @@ func (b *Backend) cloneFrom(ctx context.Context, p placement, req backends.Creat
 	}
 	id, err := b.c.snapshot(ctx, p.system, src.ID, m.Name())
 	if isAPI(err, msgNameInUse) {
-		id, err = b.c.volumeIDByName(ctx, m.Name())
+		id, err = b.holderOf(ctx, m.Name())
 	}
 	return id, mapErr(err, "clone "+src.ID)
 }

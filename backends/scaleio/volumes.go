@@ -201,9 +201,25 @@ func (b *Backend) createNamed(ctx context.Context, p placement, name string, siz
 		fault.Point("scaleio.create.requested")
 	}
 	if isAPI(err, msgNameInUse) {
-		id, err = b.c.volumeIDByName(ctx, name)
+		id, err = b.holderOf(ctx, name)
 	}
 	return id, mapErr(err, "create volume "+name)
+}
+
+// errNameFreed is UNAVAILABLE so that, where no caller looks again, the
+// CO retries; NOT_FOUND would say a create's source is missing.
+var errNameFreed = fmt.Errorf("%w: the volume that held the name was deleted meanwhile; retry", backends.ErrUnavailable)
+
+// holderOf returns the id of the volume named name, after the gateway
+// refused that name as taken. The name lock is this process's only, so
+// another controller may have deleted that volume in between: then the
+// name is free again and the answer is errNameFreed.
+func (b *Backend) holderOf(ctx context.Context, name string) (string, error) {
+	id, err := b.c.volumeIDByName(ctx, name)
+	if errors.Is(mapErr(err, ""), backends.ErrNotFound) {
+		return "", errNameFreed
+	}
+	return id, err
 }
 
 func compatible(v *backends.Volume, req backends.CreateRequest, size int64, thin bool) error {
@@ -324,7 +340,8 @@ func (b *Backend) Capacity(ctx context.Context, _ map[string]string) (int64, err
 
 // createOrFind returns the volume named by m.Key, making it if there is
 // none. The name lock is this process's only: another controller may
-// delete by id the volume found or just made before it is read. Then the
+// delete by id the volume found or just made before it is read, or the
+// volume that held the name when the gateway refused it. Then the
 // name is free again, so it tries once more before answering UNAVAILABLE;
 // never NOT_FOUND, which for a create would say its source is missing.
 func (b *Backend) createOrFind(ctx context.Context, p placement, req backends.CreateRequest, m volname.Meta, size int64, thin bool) (*volume, error) {
@@ -341,6 +358,9 @@ func (b *Backend) createOrFind(ctx context.Context, p placement, req backends.Cr
 			id, err = b.cloneFrom(ctx, p, req, m)
 		} else {
 			id, err = b.createNamed(ctx, p, m.Name(), size, thin)
+		}
+		if errors.Is(err, errNameFreed) {
+			continue
 		}
 		if err != nil {
 			return nil, err
