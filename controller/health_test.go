@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/volid"
 )
 
@@ -41,6 +42,11 @@ func TestControllerGetVolumeHealth(t *testing.T) {
 			id := create(t, s, "v")
 			_, native, _ := volid.Split(id)
 			if tt.damage != nil {
+				// The image is made when the volume is first used;
+				// preallocating makes it now.
+				if _, err := s.ControllerModifyVolume(ctx, &csi.ControllerModifyVolumeRequest{VolumeId: id, MutableParameters: map[string]string{file.ParamPreallocate: "true"}}); err != nil {
+					t.Fatal(err)
+				}
 				img, err := pool.ImagePath(native)
 				must(t, err)
 				tt.damage(t, img)

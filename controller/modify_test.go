@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -14,13 +15,17 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/internal/volid"
 )
 
-// allocated reports whether every byte of the volume's image has a block.
+// allocated reports whether every byte of the volume's image has a block;
+// an image not made yet (made by the first use) has none.
 func allocated(t *testing.T, pool *file.Backend, id string) bool {
 	t.Helper()
 	_, native, _ := volid.Split(id)
 	img, err := pool.ImagePath(native)
 	must(t, err)
 	var st unix.Stat_t
+	if err := unix.Stat(img, &st); errors.Is(err, unix.ENOENT) {
+		return false
+	}
 	must(t, unix.Stat(img, &st))
 	return st.Blocks*512 >= st.Size
 }

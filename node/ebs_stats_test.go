@@ -11,7 +11,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends"
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
-	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 // TestStatsAskNoStorage: kubelet polls NodeGetVolumeStats for every volume

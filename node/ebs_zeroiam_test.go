@@ -16,7 +16,7 @@ import (
 	"github.com/csi-libstorage/csi-libstorage/backends/ebs"
 	"github.com/csi-libstorage/csi-libstorage/controller"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
-	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
 func capBlockRW() *csi.VolumeCapability {

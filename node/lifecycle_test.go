@@ -38,7 +38,7 @@ func (f *fixture) blockVolume(name string) string {
 
 func (f *fixture) img(id string) string {
 	f.t.Helper()
-	img, err := f.pool.ImagePath(strings.TrimPrefix(id, "local/"))
+	img, err := f.pool.MakeImage(context.Background(), strings.TrimPrefix(id, "local/"))
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -105,7 +105,10 @@ func (f *fixture) volume(name string, params map[string]string, fill func(img st
 		f.t.Fatal(err)
 	}
 	if fill != nil {
-		img, _ := f.pool.ImagePath(v.ID)
+		img, err := f.pool.MakeImage(context.Background(), v.ID)
+		if err != nil {
+			f.t.Fatal(err)
+		}
 		fill(img)
 	}
 	return "local/" + v.ID
@@ -267,7 +270,8 @@ func TestStageProbeErrorNeverFormats(t *testing.T) {
 func TestStageUndoesMountWhenFormatRecordFails(t *testing.T) {
 	f := newFixture(t, false)
 	id := f.volume("db", nil, nil)
-	volDir := filepath.Join(f.pool.Dir(), "volumes", strings.TrimPrefix(id, "local/"))
+	metaPath, _ := file.PoolPaths(f.pool.Dir(), strings.TrimPrefix(id, "local/"))
+	volDir := filepath.Dir(metaPath)
 	// An immutable directory refuses the metadata's temporary file.
 	f.m.afterFormat = func() {
 		if out, err := exec.Command("chattr", "+i", volDir).CombinedOutput(); err != nil {
@@ -295,7 +299,8 @@ func TestStageUndoesMountWhenFormatRecordFails(t *testing.T) {
 
 func TestStageMarkedButEmpty(t *testing.T) {
 	f := newFixture(t, false)
-	id := f.volume("v", nil, nil)
+	// An image that exists and is blank: the node's probe must refuse.
+	id := f.volume("v", nil, func(string) {})
 	if err := f.pool.MarkFormatted(context.Background(), strings.TrimPrefix(id, "local/"), "ext4"); err != nil {
 		t.Fatal(err)
 	}

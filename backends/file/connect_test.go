@@ -3,6 +3,7 @@ package file
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 
@@ -26,6 +27,17 @@ func connected(t *testing.T, b *Backend, id, node string) bool {
 		t.Fatalf("volume %s has no attachment for %s", id, node)
 	}
 	return m.Attachments[i].Connected
+}
+
+// madeImage makes the image of a volume created without one, as its first
+// Connect would, and returns its path.
+func madeImage(t *testing.T, b *Backend, id string) string {
+	t.Helper()
+	img, err := b.MakeImage(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
 }
 
 func attachedVolume(t *testing.T, b *Backend, name string) string {
@@ -52,7 +64,8 @@ func TestConnectRecordFailureMakesNoDevice(t *testing.T) {
 	ctx := context.Background()
 	b := newPool(t, Config{}, "n1")
 	id := attachedVolume(t, b, "db")
-	dir, img := b.volDir(id), b.imagePath(id)
+	img := madeImage(t, b, id)
+	dir := filepath.Dir(img)
 	// Root ignores permissions; a read-only bind mount refuses even root.
 	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
@@ -106,13 +119,13 @@ func TestConnectDeviceFailureClearsRecord(t *testing.T) {
 	b := newPool(t, Config{}, "n1")
 	for _, before := range []bool{false, true} {
 		id := attachedVolume(t, b, map[bool]string{false: "fresh", true: "earlier"}[before])
+		// loop.Attach refuses an image whose size is not a multiple of 512.
+		img := madeImage(t, b, id)
 		if before {
 			if err := b.lockedSetConnected(id); err != nil {
 				t.Fatal(err)
 			}
 		}
-		// loop.Attach refuses an image whose size is not a multiple of 512.
-		img := b.imagePath(id)
 		if err := os.Truncate(img, 20*units.MiB+1); err != nil {
 			t.Fatal(err)
 		}

@@ -2,18 +2,15 @@ package file
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
-	"github.com/csi-libstorage/csi-libstorage/internal/fsutil"
 )
 
 // readName reads the id a name reservation holds: "" when there is no
@@ -31,39 +28,6 @@ func readName(path string) (id string, exists bool, err error) {
 		return id, true, nil
 	}
 	return "", true, nil
-}
-
-// writeName reserves a name for id and makes the reservation durable
-// before anything is made under the id, so that no crash, on any
-// filesystem, keeps a volume that no name leads to. The layout is the one
-// every version reads and writes: a file holding the id. A new name is
-// written in place (a crash leaves no file, an empty one or a torn one,
-// all of which read as unreserved) and costs one fsync of the file and one
-// fsync of names/ shared with concurrent creates; replacing a file that
-// exists goes through a temporary file and a rename, so the name never
-// reads as free in between.
-func (b *Backend) writeName(path, id string, exists bool) error {
-	if !exists {
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			_, err = f.WriteString(id + "\n")
-			if err == nil {
-				err = f.Sync()
-			}
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				os.Remove(path)
-				return err
-			}
-			return b.names.Sync()
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return err
-		}
-	}
-	return fsutil.WriteFileAtomic(path, []byte(id+"\n"), 0o600)
 }
 
 // discard removes what an unfinished create (or an interrupted delete)
@@ -90,37 +54,9 @@ func (b *Backend) discard(ctx context.Context, id string) error {
 	return nil
 }
 
-// createMeta writes the metadata of a new volume under a temporary name
-// and renames it into place, so that Get and List, which do not take the
-// volume's lock, never read it half written. The rename keeps the inode, so
-// this costs no more inodes than writing in place; syncVolume then makes
-// it durable. A crash before that may keep the name but not the bytes: an
-// empty or zeroed file, which reads as an unfinished create (parseMeta).
-func (b *Backend) createMeta(m *meta) error {
-	data, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(b.volDir(m.ID), ".meta.json.tmp-new")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, b.metaPath(m.ID))
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
-// syncVolume makes a new volume durable: its metadata, its image's size,
-// its directory's entries and the directory's entry in volumes/. The four
+// syncVolume makes a volume of the directory layout durable: its
+// metadata, its image's size, its directory's entries and the directory's
+// entry in volumes/. The four
 // fsyncs are issued at once: they are independent, and concurrent fsyncs
 // share the device cache flushes each would otherwise wait for in turn.
 func (b *Backend) syncVolume(id string) error {

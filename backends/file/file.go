@@ -8,11 +8,17 @@
 // consistent without talking to each other:
 //
 //	<dir>/pool.lock                one byte-range lock per volume and per name
-//	<dir>/volumes/<id>/meta.json   the volume's metadata (mode 0600)
+//	<dir>/vols/<key>.json          a volume's metadata and its name's reservation (mode 0600)
+//	<dir>/vols/<id>.img            its data, made when a node first connects it
+//	<dir>/volumes/<id>/meta.json   the metadata of a volume made before the flat layout
 //	<dir>/volumes/<id>/disk.img    its data
-//	<dir>/names/<sha256 of name>   the id a name was given (the create reservation)
+//	<dir>/names/<sha256 of name>   the id such a volume's name was given
 //	<dir>/nodes/<node id>.json     nodes that registered with the pool
 //	<dir>/leases/<node id>.lease   the node's lease, renewed by the pool's clock (lease.go)
+//
+// New volumes use the flat layout (flat.go), which costs one new inode per
+// create instead of four; volumes in the directory layout of older
+// versions keep it for life, and every operation reads both.
 package file
 
 import (
@@ -114,9 +120,9 @@ type Backend struct {
 	renewHook func() error
 	// locks guards volumes and names pool-wide: see fsutil.KeyLocks.
 	locks *fsutil.KeyLocks
-	// names and volumes group-commit the fsyncs of names/ and volumes/.
-	names, volumes *fsutil.DirSyncer
-	avail          struct {
+	// names, volumes and vols group-commit the fsyncs of their directories.
+	names, volumes, vols *fsutil.DirSyncer
+	avail                struct {
 		mu       sync.Mutex
 		at       time.Time
 		took     time.Duration // how long the last scan took
@@ -197,7 +203,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		return nil, fmt.Errorf("file backend %q: pool %s is world-writable (mode %v); anyone could plant or swap volume images: chmod o-w %s",
 			cfg.Name, b.dir, st.Mode().Perm(), b.dir)
 	}
-	for _, sub := range []string{"volumes", "names", "nodes", "leases"} {
+	for _, sub := range []string{"vols", "volumes", "names", "nodes", "leases"} {
 		if err := os.MkdirAll(filepath.Join(b.dir, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
 		}
@@ -208,6 +214,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 	b.locks = fsutil.NewKeyLocks(filepath.Join(b.dir, "pool.lock"))
 	b.names = fsutil.NewDirSyncer(filepath.Join(b.dir, "names"))
 	b.volumes = fsutil.NewDirSyncer(filepath.Join(b.dir, "volumes"))
+	b.vols = fsutil.NewDirSyncer(filepath.Join(b.dir, "vols"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	l, err := b.locks.Lock(ctx, "pool")
@@ -244,7 +251,7 @@ func (b *Backend) Parameters() []string { return []string{ParamPreallocate} }
 
 // Probe implements backends.Backend.
 func (b *Backend) Probe(ctx context.Context) error {
-	if err := unix.Access(filepath.Join(b.dir, "volumes"), unix.W_OK); err != nil {
+	if err := unix.Access(filepath.Join(b.dir, "vols"), unix.W_OK); err != nil {
 		return fmt.Errorf("%w: pool %s is not writable: %v", backends.ErrUnavailable, b.dir, err)
 	}
 	return nil
@@ -264,6 +271,12 @@ type meta struct {
 	// What the volume was created from, if anything.
 	SourceSnapshot string `json:"sourceSnapshot,omitempty"`
 	SourceVolume   string `json:"sourceVolume,omitempty"`
+	// NoImage says the image has not been made yet (flat layout): it
+	// reads as all zeros, and the first Connect makes it.
+	NoImage bool `json:"noImage,omitempty"`
+	// Filling marks a create that is still copying or allocating the
+	// image: such a volume does not exist yet for anyone but its create.
+	Filling bool `json:"filling,omitempty"`
 }
 
 type attachment struct {
@@ -296,9 +309,22 @@ func (m *meta) volume() *backends.Volume {
 	return v
 }
 
-func (b *Backend) volDir(id string) string    { return filepath.Join(b.dir, "volumes", id) }
-func (b *Backend) metaPath(id string) string  { return filepath.Join(b.volDir(id), "meta.json") }
-func (b *Backend) imagePath(id string) string { return filepath.Join(b.volDir(id), "disk.img") }
+func (b *Backend) volDir(id string) string { return filepath.Join(b.dir, "volumes", id) }
+
+func (b *Backend) metaPath(id string) string {
+	if isFlat(id) {
+		return b.flatMetaPath(id[:keyLen])
+	}
+	return filepath.Join(b.volDir(id), "meta.json")
+}
+
+func (b *Backend) imagePath(id string) string {
+	if isFlat(id) {
+		return filepath.Join(b.dir, "vols", id+".img")
+	}
+	return filepath.Join(b.volDir(id), "disk.img")
+}
+
 func (b *Backend) namePath(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return filepath.Join(b.dir, "names", hex.EncodeToString(sum[:]))
@@ -306,7 +332,7 @@ func (b *Backend) namePath(name string) string {
 
 // ImagePath returns the image of a volume; tests and tools use it.
 func (b *Backend) ImagePath(id string) (string, error) {
-	if !idRE.MatchString(id) {
+	if !validID(id) {
 		return "", fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
 	}
 	return b.imagePath(id), nil
@@ -333,7 +359,28 @@ func (b *Backend) readMeta(id string) (*meta, error) {
 // is taken from. The result is the cached value itself, not a copy: callers
 // only read it (meta.volume copies what it hands out).
 func (b *Backend) sharedMeta(id string) (*meta, error) {
-	f, err := b.openMeta(id)
+	if !validID(id) {
+		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
+	}
+	return b.sharedMetaAt(cacheName(id), b.metaPath(id), id)
+}
+
+// cacheName is the name a volume's metadata is cached under: the file's,
+// which for a flat volume is its key, as List finds it.
+func cacheName(id string) string {
+	if isFlat(id) {
+		return id[:keyLen]
+	}
+	return id
+}
+
+// sharedMetaAt is sharedMeta of the file at path, cached under name; id is
+// the volume it must hold, or "" for whichever (a flat file, listed).
+func (b *Backend) sharedMetaAt(name, path, id string) (*meta, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("volume %s: %w", name, backends.ErrNotFound)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -344,9 +391,9 @@ func (b *Backend) sharedMeta(id string) (*meta, error) {
 	}
 	key := metaKey{ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
 	b.metas.mu.Lock()
-	c, ok := b.metas.m[id]
+	c, ok := b.metas.m[name]
 	b.metas.mu.Unlock()
-	if ok && c.key == key {
+	if ok && c.key == key && (id == "" || c.meta.ID == id) {
 		return c.meta, nil
 	}
 	m, err := b.parseMeta(id, f)
@@ -357,13 +404,13 @@ func (b *Backend) sharedMeta(id string) (*meta, error) {
 	if b.metas.m == nil {
 		b.metas.m = map[string]cachedMeta{}
 	}
-	b.metas.m[id] = cachedMeta{key: key, meta: m}
+	b.metas.m[name] = cachedMeta{key: key, meta: m}
 	b.metas.mu.Unlock()
 	return m, nil
 }
 
 func (b *Backend) openMeta(id string) (*os.File, error) {
-	if !idRE.MatchString(id) {
+	if !validID(id) {
 		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
 	}
 	f, err := os.Open(b.metaPath(id))
@@ -373,6 +420,8 @@ func (b *Backend) openMeta(id string) (*os.File, error) {
 	return f, err
 }
 
+// parseMeta reads the metadata of volume id from f; id "" takes the volume
+// a flat file holds, whichever it is.
 func (b *Backend) parseMeta(id string, f *os.File) (*meta, error) {
 	data, err := io.ReadAll(f)
 	if err != nil {
@@ -385,7 +434,18 @@ func (b *Backend) parseMeta(id string, f *os.File) (*meta, error) {
 	}
 	m := new(meta)
 	if err := json.Unmarshal(data, m); err != nil {
+		if id == "" || isFlat(id) {
+			// Written in place by a create that has not answered yet,
+			// or that a crash cut short (see createFlat).
+			return nil, fmt.Errorf("volume %s: metadata is being written: %w", id, backends.ErrNotFound)
+		}
 		return nil, fmt.Errorf("volume %s: corrupt metadata %s: %w", id, b.metaPath(id), err)
+	}
+	if (id != "" && m.ID != id) || m.Filling || !validID(m.ID) {
+		// The flat file of this name now holds another volume (this
+		// one was deleted and the name made anew), or a create that
+		// has not finished.
+		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
 	}
 	return m, nil
 }
@@ -404,7 +464,7 @@ type cachedMeta struct {
 // forget drops a deleted volume from the metadata cache.
 func (b *Backend) forget(id string) {
 	b.metas.mu.Lock()
-	delete(b.metas.m, id)
+	delete(b.metas.m, cacheName(id))
 	b.metas.mu.Unlock()
 }
 
@@ -412,6 +472,9 @@ func (b *Backend) writeMeta(m *meta) error {
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
+	}
+	if isFlat(m.ID) {
+		return b.replaceFlat(m.ID, data)
 	}
 	return fsutil.WriteFileAtomic(b.metaPath(m.ID), data, 0o600)
 }
@@ -421,10 +484,14 @@ func (b *Backend) writeMeta(m *meta) error {
 // never reused, and whoever takes the lock of a deleted volume finds no
 // metadata under it.
 func (b *Backend) lockVolume(ctx context.Context, id string) (*fsutil.KeyLock, error) {
-	if !idRE.MatchString(id) {
+	if !validID(id) {
 		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
 	}
-	if _, err := os.Stat(b.volDir(id)); errors.Is(err, fs.ErrNotExist) {
+	probe := b.volDir(id)
+	if isFlat(id) {
+		probe = b.metaPath(id) // perhaps another volume's: readMeta tells
+	}
+	if _, err := os.Stat(probe); errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("volume %s: %w", id, backends.ErrNotFound)
 	}
 	l, err := b.locks.Lock(ctx, "volume "+id)
@@ -468,14 +535,12 @@ func (b *Backend) update(ctx context.Context, id string, fn func(m *meta) (chang
 	return m, nil
 }
 
-// Create implements backends.Backend. The name's reservation is made
-// durable first (writeName), so a crash never keeps a volume that no name
-// leads to. The volume's directory, image and metadata are then written
-// and made durable in one round of concurrent fsyncs (syncVolume);
-// concurrent creates share the fsyncs of names/ and volumes/
-// (fsutil.DirSyncer). A reservation whose volume never got its metadata is
-// discarded with whatever it left, and the create starts over under a new
-// id: nothing under that id was ever returned.
+// Create implements backends.Backend. New volumes use the flat layout
+// (createFlat). A name still reserved in the directory layout of older
+// versions answers with its volume; if that volume never got its metadata
+// (a create a crash cut short), it is discarded with whatever it left and
+// the name is made anew in the flat layout. Both layouts take the same
+// name lock, so they cannot both make a volume of one name.
 func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*backends.Volume, error) {
 	size, err := b.size(req)
 	if err != nil {
@@ -516,66 +581,15 @@ func (b *Backend) Create(ctx context.Context, req backends.CreateRequest) (*back
 			return nil, err
 		}
 	}
-	if id, err = newID(); err != nil {
-		return nil, err
-	}
-	if err := b.writeName(namePath, id, exists); err != nil {
-		return nil, fmt.Errorf("reserve name %q: %w", req.Name, err)
-	}
-	fault.Point("file.create.reserved")
-
-	// A create that fails cleanly gives its reservation back; only a crash
-	// leaves one behind, for the retry to discard.
-	created := false
-	defer func() {
-		if !created {
-			os.RemoveAll(b.volDir(id))
-			os.Remove(namePath)
+	if exists {
+		if err := removeFile(namePath); err != nil {
+			return nil, fmt.Errorf("release name %q: %w", req.Name, err)
 		}
-	}()
-	if err := b.checkCapacity(ctx, size); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(b.volDir(id), 0o700); err != nil {
-		return nil, err
-	}
-	formatted, err := b.fillFrom(ctx, req, id, size)
-	if err != nil {
-		return nil, err
-	}
-	if req.SourceSnapshot == "" && req.SourceVolume == "" {
-		if err := b.makeImage(id, size, prealloc); err != nil {
-			return nil, err
+		if err := b.names.Sync(); err != nil {
+			return nil, fmt.Errorf("release name %q: %w", req.Name, err)
 		}
 	}
-	fault.Point("file.create.image")
-	m := &meta{
-		Version:        1,
-		ID:             id,
-		Name:           req.Name,
-		CapacityBytes:  size,
-		Parameters:     req.Parameters,
-		Block:          req.Block,
-		Formatted:      formatted,
-		SourceSnapshot: req.SourceSnapshot,
-		SourceVolume:   req.SourceVolume,
-		Created:        time.Now().UTC(),
-	}
-	for _, mode := range req.Modes {
-		m.Modes = append(m.Modes, mode.String())
-	}
-	if err := b.createMeta(m); err != nil {
-		return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
-	}
-	fault.Point("file.create.written")
-	if err := b.syncVolume(id); err != nil {
-		return nil, fmt.Errorf("volume %s: %w", id, err)
-	}
-	created = true
-	if ce := b.log.Check(zap.InfoLevel, "volume created"); ce != nil {
-		ce.Write(zap.String("id", id), zap.Int64("bytes", size), zap.Bool("preallocated", prealloc))
-	}
-	return m.volume(), nil
+	return b.createFlat(ctx, req, size, prealloc)
 }
 
 func compatible(m *meta, req backends.CreateRequest, size int64) (*backends.Volume, error) {
@@ -718,6 +732,9 @@ func newID() (string, error) {
 // gone is still listed and its delete is retried; a name whose volume is
 // gone or lost its metadata is discarded by the next create of that name.
 func (b *Backend) Delete(ctx context.Context, id string) error {
+	if isFlat(id) && validID(id) {
+		return b.deleteFlat(ctx, id)
+	}
 	l, err := b.lockVolume(ctx, id)
 	if errors.Is(err, backends.ErrNotFound) {
 		// Perhaps a retry after a crash between the removals and their
@@ -829,24 +846,22 @@ func (b *Backend) List(ctx context.Context) ([]*backends.Volume, error) {
 	return b.ListAfter(ctx, "", 0)
 }
 
-// ListAfter implements backends.Pager: the volume directories are named by
-// id, so a page reads only the metadata it returns.
+// ListAfter implements backends.Pager: the volumes' files are named by id
+// or by a prefix of it, so a page reads only the metadata it returns.
 func (b *Backend) ListAfter(ctx context.Context, after string, limit int) ([]*backends.Volume, error) {
-	entries, err := os.ReadDir(filepath.Join(b.dir, "volumes"))
+	entries, err := b.volumeFiles()
 	if err != nil {
 		return nil, err
 	}
-	// ReadDir sorts by name, which is the id.
-	i := sort.Search(len(entries), func(i int) bool { return entries[i].Name() > after })
+	// A flat key sorts before its own id, so the volume named by after
+	// is not returned again.
+	i := sort.Search(len(entries), func(i int) bool { return entries[i].name > after })
 	out := make([]*backends.Volume, 0, min(len(entries)-i, max(limit, 0)+16))
 	for _, e := range entries[i:] {
 		if limit > 0 && len(out) == limit {
 			break
 		}
-		if !idRE.MatchString(e.Name()) {
-			continue
-		}
-		m, err := b.sharedMeta(e.Name())
+		m, err := b.metaOf(e)
 		if errors.Is(err, backends.ErrNotFound) {
 			continue // being created or deleted
 		}
@@ -942,7 +957,7 @@ func (b *Backend) scanCapacity(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("%w: statfs %s: %v", backends.ErrUnavailable, b.dir, err)
 	}
 	free := int64(st.Bavail) * st.Bsize
-	entries, err := os.ReadDir(filepath.Join(b.dir, "volumes"))
+	entries, err := b.volumeFiles()
 	if err != nil {
 		return 0, err
 	}
@@ -951,11 +966,7 @@ func (b *Backend) scanCapacity(ctx context.Context) (int64, error) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		id := e.Name()
-		if !idRE.MatchString(id) {
-			continue
-		}
-		m, err := b.sharedMeta(id)
+		m, err := b.metaOf(e)
 		if errors.Is(err, backends.ErrNotFound) {
 			continue // being created or deleted
 		}
@@ -963,8 +974,12 @@ func (b *Backend) scanCapacity(ctx context.Context) (int64, error) {
 			return 0, err
 		}
 		provisioned += m.CapacityBytes
+		if m.NoImage {
+			unallocated += m.CapacityBytes
+			continue
+		}
 		var is unix.Stat_t
-		if err := unix.Stat(b.imagePath(id), &is); err == nil {
+		if err := unix.Stat(b.imagePath(m.ID), &is); err == nil {
 			unallocated += max(0, m.CapacityBytes-is.Blocks*512)
 		}
 	}
@@ -1118,10 +1133,13 @@ func (b *Backend) setConnected(id string, on bool) error {
 		return err
 	}
 	i := slices.IndexFunc(m.Attachments, func(a attachment) bool { return a.Node == b.node })
-	if i < 0 || m.Attachments[i].Connected == on {
+	if i < 0 || (m.Attachments[i].Connected == on && !(on && m.NoImage)) {
 		return nil
 	}
 	m.Attachments[i].Connected = on
+	if on {
+		m.NoImage = false // the caller made it
+	}
 	if err := b.writeMeta(m); err != nil {
 		return err
 	}
@@ -1145,8 +1163,10 @@ func (b *Backend) Expand(ctx context.Context, id string, required, limit int64) 
 		if err := b.checkCapacity(ctx, want-m.CapacityBytes); err != nil {
 			return false, err
 		}
-		if err := os.Truncate(b.imagePath(id), want); err != nil {
-			return false, fmt.Errorf("grow image: %w", err)
+		if !m.NoImage {
+			if err := os.Truncate(b.imagePath(id), want); err != nil {
+				return false, fmt.Errorf("grow image: %w", err)
+			}
 		}
 		m.CapacityBytes, size = want, want
 		return true, nil
@@ -1206,6 +1226,11 @@ func (b *Backend) Connect(ctx context.Context, id string, publish map[string]str
 	}
 	readOnly = readOnly || a.ReadOnly
 	img := b.imagePath(id)
+	if m.NoImage {
+		if err := b.makeLazyImage(m); err != nil {
+			return backends.Device{}, err
+		}
+	}
 	// The record comes first and is durable before any device is made or
 	// handed out: Detach and takeover rely on it. Running it beside the
 	// device search was tried (issue 17) and saved about 0.15 ms of a
@@ -1332,7 +1357,7 @@ func (b *Backend) rememberLoop(id, dev string) {
 // Verify implements backends.Backend: dev must be a loop device backed by
 // the volume's image.
 func (b *Backend) Verify(ctx context.Context, id string, dev backends.Device) error {
-	if !idRE.MatchString(id) {
+	if !validID(id) {
 		return fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
 	}
 	devno, ino, err := loop.FileID(b.imagePath(id))
@@ -1431,13 +1456,11 @@ func (b *Backend) Reconcile(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return done, err
 	}
-	prefix := filepath.Join(b.dir, "volumes") + "/"
 	for _, d := range devs {
-		path, deleted := strings.CutSuffix(d.BackingFile, " (deleted)")
-		if !strings.HasPrefix(path, prefix) || filepath.Base(path) != "disk.img" {
+		id, deleted, ok := b.imageOf(d.BackingFile)
+		if !ok {
 			continue
 		}
-		id := filepath.Base(filepath.Dir(path))
 		busy, err := loop.InUse(d.Device)
 		if err != nil {
 			return done, err

@@ -3,6 +3,7 @@ package file
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -99,7 +100,10 @@ func TestCreateSizes(t *testing.T) {
 		if v.CapacityBytes != tt.want {
 			t.Errorf("%s: size %d, want %d", tt.name, v.CapacityBytes, tt.want)
 		}
-		fi, err := os.Stat(b.imagePath(v.ID))
+		if _, err := os.Stat(b.imagePath(v.ID)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: image made by the create (%v); the first connect makes it", tt.name, err)
+		}
+		fi, err := os.Stat(madeImage(t, b, v.ID))
 		if err != nil || fi.Size() != tt.want {
 			t.Errorf("%s: image %v, %v; want %d bytes", tt.name, fi, err, tt.want)
 		}
@@ -121,15 +125,17 @@ func TestCapacityLimit(t *testing.T) {
 }
 
 // What a crash can leave of a create or a delete whose writes were not all
-// made durable (writes are batched and synced at the end), built by hand.
-// A retried create must succeed, keep exactly one volume directory, reuse
-// no byte of the old image, and leave the name pointing at what it
-// returned.
+// made durable, in either layout, built by hand. A retried create must
+// succeed, leave exactly the one new volume (in the flat layout, with no
+// leftover of the directory layout), reuse no byte of an old image, and
+// answer the same volume when repeated.
 func TestCreateAfterUnsyncedCrash(t *testing.T) {
 	const old = "0123456789abcdef0123456789abcdef"
+	key := nameKey("db")
+	filling := key + "0123456789abcdef"
 	for _, tc := range []struct {
 		name  string
-		nameF string // content of the name file; "" for none
+		nameF string // content of the directory layout's name file; "" for none
 		state func(b *Backend)
 	}{
 		{"name only", old + "\n", func(b *Backend) {}},
@@ -150,6 +156,21 @@ func TestCreateAfterUnsyncedCrash(t *testing.T) {
 			os.MkdirAll(b.volDir(old), 0o700)
 			os.WriteFile(b.metaPath(old), make([]byte, 300), 0o600)
 		}},
+		{"flat metadata empty", "", func(b *Backend) {
+			os.WriteFile(b.flatMetaPath(key), nil, 0o600)
+		}},
+		{"flat metadata torn", "", func(b *Backend) {
+			os.WriteFile(b.flatMetaPath(key), []byte(`{"version": 1, "id": "`+key), 0o600)
+		}},
+		{"flat metadata of zeros", "", func(b *Backend) {
+			os.WriteFile(b.flatMetaPath(key), make([]byte, 300), 0o600)
+		}},
+		{"flat clone still filling", "", func(b *Backend) {
+			data, _ := json.Marshal(&meta{Version: 1, ID: filling, Name: "db", CapacityBytes: 20 * units.MiB, Filling: true})
+			os.WriteFile(b.flatMetaPath(key), data, 0o600)
+			os.WriteFile(b.imagePath(filling), []byte("secret data of the source"), 0o600)
+			os.WriteFile(b.flatTmpPath(key), []byte("half a replacement"), 0o600)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
@@ -163,18 +184,26 @@ func TestCreateAfterUnsyncedCrash(t *testing.T) {
 			if vols, err := b.List(ctx); err != nil || len(vols) != 0 {
 				t.Fatalf("List of the crashed pool = %v, %v; want no volume and no error", vols, err)
 			}
+			if _, err := b.Get(ctx, filling); !errors.Is(err, backends.ErrNotFound) {
+				t.Fatalf("Get of a create still filling = %v, want ErrNotFound", err)
+			}
 			v, err := b.Create(ctx, req("db", 20*units.MiB))
 			if err != nil {
 				t.Fatal(err)
 			}
-			entries, _ := os.ReadDir(filepath.Join(b.dir, "volumes"))
-			if len(entries) != 1 || entries[0].Name() != v.ID {
-				t.Fatalf("volume directories %v, want only %s", entries, v.ID)
+			if !isFlat(v.ID) || v.ID[:keyLen] != key {
+				t.Fatalf("new volume id %s, want the flat layout's of key %s", v.ID, key)
 			}
-			if held, _, _ := readName(b.namePath("db")); held != v.ID {
-				t.Fatalf("name holds %q, want %s", held, v.ID)
+			if entries, _ := os.ReadDir(filepath.Join(b.dir, "volumes")); len(entries) != 0 {
+				t.Fatalf("directory layout left %v", entries)
 			}
-			img, err := os.ReadFile(b.imagePath(v.ID))
+			if _, err := os.Lstat(b.namePath("db")); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("name file of the directory layout left: %v", err)
+			}
+			if entries, _ := os.ReadDir(filepath.Join(b.dir, "vols")); len(entries) != 1 || entries[0].Name() != key+".json" {
+				t.Fatalf("vols/ holds %v, want only %s.json", entries, key)
+			}
+			img, err := os.ReadFile(madeImage(t, b, v.ID))
 			if err != nil || int64(len(img)) != 20*units.MiB {
 				t.Fatalf("image: %d bytes, %v", len(img), err)
 			}
@@ -199,14 +228,31 @@ func TestDeleteAfterUnsyncedCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The crash kept the name but not the directory's removal... the
-	// other way round from what Delete does, which only a lost write can
-	// produce.
-	if err := os.RemoveAll(b.volDir(v.ID)); err != nil {
+	// The crash kept the image's removal and not the metadata's.
+	if err := os.Remove(madeImage(t, b, v.ID)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Delete(ctx, v.ID); err != nil {
 		t.Fatalf("retried delete: %v", err)
+	}
+	if _, err := b.Get(ctx, v.ID); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("Get after the retried delete = %v, want ErrNotFound", err)
+	}
+	// And the other way round, which only a lost write can produce: the
+	// metadata is gone, its image is not.
+	v1, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := madeImage(t, b, v1.ID)
+	if err := os.Remove(b.metaPath(v1.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, v1.ID); err != nil {
+		t.Fatalf("retried delete: %v", err)
+	}
+	if _, err := os.Stat(img); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("image left by the retried delete: %v", err)
 	}
 	v2, err := b.Create(ctx, req("db", 20*units.MiB))
 	if err != nil || v2.ID == v.ID {
@@ -236,7 +282,7 @@ func TestDeleteRules(t *testing.T) {
 	if err := b.Delete(ctx, v.ID); err != nil {
 		t.Fatalf("second delete: %v", err)
 	}
-	for _, p := range []string{b.volDir(v.ID), b.namePath("db")} {
+	for _, p := range []string{b.metaPath(v.ID), b.imagePath(v.ID), b.flatTmpPath(nameKey("db"))} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s still there after delete", p)
 		}
@@ -320,7 +366,7 @@ func TestPoolSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{b.metaPath(v.ID), b.imagePath(v.ID), b.namePath("db")} {
+	for _, p := range []string{b.metaPath(v.ID), madeImage(t, b, v.ID)} {
 		fi, err := os.Stat(p)
 		if err != nil || fi.Mode().Perm()&0o077 != 0 {
 			t.Errorf("%s: mode %v, %v; want no group or other access", p, fi.Mode(), err)
@@ -545,8 +591,11 @@ func TestPoolFromOldLayout(t *testing.T) {
 	if err != nil || v2.ID == id {
 		t.Fatalf("create after delete = %v, %v", v2, err)
 	}
-	if held, _, err := readName(b.namePath("db")); err != nil || held != v2.ID {
-		t.Fatalf("new reservation holds %q, %v; want %s", held, err, v2.ID)
+	if !isFlat(v2.ID) {
+		t.Fatalf("the name made anew has id %s, want one of the flat layout", v2.ID)
+	}
+	if _, err := os.Lstat(b.namePath("db")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the name made anew left a reservation of the old layout: %v", err)
 	}
 }
 

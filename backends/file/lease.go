@@ -381,14 +381,13 @@ func (b *Backend) heldDevices() []heldDevice {
 		mine[d] = true
 	}
 	b.loops.mu.Unlock()
-	prefix := filepath.Join(b.dir, "volumes") + "/"
 	var out []heldDevice
 	for _, d := range devs {
-		path := strings.TrimSuffix(d.BackingFile, " (deleted)")
-		if !strings.HasPrefix(path, prefix) || filepath.Base(path) != "disk.img" {
+		id, _, ok := b.imageOf(d.BackingFile)
+		if !ok {
 			continue
 		}
-		h := heldDevice{id: filepath.Base(filepath.Dir(path)), dev: d.Device}
+		h := heldDevice{id: id, dev: d.Device}
 		var st unix.Stat_t
 		bound := false
 		if err := unix.Stat(d.Device, &st); err == nil {

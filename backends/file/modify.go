@@ -45,8 +45,15 @@ func (b *Backend) Modify(ctx context.Context, id string, params map[string]strin
 		return err
 	}
 	defer l.Close()
-	if _, err := b.readMeta(id); err != nil {
+	m, err := b.readMeta(id)
+	if err != nil {
 		return err
+	}
+	if m.NoImage {
+		if !want {
+			return nil // made sparse when first connected
+		}
+		return b.preallocateUnmade(m)
 	}
 	img := b.imagePath(id)
 	f, err := os.OpenFile(img, os.O_RDWR, 0)
@@ -83,5 +90,22 @@ func (b *Backend) Modify(ctx context.Context, id string, params map[string]strin
 		return fmt.Errorf("volume %s: sync image: %w", id, err)
 	}
 	b.log.Info("volume image preallocated", zap.String("id", id), zap.Int64("bytes", st.Size))
+	return nil
+}
+
+// preallocateUnmade makes the image of a volume that has none yet, fully
+// allocated, and records it. The caller holds the volume lock.
+func (b *Backend) preallocateUnmade(m *meta) error {
+	if err := b.makeImage(m.ID, m.CapacityBytes, true); err != nil {
+		return fmt.Errorf("volume %s: %w", m.ID, err)
+	}
+	if err := syncPath(b.imagePath(m.ID)); err != nil {
+		return fmt.Errorf("volume %s: %w", m.ID, err)
+	}
+	m.NoImage = false
+	if err := b.writeMeta(m); err != nil {
+		return fmt.Errorf("volume %s: write metadata: %w", m.ID, err)
+	}
+	b.log.Info("volume image preallocated", zap.String("id", m.ID), zap.Int64("bytes", m.CapacityBytes))
 	return nil
 }

@@ -121,7 +121,7 @@ func (b *Backend) CreateSnapshot(ctx context.Context, sourceID, name string, par
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	if err := copyImage(ctx, b.imagePath(sourceID), filepath.Join(dir, "disk.img"), src.CapacityBytes); err != nil {
+	if err := copyImage(ctx, b.sourceImage(src), filepath.Join(dir, "disk.img"), src.CapacityBytes); err != nil {
 		return nil, fmt.Errorf("snapshot %s: %w", sourceID, err)
 	}
 	m := &snapMeta{Version: 1, ID: id, Name: name, SourceID: sourceID, SizeBytes: src.CapacityBytes, Block: src.Block, Formatted: src.Formatted, Created: time.Now().UTC()}
@@ -215,7 +215,7 @@ func (b *Backend) fillFrom(ctx context.Context, req backends.CreateRequest, id s
 		if err != nil {
 			return "", err
 		}
-		img, srcSize, formatted, block = b.imagePath(m.ID), m.CapacityBytes, m.Formatted, m.Block
+		img, srcSize, formatted, block = b.sourceImage(m), m.CapacityBytes, m.Formatted, m.Block
 	default:
 		return "", nil
 	}
@@ -231,22 +231,34 @@ func (b *Backend) fillFrom(ctx context.Context, req backends.CreateRequest, id s
 	return formatted, nil
 }
 
+// sourceImage is the image a copy of volume m is made from: "" for a
+// volume whose image is not made yet, which holds only zeros.
+func (b *Backend) sourceImage(m *meta) string {
+	if m.NoImage {
+		return ""
+	}
+	return b.imagePath(m.ID)
+}
+
 // copyImage copies src to a new file dst of the given size: by reflink where
 // the filesystem shares blocks, else extent by extent so holes stay holes.
+// An empty src copies nothing: dst is all holes.
 func copyImage(ctx context.Context, src, dst string, size int64) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err != nil {
-		if err := copySparse(ctx, in, out); err != nil {
+	if src != "" {
+		in, err := os.Open(src)
+		if err != nil {
 			return err
+		}
+		defer in.Close()
+		if err := unix.IoctlFileClone(int(out.Fd()), int(in.Fd())); err != nil {
+			if err := copySparse(ctx, in, out); err != nil {
+				return err
+			}
 		}
 	}
 	if err := out.Truncate(size); err != nil {

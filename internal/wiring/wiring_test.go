@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/config"
 	"github.com/csi-libstorage/csi-libstorage/internal/wiring"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
@@ -69,7 +70,15 @@ func TestMetricsOfAPlugin(t *testing.T) {
 	}
 	good, foreign := create("good"), create("foreign")
 	native := strings.TrimPrefix(foreign, "local/")
-	img := filepath.Join(pool, "volumes", native, "disk.img")
+	// A filesystem the plugin did not make, written where the volume's
+	// image will be: its first stage must find it and refuse.
+	_, img := file.PoolPaths(pool, native)
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, 32<<20); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("mkfs.ext2", "-q", "-F", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext2 %s: %v: %s", img, err, out)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
@@ -129,7 +130,8 @@ func TestRandomLifecycleUndo(t *testing.T) {
 			t.Errorf("ControllerUnpublish %s: %v", id, err)
 		}
 		native := id[strings.Index(id, "/")+1:]
-		if meta, _ := os.ReadFile(filepath.Join(e.pool, "volumes", native, "meta.json")); strings.Contains(string(meta), `"attachments"`) {
+		metaPath, _ := file.PoolPaths(e.pool, native)
+		if meta, _ := os.ReadFile(metaPath); strings.Contains(string(meta), `"attachments"`) {
 			t.Errorf("volume %s still attached: %s", id, meta)
 		}
 		if _, err := e.ctl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id}); err != nil {

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/status"
 	"gopkg.in/yaml.v3"
 
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/deploy/check/mesos"
 	"github.com/csi-libstorage/csi-libstorage/internal/loop"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
@@ -670,23 +671,34 @@ type poolMeta struct {
 func nativeID(t *testing.T, volID string) string {
 	t.Helper()
 	_, native, ok := strings.Cut(volID, "/")
-	if !ok || len(native) != 32 {
-		t.Fatalf("volume id %q is not <backend>/<32 hex>", volID)
+	if !ok {
+		t.Fatalf("volume id %q is not <backend>/<native id>", volID)
 	}
 	return native
 }
 
-func volumeDir(t *testing.T, pool, volID string) string {
-	return filepath.Join(pool, "volumes", nativeID(t, volID))
+// metaPath and imagePath are where the file pool keeps a volume.
+func metaPath(t *testing.T, pool, volID string) string {
+	t.Helper()
+	m, _ := file.PoolPaths(pool, nativeID(t, volID))
+	if m == "" {
+		t.Fatalf("volume id %q is not one of the file pool's", volID)
+	}
+	return m
 }
 
 func imagePath(t *testing.T, pool, volID string) string {
-	return filepath.Join(volumeDir(t, pool, volID), "disk.img")
+	t.Helper()
+	_, img := file.PoolPaths(pool, nativeID(t, volID))
+	if img == "" {
+		t.Fatalf("volume id %q is not one of the file pool's", volID)
+	}
+	return img
 }
 
 func readMeta(t *testing.T, pool, volID string) poolMeta {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(volumeDir(t, pool, volID), "meta.json"))
+	data, err := os.ReadFile(metaPath(t, pool, volID))
 	if err != nil {
 		t.Fatalf("meta.json of %s: %v", volID, err)
 	}

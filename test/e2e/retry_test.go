@@ -216,8 +216,8 @@ func TestRetryableCodes(t *testing.T) {
 			return p.ctl.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
 		})
 		wantCode(t, "DeleteVolume of an attached volume", err, codes.FailedPrecondition)
-		if _, err := os.Stat(imagePath(t, pool, id)); err != nil {
-			t.Errorf("image gone after a refused delete: %v", err)
+		if _, err := os.Stat(metaPath(t, pool, id)); err != nil {
+			t.Errorf("volume gone after a refused delete: %v", err)
 		}
 	})
 

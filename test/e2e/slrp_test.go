@@ -242,8 +242,10 @@ func TestStorageResourceProvider(t *testing.T) {
 			if _, ok := reconcile(t, p, profiles)[id]; ok {
 				t.Errorf("ListVolumes still lists %s after DeleteVolume", id)
 			}
-			if _, err := os.Stat(volumeDir(t, pool, id)); !os.IsNotExist(err) {
-				t.Errorf("volume directory still in the pool after DeleteVolume (%v)", err)
+			for _, p := range []string{metaPath(t, pool, id), imagePath(t, pool, id)} {
+				if _, err := os.Stat(p); !os.IsNotExist(err) {
+					t.Errorf("%s still in the pool after DeleteVolume (%v)", p, err)
+				}
 			}
 			// Mesos retries DeleteVolume on DEADLINE_EXCEEDED: a repeat
 			// must succeed.

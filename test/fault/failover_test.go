@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/csi-libstorage/csi-libstorage/backends/file"
 	"github.com/csi-libstorage/csi-libstorage/test/harness"
 )
 
@@ -90,7 +91,8 @@ type matrixMeta struct {
 func readAttachments(t *testing.T, pool, vol string) []string {
 	t.Helper()
 	_, native, _ := strings.Cut(vol, "/")
-	data, err := os.ReadFile(filepath.Join(pool, "volumes", native, "meta.json"))
+	metaPath, _ := file.PoolPaths(pool, native)
+	data, err := os.ReadFile(metaPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +212,7 @@ func takeoverTrial(t *testing.T, point string, hit int) (crashes int) {
 	// node's lease); everything else must be gone.
 	harness.AssertNoLeaks(t, harness.LeakCheck{
 		Dir: dir, Files: pool, Keep: []string{"nodes", "pool.lock", "leases"},
-		Empty: []string{filepath.Join(pool, "volumes"), filepath.Join(pool, "names")},
+		Empty: []string{filepath.Join(pool, "vols"), filepath.Join(pool, "volumes"), filepath.Join(pool, "names")},
 	})
 	if left, _ := os.ReadDir(filepath.Join(pool, "leases")); len(left) > 2 {
 		t.Errorf("lease files: %v, want at most the dead holder's lease and the taker's reference", left)

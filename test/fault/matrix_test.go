@@ -73,11 +73,12 @@ var xtremioPoints = []string{
 // filePoints are the file backend's step boundaries and the node's. Each
 // point is tried at every hit the lifecycle below reaches.
 var filePoints = []string{
-	"file.create.reserved",
-	"file.create.image",
-	// Between a create's batched writes and their one sync round.
+	// Between a create's metadata, written in place, and its one sync
+	// round, whose directory fsync concurrent creates share.
 	"file.create.written",
 	"file.metadata.updated",
+	// The first connect has made the image, not yet recorded it.
+	"file.connect.image",
 	"file.connected.updated",
 	"file.connect.attached",
 	"node.stage.connected",
@@ -89,7 +90,6 @@ var filePoints = []string{
 	"node.unstage.unmounted",
 	"file.disconnect.detached",
 	"node.unstage.disconnected",
-	"file.delete.name-released",
 	"file.delete.removed-disk.img",
 	"file.delete.removed-meta.json",
 	// Between a delete's removals and their sync.
@@ -285,7 +285,7 @@ func (tr *trial) assertCleanPool() {
 	harness.AssertNoLeaks(t, harness.LeakCheck{
 		Dir:   tr.dir,
 		Files: tr.pool, Keep: []string{"nodes", "pool.lock"},
-		Empty: []string{filepath.Join(tr.pool, "volumes"), filepath.Join(tr.pool, "names")},
+		Empty: []string{filepath.Join(tr.pool, "vols"), filepath.Join(tr.pool, "volumes"), filepath.Join(tr.pool, "names")},
 	})
 }
 
@@ -512,5 +512,5 @@ func TestDefaultBuildInjectsNothing(t *testing.T) {
 	if fault.Enabled {
 		t.Fatal("the default build has fault injection compiled in")
 	}
-	fault.Point("file.create.reserved") // must be a no-op
+	fault.Point("file.create.written") // must be a no-op
 }

@@ -85,7 +85,11 @@ func TestPoolPermissions(t *testing.T) {
 			if m.Perm()&0o077 != 0 {
 				t.Errorf("file %s has mode %#o: group- or world-accessible", rel, m.Perm())
 			}
-			seen[strings.SplitN(rel, "/", 2)[0]+"/"+filepath.Base(p)[:min(4, len(filepath.Base(p)))]]++
+			kind := filepath.Base(p)[:min(4, len(filepath.Base(p)))]
+			if strings.HasPrefix(rel, "vols/") {
+				kind = filepath.Ext(p)
+			}
+			seen[strings.SplitN(rel, "/", 2)[0]+"/"+kind]++
 		default:
 			t.Errorf("%s is %v, neither a file nor a directory", rel, m)
 		}
@@ -95,12 +99,12 @@ func TestPoolPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The walk saw each kind of file the pool keeps.
-	for _, k := range []string{"volumes/meta", "volumes/disk", "nodes/n1.j", "snapshots/meta", "snapshots/disk"} {
+	for _, k := range []string{"vols/.json", "vols/.img", "nodes/n1.j", "snapshots/meta", "snapshots/disk"} {
 		if seen[k] == 0 {
 			t.Errorf("no %s* file in the pool; the check is incomplete (%v)", k, seen)
 		}
 	}
-	for _, d := range []string{"names", "snapnames"} {
+	for _, d := range []string{"snapnames"} {
 		if len(dirEntries(t, filepath.Join(w.pool, d))) == 0 {
 			t.Errorf("no file in %s/; the check is incomplete", d)
 		}
