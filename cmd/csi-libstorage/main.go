@@ -44,6 +44,10 @@ func run(args []string) error {
 		return err
 	}
 	defer log.Sync()
+	limit, err := memoryLimit(f.MemoryLimit, os.Getenv)
+	if err != nil {
+		return err
+	}
 
 	if f.NodeID == "" {
 		f.NodeID = os.Getenv("MESOS_AGENT_ID")
@@ -62,7 +66,7 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	log.Info("starting", zap.String("plugin", identity.PluginName), zap.String("version", identity.VendorVersion()),
-		zap.String("mode", f.Mode), zap.String("node", f.NodeID), zap.String("endpoint", f.Endpoint))
+		zap.String("mode", f.Mode), zap.String("node", f.NodeID), zap.String("endpoint", f.Endpoint), zap.Int64("memoryLimitBytes", limit))
 	p, err := wiring.New(ctx, wiring.Options{
 		Endpoint:       f.Endpoint,
 		NodeID:         f.NodeID,
