@@ -413,6 +413,10 @@ func (b *Backend) wait(ctx context.Context, timeout time.Duration, what string, 
 		case errors.As(err, &t):
 			last = t.err
 			b.log.Debug("retrying after a transient error", zap.String("waiting for", what), zap.Error(t.err))
+		case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			// A call that began before the early deadline and outlived
+			// the caller's (a slow or throttled EC2): still "not yet".
+			return fmt.Errorf("%w: %s: still not done when the call's deadline came (%v); retry later", backends.ErrUnavailable, what, err)
 		case err != nil || done:
 			return err
 		}
