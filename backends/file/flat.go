@@ -136,6 +136,11 @@ func (b *Backend) createFlat(ctx context.Context, req backends.CreateRequest, si
 	// is found from the name and discarded by the next create.
 	fill := prealloc || req.SourceSnapshot != "" || req.SourceVolume != ""
 	m.NoImage, m.Filling = !fill, fill
+	if err := writeNew(path, m); err != nil {
+		return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
+	}
+	// A create that fails cleanly from here gives the name back; only a
+	// crash leaves its files, for the next create of the name to discard.
 	created := false
 	defer func() {
 		if !created {
@@ -143,9 +148,6 @@ func (b *Backend) createFlat(ctx context.Context, req backends.CreateRequest, si
 			os.Remove(path)
 		}
 	}()
-	if err := writeNew(path, m); err != nil {
-		return nil, fmt.Errorf("volume %s: write metadata: %w", id, err)
-	}
 	fault.Point("file.create.written")
 	// One round: the file's bytes and its entry in vols/, the latter
 	// shared with concurrent creates (fsutil.DirSyncer).
@@ -200,6 +202,9 @@ func writeNew(path string, m *meta) error {
 	_, err = f.Write(data)
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
 	}
 	return err
 }
