@@ -30,6 +30,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"io/fs"
 	"maps"
@@ -132,6 +133,9 @@ type Backend struct {
 	metas struct {
 		mu sync.Mutex
 		m  map[string]cachedMeta
+		// seed keys the cache by content, randomly per process, so
+		// no file can be made to collide with another's on purpose.
+		seed maphash.Seed
 	}
 	// loops remembers the loop device this process connected for each
 	// volume; a hit is proven with one status ioctl before use.
@@ -171,6 +175,7 @@ func New(cfg Config, opt Options) (*Backend, error) {
 		b.log = zap.NewNop()
 	}
 	b.log = b.log.With(zap.String("backend", cfg.Name))
+	b.metas.seed = maphash.MakeSeed()
 	var err error
 	if b.lease, err = parseLease(cfg.Lease); err != nil {
 		return nil, fmt.Errorf("file backend %q: %w", cfg.Name, err)
@@ -349,15 +354,21 @@ func (b *Backend) readMeta(id string) (*meta, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return b.parseMeta(id, f)
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	return b.parseMeta(id, data)
 }
 
 // sharedMeta is readMeta for Get, List and the capacity scan only, which
-// decide nothing: metadata is replaced by rename, so a file with the same
-// inode, size and modification time most likely holds the same bytes, and
-// such a read is served from memory. The open file pins the inode the key
-// is taken from. The result is the cached value itself, not a copy: callers
-// only read it (meta.volume copies what it hands out).
+// decide nothing: the file is read, and bytes that hash as the cached ones
+// did are not parsed again. The key is the content, not the inode, size
+// and modification time: a flat file's name outlives its volume, and a
+// name deleted and made anew within one timestamp tick can get the freed
+// inode back with metadata of the same length. The result is the cached
+// value itself, not a copy: callers only read it (meta.volume copies what
+// it hands out).
 func (b *Backend) sharedMeta(id string) (*meta, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("volume %q: %w", id, backends.ErrNotFound)
@@ -385,18 +396,18 @@ func (b *Backend) sharedMetaAt(name, path, id string) (*meta, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	data, err := io.ReadAll(f)
+	if err != nil {
 		return nil, err
 	}
-	key := metaKey{ino: st.Ino, size: st.Size, mtime: st.Mtim.Nano()}
+	key := maphash.Bytes(b.metas.seed, data)
 	b.metas.mu.Lock()
 	c, ok := b.metas.m[name]
 	b.metas.mu.Unlock()
 	if ok && c.key == key && (id == "" || c.meta.ID == id) {
 		return c.meta, nil
 	}
-	m, err := b.parseMeta(id, f)
+	m, err := b.parseMeta(id, data)
 	if err != nil {
 		return nil, err
 	}
@@ -420,13 +431,9 @@ func (b *Backend) openMeta(id string) (*os.File, error) {
 	return f, err
 }
 
-// parseMeta reads the metadata of volume id from f; id "" takes the volume
-// a flat file holds, whichever it is.
-func (b *Backend) parseMeta(id string, f *os.File) (*meta, error) {
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, err
-	}
+// parseMeta parses the metadata of volume id; id "" takes the volume a
+// flat file holds, whichever it is.
+func (b *Backend) parseMeta(id string, data []byte) (*meta, error) {
 	if len(bytes.Trim(data, "\x00 \n")) == 0 {
 		// A create died between writing the file and syncing it, and the
 		// crash kept the file but not its bytes: never finished.
@@ -450,14 +457,8 @@ func (b *Backend) parseMeta(id string, f *os.File) (*meta, error) {
 	return m, nil
 }
 
-type metaKey struct {
-	ino   uint64
-	size  int64
-	mtime int64
-}
-
 type cachedMeta struct {
-	key  metaKey
+	key  uint64
 	meta *meta
 }
 

@@ -216,3 +216,44 @@ func TestNameKeyTaken(t *testing.T) {
 		t.Fatalf("vols/ holds %v after the refusal", entries)
 	}
 }
+
+// TestListSeesANameMadeAnewElsewhere: the metadata cache is keyed by the
+// file's content, so a plugin whose cache holds a volume still lists the
+// right one after another plugin on the pool deleted it and made its name
+// anew, even with the new file given the old one's inode, size and times.
+func TestListSeesANameMadeAnewElsewhere(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(harness.TempDir(t), "pool")
+	a := newPool(t, Config{Dir: dir}, "n1")
+	b := newPool(t, Config{Dir: dir}, "n2")
+	old, err := a.Create(ctx, req("db", 20*units.MiB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vols, err := a.List(ctx); err != nil || len(vols) != 1 || vols[0].ID != old.ID {
+		t.Fatalf("List = %v, %v", vols, err)
+	}
+	path := a.metaPath(old.ID)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	made, err := b.Create(ctx, req("db", 20*units.MiB))
+	if err != nil || made.ID == old.ID {
+		t.Fatalf("create anew = %v, %v", made, err)
+	}
+	// What an inode-size-time key could not tell apart.
+	if err := os.Chtimes(path, before.ModTime(), before.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	vols, err := a.List(ctx)
+	if err != nil || len(vols) != 1 || vols[0].ID != made.ID {
+		t.Fatalf("List after the name was made anew elsewhere = %v, %v; want only %s", vols, err, made.ID)
+	}
+	if _, err := a.Get(ctx, old.ID); !errors.Is(err, backends.ErrNotFound) {
+		t.Fatalf("Get of the deleted volume = %v, want ErrNotFound", err)
+	}
+}
