@@ -14,12 +14,12 @@ func TestRegisterFlags(t *testing.T) {
 		want   Flags
 		getenv bool
 	}{
-		{"defaults", nil, nil, Flags{Endpoint: DefaultEndpoint, Mode: ModeAll, Pool: DefaultPool, LogLevel: "info", LogFormat: "json", ShutdownGrace: 30 * time.Second}, false},
+		{"defaults", nil, nil, Flags{Endpoint: DefaultEndpoint, Mode: ModeAll, Pool: DefaultPool, LogLevel: "info", LogFormat: "json", ShutdownGrace: 30 * time.Second, MemoryLimit: DefaultMemoryLimit}, false},
 		{"endpoint from $CSI_ENDPOINT", map[string]string{"CSI_ENDPOINT": "unix:///tmp/m/endpoint.sock"}, nil,
-			Flags{Endpoint: "unix:///tmp/m/endpoint.sock", Mode: ModeAll, Pool: DefaultPool, LogLevel: "info", LogFormat: "json", ShutdownGrace: 30 * time.Second}, true},
+			Flags{Endpoint: "unix:///tmp/m/endpoint.sock", Mode: ModeAll, Pool: DefaultPool, LogLevel: "info", LogFormat: "json", ShutdownGrace: 30 * time.Second, MemoryLimit: DefaultMemoryLimit}, true},
 		{"flag beats $CSI_ENDPOINT", map[string]string{"CSI_ENDPOINT": "unix:///env.sock"},
-			[]string{"--endpoint=unix:///flag.sock", "--node-id", "n1", "--mode=node", "--config=/c.yaml", "--pool=/p", "--log-level=debug", "--log-format=console", "--metrics-address=127.0.0.1:9808", "--shutdown-grace=5s", "--version"},
-			Flags{Endpoint: "unix:///flag.sock", NodeID: "n1", Mode: ModeNode, Config: "/c.yaml", Pool: "/p", LogLevel: "debug", LogFormat: "console", MetricsAddress: "127.0.0.1:9808", ShutdownGrace: 5 * time.Second, Version: true}, true},
+			[]string{"--endpoint=unix:///flag.sock", "--node-id", "n1", "--mode=node", "--config=/c.yaml", "--pool=/p", "--log-level=debug", "--log-format=console", "--metrics-address=127.0.0.1:9808", "--shutdown-grace=5s", "--memory-limit=64MiB", "--version"},
+			Flags{Endpoint: "unix:///flag.sock", NodeID: "n1", Mode: ModeNode, Config: "/c.yaml", Pool: "/p", LogLevel: "debug", LogFormat: "console", MetricsAddress: "127.0.0.1:9808", ShutdownGrace: 5 * time.Second, MemoryLimit: "64MiB", Version: true}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
