@@ -470,12 +470,16 @@ func (b *Backend) forget(id string) {
 }
 
 func (b *Backend) writeMeta(m *meta) error {
+	if isFlat(m.ID) {
+		data, err := json.Marshal(m)
+		if err != nil {
+			return err
+		}
+		return b.replaceFlat(m.ID, data)
+	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return err
-	}
-	if isFlat(m.ID) {
-		return b.replaceFlat(m.ID, data)
 	}
 	return fsutil.WriteFileAtomic(b.metaPath(m.ID), data, 0o600)
 }
