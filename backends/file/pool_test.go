@@ -79,7 +79,7 @@ func TestWritePathReadsMetadataFromDisk(t *testing.T) {
 				_, err := b.Attach(ctx, id, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter})
 				return err
 			},
-			old: `"node": "n1"`, new: `"node": "n9"`,
+			old: `"node":"n1"`, new: `"node":"n9"`,
 			write: func(b *Backend, id string) error { return b.Detach(ctx, id, "n9") },
 			check: func(t *testing.T, m *meta, err error) {
 				if err != nil || len(m.Attachments) != 0 {
@@ -92,7 +92,7 @@ func TestWritePathReadsMetadataFromDisk(t *testing.T) {
 			prepare: func(b *Backend, id string) error {
 				return b.MarkFormatted(ctx, id, "ext4")
 			},
-			old: `"formatted": "ext4"`, new: `"formatted": "ext3"`,
+			old: `"formatted":"ext4"`, new: `"formatted":"ext3"`,
 			write: func(b *Backend, id string) error { return b.MarkFormatted(ctx, id, "ext4") },
 			check: func(t *testing.T, m *meta, err error) {
 				if err == nil || !strings.Contains(err.Error(), "ext3") || m.Formatted != "ext3" {
@@ -112,7 +112,7 @@ func TestWritePathReadsMetadataFromDisk(t *testing.T) {
 				}
 				return err
 			},
-			old: `"node": "n1"`, new: `"node": "n3"`,
+			old: `"node":"n1"`, new: `"node":"n3"`,
 			write: func(b *Backend, id string) error {
 				_, err := b.Attach(ctx, id, backends.AttachRequest{Node: "n1", Mode: backends.SingleNodeWriter})
 				return err
