@@ -730,7 +730,8 @@ func newID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// Delete implements backends.Backend. The name, the image, the metadata
+// Delete implements backends.Backend; a volume of the flat layout goes to
+// deleteFlat. In the directory layout the name, the image, the metadata
 // and the directory are removed first and made durable together at the
 // end, where concurrent deletes share the directory fsyncs. Whatever
 // subset of the removals a crash keeps is safe: a volume whose name is
@@ -761,12 +762,8 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if len(m.Attachments) > 0 {
-		nodes := make([]string, 0, len(m.Attachments))
-		for _, a := range m.Attachments {
-			nodes = append(nodes, a.Node)
-		}
-		return fmt.Errorf("%w: volume %s is attached to %s", backends.ErrInUse, id, strings.Join(nodes, ", "))
+	if err := refuseAttached(m); err != nil {
+		return err
 	}
 	// The name goes first: once it is gone no create can find this id.
 	if err := b.releaseName(ctx, m.Name, id); err != nil {
@@ -784,6 +781,18 @@ func (b *Backend) Delete(ctx context.Context, id string) error {
 		ce.Write(zap.String("id", id))
 	}
 	return nil
+}
+
+// refuseAttached refuses to delete a volume some node has attached.
+func refuseAttached(m *meta) error {
+	if len(m.Attachments) == 0 {
+		return nil
+	}
+	nodes := make([]string, 0, len(m.Attachments))
+	for _, a := range m.Attachments {
+		nodes = append(nodes, a.Node)
+	}
+	return fmt.Errorf("%w: volume %s is attached to %s", backends.ErrInUse, m.ID, strings.Join(nodes, ", "))
 }
 
 // releaseName removes the name's reservation if it still holds id; the

@@ -279,12 +279,8 @@ func (b *Backend) deleteFlat(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	if len(m.Attachments) > 0 {
-		nodes := make([]string, 0, len(m.Attachments))
-		for _, a := range m.Attachments {
-			nodes = append(nodes, a.Node)
-		}
-		return fmt.Errorf("%w: volume %s is attached to %s", backends.ErrInUse, id, strings.Join(nodes, ", "))
+	if err := refuseAttached(m); err != nil {
+		return err
 	}
 	b.forget(id)
 	if err := removeFile(b.imagePath(id)); err != nil {

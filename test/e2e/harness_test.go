@@ -680,20 +680,23 @@ func nativeID(t *testing.T, volID string) string {
 // metaPath and imagePath are where the file pool keeps a volume.
 func metaPath(t *testing.T, pool, volID string) string {
 	t.Helper()
-	m, _ := file.PoolPaths(pool, nativeID(t, volID))
-	if m == "" {
-		t.Fatalf("volume id %q is not one of the file pool's", volID)
-	}
+	m, _ := poolPaths(t, pool, volID)
 	return m
 }
 
 func imagePath(t *testing.T, pool, volID string) string {
 	t.Helper()
-	_, img := file.PoolPaths(pool, nativeID(t, volID))
-	if img == "" {
+	_, img := poolPaths(t, pool, volID)
+	return img
+}
+
+func poolPaths(t *testing.T, pool, volID string) (meta, image string) {
+	t.Helper()
+	meta, image = file.PoolPaths(pool, nativeID(t, volID))
+	if meta == "" {
 		t.Fatalf("volume id %q is not one of the file pool's", volID)
 	}
-	return img
+	return meta, image
 }
 
 func readMeta(t *testing.T, pool, volID string) poolMeta {
