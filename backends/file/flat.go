@@ -258,7 +258,8 @@ func (b *Backend) discardFlat(key string, m *meta) error {
 // deleteFlat deletes a flat volume: image first and metadata last, so a
 // delete a crash cuts short still shows the volume (its image missing)
 // and is retried; the removals are made durable together, sharing the
-// fsync of vols/ with concurrent deletes.
+// fsync of vols/ with concurrent deletes. It holds the volume's lock and
+// then its name's, which a create holds while it reads the name's file.
 func (b *Backend) deleteFlat(ctx context.Context, id string) error {
 	l, err := b.locks.Lock(ctx, "volume "+id)
 	if err != nil {
@@ -282,6 +283,13 @@ func (b *Backend) deleteFlat(ctx context.Context, id string) error {
 	if err := refuseAttached(m); err != nil {
 		return err
 	}
+	// A create of the same name that finds this volume must not see it
+	// vanish while it makes sure of it (createFlat syncs what it finds).
+	nameLock, err := b.lockName(ctx, b.namePath(m.Name))
+	if err != nil {
+		return fmt.Errorf("lock name %q: %w", m.Name, err)
+	}
+	defer nameLock.Close()
 	b.forget(id)
 	if err := removeFile(b.imagePath(id)); err != nil {
 		return err
