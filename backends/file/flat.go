@@ -417,7 +417,7 @@ type volumeFile struct {
 	flat bool
 }
 
-// meta reads the entry's metadata the way Get does (sharedMeta).
+// metaOf reads the entry's metadata the way Get does (sharedMeta).
 func (b *Backend) metaOf(f volumeFile) (*meta, error) {
 	if !f.flat {
 		return b.sharedMeta(f.name)

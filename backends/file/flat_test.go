@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -255,5 +257,45 @@ func TestListSeesANameMadeAnewElsewhere(t *testing.T) {
 	}
 	if _, err := a.Get(ctx, old.ID); !errors.Is(err, backends.ErrNotFound) {
 		t.Fatalf("Get of the deleted volume = %v, want ErrNotFound", err)
+	}
+}
+
+// TestCacheSharesEqualParameters: cached volumes with equal parameters and
+// modes share one copy of each, what Get hands out is the caller's own, and
+// the table of shared sets stops growing at its bound.
+func TestCacheSharesEqualParameters(t *testing.T) {
+	ctx := context.Background()
+	b := newPool(t, Config{}, "n1")
+	var ids []string
+	for _, name := range []string{"a", "b"} {
+		r := req(name, 16*units.MiB)
+		r.Parameters = map[string]string{"fsType": "ext4", "preallocate": "false"}
+		v, err := b.Create(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v.ID)
+	}
+	got, err := b.Get(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Parameters["fsType"] = "xfs" // the caller's copy
+	ma, _ := b.sharedMeta(ids[0])
+	mb, _ := b.sharedMeta(ids[1])
+	if reflect.ValueOf(ma.Parameters).UnsafePointer() != reflect.ValueOf(mb.Parameters).UnsafePointer() || &ma.Modes[0] != &mb.Modes[0] {
+		t.Fatal("equal parameters or modes of two cached volumes are not shared")
+	}
+	if ma.Parameters["fsType"] != "ext4" {
+		t.Fatalf("changing what Get returned changed the cache: %v", ma.Parameters)
+	}
+	for i := range maxInterned + 10 {
+		m := &meta{Parameters: map[string]string{"n": fmt.Sprint(i)}}
+		b.metas.mu.Lock()
+		b.intern(m)
+		b.metas.mu.Unlock()
+	}
+	if n := len(b.metas.shared); n != maxInterned {
+		t.Fatalf("%d shared sets, want the bound %d", n, maxInterned)
 	}
 }
