@@ -4,35 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
-	"github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
+	ec2sim "github.com/csi-libstorage/csi-libstorage/test/sim/ec2"
 )
 
-// events records what a backend reports.
-type events struct {
-	mu        sync.Mutex
-	takeovers []backends.Takeover
-}
-
-func (r *events) Takeover(t backends.Takeover) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.takeovers = append(r.takeovers, t)
-}
-
-func (r *events) Fenced(backends.Fence) {}
-
-func (r *events) all() []backends.Takeover {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]backends.Takeover(nil), r.takeovers...)
-}
-
-func withEvents(r *events) func(*Options) { return func(o *Options) { o.Events = r } }
+func withEvents(r *harness.Events) func(*Options) { return func(o *Options) { o.Events = r } }
 
 // waitInstance waits until the simulated instance reaches state.
 func (e *env) waitInstance(id, state string) {
@@ -88,7 +68,7 @@ func TestTakeoverFromAHolderThatCannotWrite(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			rec := &events{}
+			rec := harness.NewEvents()
 			cfg := e.config("c1", "")
 			cfg.AttachTimeout = "3s"
 			ctrl := e.backend(cfg, "", withEvents(rec))
@@ -114,7 +94,7 @@ func TestTakeoverFromAHolderThatCannotWrite(t *testing.T) {
 				if holder != inst1 || state != "attached" {
 					t.Fatalf("after a refusal the volume is on %q (%s), want still attached to %s", holder, state, inst1)
 				}
-				if got := rec.all(); len(got) != 0 {
+				if got := rec.Takeovers(); len(got) != 0 {
 					t.Fatalf("a refusal reported takeovers %+v", got)
 				}
 				return
@@ -126,7 +106,7 @@ func TestTakeoverFromAHolderThatCannotWrite(t *testing.T) {
 				t.Fatalf("after the takeover the volume is on %q (%s), want attached to %s", holder, state, inst2)
 			}
 			want := backends.Takeover{Backend: "ebs", VolumeID: v.ID, From: inst1, To: inst2, Proof: tc.proof}
-			if got := rec.all(); len(got) != 1 || got[0] != want {
+			if got := rec.Takeovers(); len(got) != 1 || got[0] != want {
 				t.Fatalf("events %+v, want exactly %+v", got, want)
 			}
 			// The new holder is recorded, and a retry changes nothing.
@@ -140,7 +120,7 @@ func TestTakeoverFromAHolderThatCannotWrite(t *testing.T) {
 			if pc2 := attach(t, taker, v.ID, inst2, tc.byNode); pc2[PublishDevicePath] != pc[PublishDevicePath] {
 				t.Fatalf("a retried attach gave %v, first %v", pc2, pc)
 			}
-			if got := rec.all(); len(got) != 1 {
+			if got := rec.Takeovers(); len(got) != 1 {
 				t.Fatalf("a retry reported the takeover again: %+v", got)
 			}
 			// The dead node's late ControllerUnpublish leaves the new
@@ -182,7 +162,7 @@ func TestTakeoverNamesTheCONode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rec := &events{}
+	rec := harness.NewEvents()
 	ctrl := e.backend(e.config("c1", ""), "", withEvents(rec))
 	v := create(t, ctrl, "agents", 1, nil)
 	attach(t, ctrl, v.ID, agent1, false)
@@ -205,7 +185,7 @@ func TestTakeoverNamesTheCONode(t *testing.T) {
 	e.stop(inst1)
 	attach(t, ctrl, v.ID, agent2, false)
 	want := backends.Takeover{Backend: "ebs", VolumeID: v.ID, From: agent1, To: agent2, Proof: ProofInstanceStopped}
-	if got := rec.all(); len(got) != 1 || got[0] != want {
+	if got := rec.Takeovers(); len(got) != 1 || got[0] != want {
 		t.Fatalf("events %+v, want %+v", got, want)
 	}
 	detach(t, ctrl, v.ID, agent2)
@@ -233,7 +213,7 @@ func TestDetachFromADeadInstanceDoesNotHang(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
-			rec := &events{}
+			rec := harness.NewEvents()
 			cfg := e.config("c1", "")
 			cfg.AttachTimeout = "1500ms"
 			ctrl := e.backend(cfg, "", withEvents(rec))
@@ -247,7 +227,7 @@ func TestDetachFromADeadInstanceDoesNotHang(t *testing.T) {
 				if !errors.Is(err, backends.ErrUnavailable) || holder != inst1 || state != "detaching" {
 					t.Fatalf("stuck detach from a running instance: %v, attachment %q %s; want ErrUnavailable and still detaching", err, holder, state)
 				}
-				if got := rec.all(); len(got) != 0 {
+				if got := rec.Takeovers(); len(got) != 0 {
 					t.Fatalf("events %+v", got)
 				}
 				e.sim.HoldDetach(false)
@@ -258,7 +238,7 @@ func TestDetachFromADeadInstanceDoesNotHang(t *testing.T) {
 				t.Fatalf("detach from a %s instance: %v, attachment %q %s", e.sim.InstanceState(inst1), err, holder, state)
 			}
 			want := backends.Takeover{Backend: "ebs", VolumeID: v.ID, From: inst1, Proof: tc.proof}
-			if got := rec.all(); len(got) != 1 || got[0] != want {
+			if got := rec.Takeovers(); len(got) != 1 || got[0] != want {
 				t.Fatalf("events %+v, want %+v", got, want)
 			}
 		})
@@ -334,7 +314,7 @@ func TestSimInstanceLifecycle(t *testing.T) {
 // instance only after the old one has let it go.
 func TestTakeoverRacesARestart(t *testing.T) {
 	e := newEnv(t)
-	rec := &events{}
+	rec := harness.NewEvents()
 	cfg := e.config("c1", "")
 	cfg.AttachTimeout = "1500ms"
 	ctrl := e.backend(cfg, "", withEvents(rec))
@@ -364,7 +344,7 @@ func TestTakeoverRacesARestart(t *testing.T) {
 	if holder, _, state := e.attachment(v.ID); holder != inst1 || state != "detaching" {
 		t.Fatalf("volume %q %s: the detach from the restarted instance was forced", holder, state)
 	}
-	if got := rec.all(); len(got) != 0 {
+	if got := rec.Takeovers(); len(got) != 0 {
 		t.Fatalf("events %+v", got)
 	}
 	// While it runs, retries are refused as "still detaching"; once its
@@ -383,7 +363,7 @@ func TestTakeoverRacesARestart(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := rec.all(); len(got) != 0 {
+	if got := rec.Takeovers(); len(got) != 0 {
 		t.Fatalf("a plain move was reported as a takeover: %+v", got)
 	}
 	detach(t, ctrl, v.ID, inst2)
@@ -395,7 +375,7 @@ func TestTakeoverRacesARestart(t *testing.T) {
 // attempt finishes it and reports it once.
 func TestTakeoverWithinTheDeadline(t *testing.T) {
 	e := newEnv(t)
-	rec := &events{}
+	rec := harness.NewEvents()
 	cfg := e.config("c1", "")
 	cfg.AttachTimeout = "6s" // a stuck detach from a stopped instance is forced after 2s
 	ctrl := e.backend(cfg, "", withEvents(rec))
@@ -412,7 +392,7 @@ func TestTakeoverWithinTheDeadline(t *testing.T) {
 	if holder, _, state := e.attachment(v.ID); holder != inst1 || state != "detaching" {
 		t.Fatalf("after the first attempt the volume is %q %s", holder, state)
 	}
-	if got := rec.all(); len(got) != 0 {
+	if got := rec.Takeovers(); len(got) != 0 {
 		t.Fatalf("an unfinished takeover was reported: %+v", got)
 	}
 	if _, err := ctrl.Attach(within(t, 20*time.Second), v.ID, req); err != nil {
@@ -421,7 +401,7 @@ func TestTakeoverWithinTheDeadline(t *testing.T) {
 	if holder, _, _ := e.attachment(v.ID); holder != inst2 {
 		t.Fatalf("volume on %q after the takeover", holder)
 	}
-	if got := rec.all(); len(got) != 1 || got[0].Proof != ProofInstanceStopped {
+	if got := rec.Takeovers(); len(got) != 1 || got[0].Proof != ProofInstanceStopped {
 		t.Fatalf("events %+v, want one instance-stopped takeover", got)
 	}
 	e.sim.HoldDetach(false)

@@ -23,40 +23,11 @@ import (
 // assertion below is about order and generous bounds, not exact timing.
 const testLease = 600 * time.Millisecond
 
-// events records what a backend reports.
-type events struct {
-	mu        sync.Mutex
-	takeovers []backends.Takeover
-	fences    []backends.Fence
-	fenced    chan struct{}
-}
-
-func newEvents() *events { return &events{fenced: make(chan struct{}, 16)} }
-
-func (e *events) Takeover(t backends.Takeover) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.takeovers = append(e.takeovers, t)
-}
-
-func (e *events) Fenced(f backends.Fence) {
-	e.mu.Lock()
-	e.fences = append(e.fences, f)
-	e.mu.Unlock()
-	e.fenced <- struct{}{}
-}
-
-func (e *events) taken() []backends.Takeover {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]backends.Takeover(nil), e.takeovers...)
-}
-
 // leaseNode is one node's backend on a shared pool, holding its lease
 // until the test ends (or stop).
 type leaseNode struct {
 	*Backend
-	ev   *events
+	ev   *harness.Events
 	stop context.CancelFunc
 	// cut makes every renewal fail, as a node cut off from the pool.
 	cut func()
@@ -81,7 +52,7 @@ func (n *leaseNode) held(t *testing.T, name string, size int64) *backends.Volume
 
 func newLeaseNode(t *testing.T, dir, node, lease string) *leaseNode {
 	t.Helper()
-	ev := newEvents()
+	ev := harness.NewEvents()
 	b, err := New(Config{Name: "local", Dir: dir, Lease: lease}, Options{NodeID: node, Events: ev})
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +160,7 @@ func TestTakeoverAfterLeaseExpiry(t *testing.T) {
 	if len(m.Attachments) != 1 || m.Attachments[0].Node != "agent-b" || !m.Attachments[0].ByNode {
 		t.Fatalf("attachments after the takeover: %+v", m.Attachments)
 	}
-	got := b.ev.taken()
+	got := b.ev.Takeovers()
 	if len(got) != 1 || got[0].From != "agent-a" || got[0].To != "agent-b" || got[0].Proof != ProofLeaseExpired || got[0].LeaseAge <= 2*testLease {
 		t.Fatalf("takeovers reported: %+v", got)
 	}
@@ -226,7 +197,7 @@ func TestLiveHolderIsNeverTaken(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := b.ev.taken(); len(got) != 0 {
+	if got := b.ev.Takeovers(); len(got) != 0 {
 		t.Fatalf("takeovers from live or lease-less holders: %+v", got)
 	}
 	_, err := b.Attach(ctx, ids[1], backends.AttachRequest{Node: "agent-b", Mode: backends.SingleNodeWriter})
@@ -268,7 +239,7 @@ func TestDetachOfDeadNode(t *testing.T) {
 	if len(m.Attachments) != 0 {
 		t.Fatalf("attachments after the detach: %+v", m.Attachments)
 	}
-	if got := ctl.ev.taken(); len(got) != 1 || got[0].From != "agent-a" || got[0].To != "" {
+	if got := ctl.ev.Takeovers(); len(got) != 1 || got[0].From != "agent-a" || got[0].To != "" {
 		t.Fatalf("takeovers reported: %+v", got)
 	}
 }
@@ -347,7 +318,7 @@ func TestSelfFence(t *testing.T) {
 	a.cut()
 	cut := time.Now()
 	select {
-	case <-a.ev.fenced:
+	case <-a.ev.FenceSignals():
 	case <-time.After(20 * testLease):
 		t.Fatal("agent-a did not fence itself")
 	}
@@ -379,7 +350,7 @@ func TestSelfFence(t *testing.T) {
 	if _, err := a.Connect(ctx, v.ID, nil, false); !errors.Is(err, backends.ErrInUse) || !strings.Contains(err.Error(), "unstage it on node agent-a") {
 		t.Errorf("connect of the fenced volume on the fenced node: %v, want ErrInUse telling to unstage it", err)
 	}
-	if f := a.ev.fences; len(f) != 1 || len(f[0].Volumes) != 1 || f[0].Volumes[0] != v.ID {
+	if f := a.ev.Fences(); len(f) != 1 || len(f[0].Volumes) != 1 || f[0].Volumes[0] != v.ID {
 		t.Errorf("fences reported: %+v", f)
 	}
 
@@ -512,7 +483,7 @@ func TestSelfFenceBtrfs(t *testing.T) {
 	}
 	a.cut()
 	select {
-	case <-a.ev.fenced:
+	case <-a.ev.FenceSignals():
 	case <-time.After(20 * testLease):
 		t.Fatal("agent-a did not fence itself")
 	}

@@ -134,9 +134,7 @@ func TestFenceOnRestartAfterTakeover(t *testing.T) {
 	if err := kept.write("after the restart\n"); err != nil {
 		t.Errorf("write to the volume agent-a still holds: %v", err)
 	}
-	a2.ev.mu.Lock()
-	fences := a2.ev.fences
-	a2.ev.mu.Unlock()
+	fences := a2.ev.Fences()
 	if len(fences) != 1 || len(fences[0].Volumes) != 1 || fences[0].Volumes[0] != taken.id || !fences[0].TakenWhileDown || !strings.Contains(fences[0].Reason, "agent-b") {
 		t.Errorf("fences reported: %+v, want one of %s naming agent-b", fences, taken.id)
 	}
@@ -201,10 +199,8 @@ func TestNoFenceOnUnreadableMetadata(t *testing.T) {
 			if err := s.write("after the restart\n"); err != nil {
 				t.Errorf("write after a restart that could not read the metadata: %v", err)
 			}
-			a2.ev.mu.Lock()
-			defer a2.ev.mu.Unlock()
-			if len(a2.ev.fences) != 0 {
-				t.Errorf("fences reported: %+v", a2.ev.fences)
+			if f := a2.ev.Fences(); len(f) != 0 {
+				t.Errorf("fences reported: %+v", f)
 			}
 		})
 	}

@@ -4,38 +4,19 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zaptest"
 
 	"github.com/csi-libstorage/csi-libstorage/backends"
+	"github.com/csi-libstorage/csi-libstorage/test/harness"
 	scaleiosim "github.com/csi-libstorage/csi-libstorage/test/sim/scaleio"
 )
 
-type events struct {
-	mu        sync.Mutex
-	takeovers []backends.Takeover
-}
-
-func (r *events) Takeover(t backends.Takeover) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.takeovers = append(r.takeovers, t)
-}
-
-func (r *events) Fenced(backends.Fence) {}
-
-func (r *events) all() []backends.Takeover {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]backends.Takeover(nil), r.takeovers...)
-}
-
 // takeoverRig is newRig's gateway with a backend for the second node
 // (guid2), the one that takes volumes over.
-func takeoverRig(t *testing.T, grace string, rec *events) (*scaleiosim.Server, *Backend, *Backend) {
+func takeoverRig(t *testing.T, grace string, rec *harness.Events) (*scaleiosim.Server, *Backend, *Backend) {
 	t.Helper()
 	r := newRig(t, "")
 	b2, err := New(Config{Name: "sio", Gateway: r.b.cfg.Gateway, User: "admin", PasswordEnv: "SIO_TEST_PASSWORD", System: "sio",
@@ -92,7 +73,7 @@ func TestTakeoverFromADisconnectedSDC(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rec := &events{}
+			rec := harness.NewEvents()
 			sim, b1, b2 := takeoverRig(t, tc.grace, rec)
 			ctx := context.Background()
 			v, err := b1.Create(ctx, backends.CreateRequest{Name: "moving", Modes: []backends.AccessMode{backends.SingleNodeWriter}})
@@ -127,7 +108,7 @@ func TestTakeoverFromADisconnectedSDC(t *testing.T) {
 				if got := mappedTo(sim, v.ID); len(got) != 1 || got[0] != sdc1 {
 					t.Fatalf("after a refusal the volume is mapped to %v, want only the holder %s", got, sdc1)
 				}
-				if got := rec.all(); len(got) != 0 {
+				if got := rec.Takeovers(); len(got) != 0 {
 					t.Fatalf("a refusal reported %+v", got)
 				}
 				return
@@ -139,7 +120,7 @@ func TestTakeoverFromADisconnectedSDC(t *testing.T) {
 				t.Fatalf("after the takeover the volume is mapped to %v, want only %s", got, sdc2)
 			}
 			want := backends.Takeover{Backend: "sio", VolumeID: v.ID, From: guid1, To: guid2, Proof: ProofSDCDisconnected}
-			if got := rec.all(); len(got) != 1 || got[0] != want {
+			if got := rec.Takeovers(); len(got) != 1 || got[0] != want {
 				t.Fatalf("events %+v, want exactly %+v", got, want)
 			}
 			// A retry changes nothing; the fenced SDC comes back and still
@@ -150,8 +131,8 @@ func TestTakeoverFromADisconnectedSDC(t *testing.T) {
 			if err := sim.SetSDCState(guid1, scaleiosim.SDCConnected); err != nil {
 				t.Fatal(err)
 			}
-			if got := mappedTo(sim, v.ID); len(got) != 1 || got[0] != sdc2 || len(rec.all()) != 1 {
-				t.Fatalf("after a retry: mapped to %v, events %+v", got, rec.all())
+			if got := mappedTo(sim, v.ID); len(got) != 1 || got[0] != sdc2 || len(rec.Takeovers()) != 1 {
+				t.Fatalf("after a retry: mapped to %v, events %+v", got, rec.Takeovers())
 			}
 			got, err := b1.Get(ctx, v.ID)
 			if err != nil {
@@ -188,7 +169,7 @@ func TestDisconnectGraceConfig(t *testing.T) {
 // the holder, after which the volume maps elsewhere, and is reported to
 // no one: it is the operator's act, not a takeover.
 func TestForceDetachIsTheRefusalsCommand(t *testing.T) {
-	rec := &events{}
+	rec := harness.NewEvents()
 	sim, b1, b2 := takeoverRig(t, "", rec)
 	ctx := context.Background()
 	v, err := b1.Create(ctx, backends.CreateRequest{Name: "manual", Modes: []backends.AccessMode{backends.SingleNodeWriter}})
@@ -213,7 +194,7 @@ func TestForceDetachIsTheRefusalsCommand(t *testing.T) {
 	if _, err := b2.Attach(ctx, v.ID, req); err != nil {
 		t.Fatal(err)
 	}
-	if got := rec.all(); len(got) != 0 {
+	if got := rec.Takeovers(); len(got) != 0 {
 		t.Fatalf("an operator's force-detach was reported as a takeover: %+v", got)
 	}
 }

@@ -118,20 +118,8 @@ func TestCrashDuringTakeover(t *testing.T) {
 	trials, crashes := 0, 0
 	for _, point := range takeoverPoints {
 		t.Run(point, func(t *testing.T) {
-			fired := 0
-			for hit := 1; hit <= 20; hit++ {
-				c := takeoverTrial(t, point, hit)
-				trials++
-				crashes += c
-				if c == 0 {
-					break
-				}
-				fired++
-			}
-			if fired == 0 {
-				t.Fatalf("point %s was never reached during a takeover", point)
-			}
-			t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+			n, c := everyHit(t, point, 20, func(hit int) int { return takeoverTrial(t, point, hit) })
+			trials, crashes = trials+n, crashes+c
 		})
 	}
 	t.Logf("takeover fault matrix: %d points, %d trials, %d crashes; every retry left one holder, data intact, nothing behind", len(takeoverPoints), trials, crashes)
@@ -203,11 +191,7 @@ func takeoverTrial(t *testing.T, point string, hit int) (crashes int) {
 	retryCall(taker, "DeleteVolume", within, func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.DeleteVolumeResponse, error) {
 		return c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: vol})
 	})
-	taker.p.conn.Close()
-	taker.p.cmd.Process.Signal(os.Interrupt)
-	if err := <-taker.p.done; err != nil {
-		t.Fatalf("taker exit after SIGINT: %v\n%s", err, taker.p.stderr)
-	}
+	taker.stop()
 	// The dead holder's lease file stays (nobody may remove another
 	// node's lease); everything else must be gone.
 	harness.AssertNoLeaks(t, harness.LeakCheck{

@@ -3,7 +3,6 @@ package fault_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -103,11 +102,7 @@ func TestCrashDuringConcurrentCreates(t *testing.T) {
 					return c.DeleteVolume(ctx, &csi.DeleteVolumeRequest{VolumeId: id})
 				})
 			}
-			tr.p.conn.Close()
-			tr.p.cmd.Process.Signal(os.Interrupt)
-			if err := <-tr.p.done; err != nil {
-				t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
-			}
+			tr.stop()
 			tr.assertCleanPool()
 			t.Logf("crash at hit %d: %d of %d creates answered before it; every retry kept or made exactly one volume", hit, before, creates)
 		})

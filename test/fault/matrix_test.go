@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -327,39 +326,57 @@ func TestCrashAtEveryStep(t *testing.T) {
 			trials, crashes := 0, 0
 			for _, point := range be.points {
 				t.Run(point, func(t *testing.T) {
-					fired := 0
-					for hit := 1; hit <= 20; hit++ {
+					n, c := everyHit(t, point, 20, func(hit int) int {
 						dir := harness.TempDir(t)
 						tr := &trial{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), pool: filepath.Join(dir, "pool"), crashAt: point, hit: hit}
 						teardown := be.setup(tr)
 						tr.start(true)
 						tr.lifecycle()
-						tr.p.conn.Close()
-						tr.p.cmd.Process.Signal(os.Interrupt)
-						if err := <-tr.p.done; err != nil {
-							var ee *exec.ExitError
-							if !errors.As(err, &ee) {
-								t.Fatal(err)
-							}
-							t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
-						}
+						tr.stop()
 						be.clean(tr)
 						teardown()
-						trials++
-						crashes += tr.crashes
-						if tr.crashes == 0 {
-							break // this hit is beyond what the lifecycle reaches
-						}
-						fired++
-					}
-					if fired == 0 {
-						t.Fatalf("point %s was never reached; the matrix no longer covers it", point)
-					}
-					t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+						return tr.crashes
+					})
+					trials, crashes = trials+n, crashes+c
 				})
 			}
 			t.Logf("fault matrix, %s backend: %d points, %d trials, %d crashes, every retry completed with data intact and nothing left", name, len(be.points), trials, crashes)
 		})
+	}
+}
+
+// everyHit runs trial at hit 1, 2, … of a fault point until one ends
+// without the fault firing (the scenario reaches the point no more often),
+// at most maxHit times, and fails the test if it never fired: a point no
+// trial reaches is no longer covered. trial returns how often the plugin
+// crashed.
+func everyHit(t *testing.T, point string, maxHit int, trial func(hit int) (crashes int)) (trials, crashes int) {
+	t.Helper()
+	fired := 0
+	for hit := 1; hit <= maxHit; hit++ {
+		c := trial(hit)
+		trials++
+		crashes += c
+		if c == 0 {
+			break
+		}
+		fired++
+	}
+	if fired == 0 {
+		t.Fatalf("point %s was never reached; the matrix no longer covers it", point)
+	}
+	t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+	return trials, crashes
+}
+
+// stop ends the trial's plugin with SIGINT, as a CO's shutdown would, and
+// fails the test unless it exits cleanly.
+func (tr *trial) stop() {
+	tr.t.Helper()
+	tr.p.conn.Close()
+	tr.p.cmd.Process.Signal(os.Interrupt)
+	if err := <-tr.p.done; err != nil {
+		tr.t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
 	}
 }
 

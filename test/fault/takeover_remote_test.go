@@ -57,30 +57,17 @@ func TestCrashDuringEBSTakeover(t *testing.T) {
 			trials, crashes := 0, 0
 			for _, point := range tc.points {
 				t.Run(point, func(t *testing.T) {
-					fired := 0
-					for hit := 1; hit <= 10; hit++ {
+					n, c := everyHit(t, point, 10, func(hit int) int {
 						dir := harness.TempDir(t)
 						tr := &trial{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), crashAt: point, hit: hit}
 						admin, teardown := tr.startTakeoverSim()
 						tr.takeover(tc, admin)
-						tr.p.conn.Close()
-						tr.p.cmd.Process.Signal(os.Interrupt)
-						if err := <-tr.p.done; err != nil {
-							t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
-						}
+						tr.stop()
 						tr.assertCleanEC2()
 						teardown()
-						trials++
-						crashes += tr.crashes
-						if tr.crashes == 0 {
-							break
-						}
-						fired++
-					}
-					if fired == 0 {
-						t.Fatalf("point %s was never reached in a %s takeover", point, tc.name)
-					}
-					t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+						return tr.crashes
+					})
+					trials, crashes = trials+n, crashes+c
 				})
 			}
 			t.Logf("takeover from a %s holder: %d trials, %d crashes; each ended with one holder and nothing left", tc.name, trials, crashes)
@@ -179,9 +166,7 @@ func (tr *trial) takeover(tc takeoverCase, admin string) {
 	waitInstanceState(t, admin, holderInst, map[string]string{"stop": "stopped", "terminate": "terminated"}[tc.verb])
 
 	// The plugin that takes over crashes at the trial's point.
-	tr.p.conn.Close()
-	tr.p.cmd.Process.Signal(os.Interrupt)
-	<-tr.p.done
+	tr.stop()
 	tr.start(true)
 	call(tr, "ControllerPublish that takes the volume over", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerPublishVolumeResponse, error) {
 		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: takerInst, VolumeCapability: snw})
@@ -211,30 +196,17 @@ func TestCrashDuringScaleIOTakeover(t *testing.T) {
 	trials, crashes := 0, 0
 	for _, point := range scaleioTakeoverPoints {
 		t.Run(point, func(t *testing.T) {
-			fired := 0
-			for hit := 1; hit <= 10; hit++ {
+			n, c := everyHit(t, point, 10, func(hit int) int {
 				dir := harness.TempDir(t)
 				tr := &trial{t: t, dir: dir, sock: filepath.Join(dir, "csi.sock"), crashAt: point, hit: hit}
 				admin, images, teardown := tr.startScaleIOTakeoverSim()
 				tr.scaleioTakeover(admin, images)
-				tr.p.conn.Close()
-				tr.p.cmd.Process.Signal(os.Interrupt)
-				if err := <-tr.p.done; err != nil {
-					t.Fatalf("plugin exit after SIGINT: %v\n%s", err, tr.p.stderr)
-				}
+				tr.stop()
 				tr.assertCleanEC2()
 				teardown()
-				trials++
-				crashes += tr.crashes
-				if tr.crashes == 0 {
-					break
-				}
-				fired++
-			}
-			if fired == 0 {
-				t.Fatalf("point %s was never reached in a ScaleIO takeover", point)
-			}
-			t.Logf("%s: crashed and recovered at %d hit(s)", point, fired)
+				return tr.crashes
+			})
+			trials, crashes = trials+n, crashes+c
 		})
 	}
 	t.Logf("ScaleIO takeover: %d trials, %d crashes; each ended with one mapping and nothing left", trials, crashes)
@@ -276,9 +248,7 @@ func (tr *trial) scaleioTakeover(admin, images string) {
 	})
 	adminCall(t, http.MethodPut, admin+"/sdcs/"+holderGUID+"/state", "Disconnected")
 
-	tr.p.conn.Close()
-	tr.p.cmd.Process.Signal(os.Interrupt)
-	<-tr.p.done
+	tr.stop()
 	tr.start(true)
 	call(tr, "ControllerPublish that takes the volume over", func(ctx context.Context, c csi.ControllerClient, _ csi.NodeClient) (*csi.ControllerPublishVolumeResponse, error) {
 		return c.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: takerGUID, VolumeCapability: snw})
